@@ -1,0 +1,277 @@
+"""The `@tool` decorator: a typed Python function becomes a tool a model can call.
+
+The JSON schema comes from the signature (via pydantic) and the docstring; the same
+pydantic model validates the model's arguments before the function ever runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from tether.models.base import ToolSpec
+
+SideEffect = Literal["read", "write"]
+Risk = Literal["low", "medium", "high"]
+RISK_ORDER: dict[str, int] = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What the runtime hands a tool that asks for it (by annotating a parameter with this type).
+
+    `idempotency_key` is `run_id:step`; a write tool can store it to make a retry harmless.
+    """
+
+    run_id: str
+    user_id: str
+    thread_id: str | None
+    step: int
+    idempotency_key: str
+    data_dir: Path
+    release_version: str
+
+
+class ToolArgumentError(ValueError):
+    """The model's arguments do not match the tool's schema."""
+
+
+@dataclass
+class Tool:
+    """A callable plus everything the runtime needs to gate and execute it."""
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    args_model: type[BaseModel]
+    context_param: str | None
+    side_effect: SideEffect = "read"
+    risk: Risk = "low"
+    requires_approval: bool = False
+    timeout_s: float = 30.0
+    retries: int = 0
+    idempotent: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_write(self) -> bool:
+        return self.side_effect == "write"
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        """A call may run again without a human: reads, and writes declared idempotent."""
+        return not self.is_write or self.idempotent
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything about the tool that changes behaviour; part of a release's hash."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "side_effect": self.side_effect,
+            "risk": self.risk,
+            "requires_approval": self.requires_approval,
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "idempotent": self.idempotent,
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Return the arguments coerced to the declared types, or raise `ToolArgumentError`."""
+        try:
+            parsed = self.args_model.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ToolArgumentError(f"invalid arguments for {self.name}: {problems}") from None
+        return {name: getattr(parsed, name) for name in type(parsed).model_fields}
+
+    async def invoke(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+        """Validate, then call once with the tool's timeout. Retries are the runtime's job."""
+        kwargs = self.validate(arguments)
+        if self.context_param is not None:
+            kwargs[self.context_param] = context
+        if inspect.iscoroutinefunction(self.fn):
+            call: Awaitable[Any] = self.fn(**kwargs)
+        else:
+            call = asyncio.to_thread(self.fn, **kwargs)
+        return await asyncio.wait_for(call, timeout=self.timeout_s)
+
+
+_PARAM_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into (summary, {param: description})."""
+    if not doc:
+        return "", {}
+    text = inspect.cleandoc(doc)
+    sections = re.split(r"^\s*(Args|Arguments|Parameters|Returns|Raises):\s*$", text, flags=re.MULTILINE)
+    summary = sections[0].strip()
+    params: dict[str, str] = {}
+    for title, body in zip(sections[1::2], sections[2::2], strict=False):
+        if title not in {"Args", "Arguments", "Parameters"}:
+            continue
+        current: str | None = None
+        for line in body.splitlines():
+            match = _PARAM_LINE.match(line)
+            if match and not line.startswith(" " * 8):
+                current = match.group(1).lstrip("*")
+                params[current] = match.group(2).strip()
+            elif current and line.strip():
+                params[current] += " " + line.strip()
+    return " ".join(summary.split()), params
+
+
+def _build_args_model(
+    fn: Callable[..., Any], name: str, docs: dict[str, str]
+) -> tuple[type[BaseModel], str | None]:
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    context_param: str | None = None
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {name}: *args and **kwargs cannot be described to a model")
+        annotation = hints.get(param.name)
+        if annotation is None:
+            raise TypeError(f"tool {name}: parameter {param.name!r} needs a type annotation")
+        if annotation is ToolContext:
+            context_param = param.name
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, Field(default, description=docs.get(param.name)))
+    model_name = "".join(part.title() for part in name.split("_")) + "Arguments"
+    model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    return model, context_param
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
+def make_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    side_effect: SideEffect = "read",
+    risk: Risk = "low",
+    requires_approval: bool = False,
+    timeout_s: float = 30.0,
+    retries: int = 0,
+    idempotent: bool = False,
+) -> Tool:
+    tool_name = name or fn.__name__
+    if side_effect not in ("read", "write"):
+        raise ValueError(f"tool {tool_name}: side_effect must be 'read' or 'write', not {side_effect!r}")
+    if risk not in ("low", "medium", "high"):
+        raise ValueError(f"tool {tool_name}: risk must be 'low', 'medium' or 'high', not {risk!r}")
+    if timeout_s <= 0 or retries < 0:
+        raise ValueError(f"tool {tool_name}: timeout_s must be positive and retries non-negative")
+    summary, docs = _parse_docstring(fn.__doc__)
+    args_model, context_param = _build_args_model(fn, tool_name, docs)
+    return Tool(
+        name=tool_name,
+        description=summary or tool_name.replace("_", " "),
+        fn=fn,
+        args_model=args_model,
+        context_param=context_param,
+        side_effect=side_effect,
+        risk=risk,
+        requires_approval=requires_approval,
+        timeout_s=timeout_s,
+        retries=retries,
+        idempotent=idempotent,
+        parameters=_schema(args_model),
+    )
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    side_effect: SideEffect = "read",
+    risk: Risk = "low",
+    requires_approval: bool = False,
+    timeout_s: float = 30.0,
+    retries: int = 0,
+    idempotent: bool = False,
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    side_effect: SideEffect = "read",
+    risk: Risk = "low",
+    requires_approval: bool = False,
+    timeout_s: float = 30.0,
+    retries: int = 0,
+    idempotent: bool = False,
+) -> F | Callable[[F], F]:
+    """Mark a function as a tool. The function stays callable as before.
+
+    Use bare (`@tool`) for a low-risk read tool, or with options
+    (`@tool(side_effect="write", risk="high", requires_approval=True)`).
+    """
+
+    def decorate(func: F) -> F:
+        built = make_tool(
+            func,
+            name=name,
+            side_effect=side_effect,
+            risk=risk,
+            requires_approval=requires_approval,
+            timeout_s=timeout_s,
+            retries=retries,
+            idempotent=idempotent,
+        )
+        func.__tether_tool__ = built  # type: ignore[attr-defined]
+        return func
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def collect_tools(module: object) -> dict[str, Tool]:
+    """Every `@tool` defined in a module, by name."""
+    found: dict[str, Tool] = {}
+    for value in vars(module).values():
+        built = getattr(value, "__tether_tool__", None)
+        if isinstance(built, Tool):
+            if built.name in found and found[built.name].fn is not built.fn:
+                raise ValueError(f"two tools are named {built.name!r}")
+            found[built.name] = built
+    return found
+
+
+def render_result(result: Any) -> str:
+    """Turn a tool's return value into the text observation the model sees."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    return json.dumps(result, default=str, sort_keys=True)

@@ -1,0 +1,457 @@
+"""The `tether` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from tether.agent.config import ConfigError
+from tether.agent.release import diff_snapshots
+from tether.models.pricing import UnknownPriceError
+from tether.rollout.releases import create_release, snapshot_of, working_copy_release
+from tether.runtime.service import Runtime
+from tether.scaffold import scaffold
+from tether.settings import Settings
+from tether.store import db
+from tether.store.records import ApprovalRecord, RunRecord, RunStatus, StepKind, StepRecord
+from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store
+
+app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+release_app = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(release_app, name="release")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+ProjectOption = Annotated[
+    Path,
+    typer.Option(
+        "--project", "-p", envvar="TETHER_PROJECT", help="Agent project folder (holds tether.toml)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+T = TypeVar("T")
+_USER_ERRORS = (
+    ConfigError,
+    UnknownPriceError,
+    NotFoundError,
+    ConflictError,
+    db.DatabaseError,
+    ValueError,
+    FileExistsError,
+    LeaseLostError,
+)
+
+
+def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a command body; known failures become one clear line on stderr and exit code 2."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except _USER_ERRORS as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        if os.environ.get("TETHER_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {exc!r} (set TETHER_DEBUG=1 for the traceback)", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@dataclass
+class Session:
+    project: Path
+    store: Store
+    runtime: Runtime
+
+
+@asynccontextmanager
+async def _session(project: Path) -> AsyncIterator[Session]:
+    settings = Settings()
+    url = settings.database_url or db.default_url(project)
+    store = await Store.open(url)
+    data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
+    try:
+        yield Session(project, store, Runtime(store, settings, data_dir=data_dir))
+    finally:
+        await store.close()
+
+
+def _dump(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _run_json(run: RunRecord, approvals: list[ApprovalRecord]) -> dict[str, Any]:
+    data = run.model_dump(mode="json", by_alias=True)
+    data["run_id"] = data.pop("id")
+    pending = [a for a in approvals if a.status == "pending"]
+    data["pending_approval"] = pending[0].model_dump(mode="json") if pending else None
+    return data
+
+
+_STATUS_STYLE = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.WAITING_FOR_APPROVAL: "yellow",
+    RunStatus.ESCALATED: "yellow",
+    RunStatus.BUDGET_EXHAUSTED: "red",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "dim",
+}
+
+
+def _print_run(run: RunRecord, approvals: list[ApprovalRecord]) -> None:
+    style = _STATUS_STYLE.get(run.status, "cyan")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("run_id", run.id),
+        ("status", f"[{style}]{run.status}[/{style}]"),
+        ("release", run.release_version),
+        ("user", run.user_id),
+        ("thread", run.thread_id or "-"),
+        ("steps", str(run.steps_used)),
+        ("tools called", ", ".join(run.tools_called) or "-"),
+        ("tokens", f"{run.input_tokens} in / {run.output_tokens} out"),
+        ("cost", f"${run.estimated_cost_usd:.6f}"),
+        ("risk", run.risk_level),
+        ("created", run.created_at.isoformat(timespec="seconds")),
+    ]
+    if run.finished_at:
+        rows.append(("finished", run.finished_at.isoformat(timespec="seconds")))
+    if run.error:
+        rows.append(("error", run.error))
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+    for approval in approvals:
+        if approval.status == "pending":
+            out.print(
+                f"\n[yellow]waiting for approval[/yellow] of [bold]{approval.tool}[/bold]"
+                f"({json.dumps(approval.arguments)}): {approval.reason}",
+                highlight=False,
+            )
+            out.print(f"  approve: tether approve {run.id}", highlight=False)
+            out.print(f'  reject:  tether approve {run.id} --reject --reason "..."', highlight=False)
+    if run.output:
+        out.print("\n[bold]output[/bold]")
+        out.print(run.output, highlight=False, markup=False)
+
+
+async def _show(session: Session, run: RunRecord, as_json: bool) -> None:
+    approvals = await session.store.list_approvals(run_id=run.id)
+    if as_json:
+        _dump(_run_json(run, approvals))
+    else:
+        _print_run(run, approvals)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder for the new agent project.")]) -> None:
+    """Create a working agent project (config, prompt, a tool and an offline scripted model)."""
+    try:
+        written = scaffold(directory)
+    except FileExistsError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for path in written:
+        out.print(f"created {path}", highlight=False)
+    out.print(f'\nnext: tether run --project {directory} --user me "How many words is this sentence?"')
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What the agent should do.")],
+    project: ProjectOption = Path("."),
+    user: Annotated[str, typer.Option("--user", "-u", help="Who the run is for.")] = "local",
+    thread: Annotated[str | None, typer.Option(help="Continue this thread (created if new).")] = None,
+    release: Annotated[str | None, typer.Option(help="Release version (default: the working copy).")] = None,
+    queue_only: Annotated[bool, typer.Option("--queue", help="Only queue it, for `tether worker`.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the agent on one task and print the run record."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            chosen = (
+                await session.store.get_release(release)
+                if release
+                else await working_copy_release(session.store, session.project)
+            )
+            queued = await session.runtime.submit(chosen, user_id=user, input=task, thread_id=thread)
+            result = queued if queue_only else await session.runtime.execute(queued.id)
+            await _show(session, result, as_json)
+
+    _run(body)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The run waiting for approval.")],
+    project: ProjectOption = Path("."),
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the pending call instead.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (shown to the agent on rejection).")] = None,
+    by: Annotated[str, typer.Option(help="Who decides (recorded).")] = "cli",
+    queue_only: Annotated[
+        bool, typer.Option("--queue", help="Leave the resumed run to `tether worker`.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve (or --reject) a run's pending tool call, then resume the run."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            decision = await session.runtime.decide(run_id, approve=not reject, reason=reason, decided_by=by)
+            if not as_json:
+                out.print(f"{decision.status} {decision.tool} for run {run_id}", highlight=False)
+            result = (
+                await session.store.get_run(run_id) if queue_only else await session.runtime.execute(run_id)
+            )
+            await _show(session, result, as_json)
+
+    _run(body)
+
+
+@app.command()
+def worker(
+    project: ProjectOption = Path("."),
+    drain: Annotated[bool, typer.Option("--drain", help="Finish every claimable run, then exit.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Execute queued runs and resume runs whose process died (lease expired)."""
+    if not drain:
+        err.print("[red]error:[/red] only `tether worker --drain` is available in this version")
+        raise typer.Exit(2)
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            done = await session.runtime.drain()
+        if as_json:
+            _dump([{"run_id": r.id, "status": r.status} for r in done])
+            return
+        for record in done:
+            out.print(f"{record.id}  {record.status}", highlight=False)
+        out.print(f"drained {len(done)} run(s)")
+
+    _run(body)
+
+
+@runs_app.command("list")
+def runs_list(
+    project: ProjectOption = Path("."),
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The most recent runs, newest first."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            records = await session.store.list_runs(status=status, limit=limit)
+        if as_json:
+            _dump([_run_json(r, []) for r in records])
+            return
+        table = Table("run_id", "status", "release", "user", "steps", "tokens", "cost", "created")
+        for r in records:
+            style = _STATUS_STYLE.get(r.status, "cyan")
+            table.add_row(
+                r.id,
+                f"[{style}]{r.status}[/{style}]",
+                r.release_version,
+                r.user_id,
+                str(r.steps_used),
+                str(r.input_tokens + r.output_tokens),
+                f"${r.estimated_cost_usd:.6f}",
+                r.created_at.isoformat(timespec="seconds"),
+            )
+        out.print(table)
+
+    _run(body)
+
+
+def _step_label(step: StepRecord) -> str:
+    status_style = {"succeeded": "green", "failed": "red", "started": "yellow"}[step.status]
+    if step.kind == StepKind.MODEL_CALL:
+        calls = (step.message or {}).get("tool_calls") or []
+        what = ", ".join(c["name"] for c in calls) if calls else "final answer"
+        detail = f"{step.input_tokens}+{step.output_tokens} tokens, ${step.cost_usd:.6f}"
+        return f"[{status_style}]#{step.index} model[/{status_style}] {step.name} → {what} ({detail})"
+    args = json.dumps(step.arguments, sort_keys=True)
+    return f"[{status_style}]#{step.index} tool[/{status_style}] {step.name}({args})"
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument()],
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """One run with its steps as a tree."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            record = await session.store.get_run(run_id)
+            steps = await session.store.list_steps(run_id)
+            approvals = await session.store.list_approvals(run_id=run_id)
+        if as_json:
+            data = _run_json(record, approvals)
+            data["steps"] = [s.model_dump(mode="json") for s in steps]
+            data["approvals"] = [a.model_dump(mode="json") for a in approvals]
+            _dump(data)
+            return
+        _print_run(record, approvals)
+        tree = Tree(f"[bold]{record.id}[/bold] · {record.input!r}", highlight=False)
+        for step in steps:
+            branch = tree.add(_step_label(step), highlight=False)
+            text = (step.message or {}).get("content") if step.kind == StepKind.MODEL_CALL else step.result
+            if step.error:
+                branch.add(f"[red]error:[/red] {step.error}", highlight=False)
+            elif text:
+                branch.add(text if len(text) <= 400 else text[:399] + "…", highlight=False)
+        for approval in approvals:
+            tree.add(
+                f"approval ({approval.kind}) {approval.tool}: {approval.status}"
+                + (f" by {approval.decided_by}" if approval.decided_by else "")
+                + (f" — {approval.decision_reason}" if approval.decision_reason else ""),
+                highlight=False,
+            )
+        out.print()
+        out.print(tree)
+
+    _run(body)
+
+
+@release_app.command("create")
+def release_create(
+    project: ProjectOption = Path("."),
+    version: Annotated[str | None, typer.Option(help="Version name (default: <name>-<date>).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Snapshot the project into an immutable release (unchanged inputs reuse the existing one)."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            result = await create_release(session.store, session.project, version=version)
+        release = result.release
+        if as_json:
+            _dump(
+                {"version": release.version, "content_hash": release.content_hash, "created": result.created}
+            )
+        elif result.created:
+            out.print(f"created release [bold]{release.version}[/bold] ({release.content_hash[:12]})")
+        else:
+            out.print(
+                f"unchanged: already released as [bold]{release.version}[/bold] ({release.content_hash[:12]})"
+            )
+
+    _run(body)
+
+
+@release_app.command("list")
+def release_list(
+    project: ProjectOption = Path("."),
+    adhoc: Annotated[bool, typer.Option("--adhoc", help="Include working-copy releases.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Releases, newest first."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            releases = await session.store.list_releases(include_adhoc=adhoc)
+        if as_json:
+            _dump([r.model_dump(mode="json", exclude={"snapshot"}) for r in releases])
+            return
+        table = Table("version", "kind", "hash", "model", "created")
+        for r in releases:
+            model = snapshot_of(r).config.get("model", {}).get("primary", "?")
+            table.add_row(
+                r.version, r.kind, r.content_hash[:12], model, r.created_at.isoformat(timespec="seconds")
+            )
+        out.print(table)
+
+    _run(body)
+
+
+@release_app.command("show")
+def release_show(
+    name: Annotated[str, typer.Argument(help="Release version.")],
+    project: ProjectOption = Path("."),
+    diff: Annotated[str | None, typer.Option("--diff", help="Show what changed since this release.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A release's content (and a diff of prompts, config and tools against another)."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            release = await session.store.get_release(name)
+            other = await session.store.get_release(diff) if diff else None
+        snapshot = snapshot_of(release)
+        changes = (
+            diff_snapshots(snapshot_of(other), snapshot, old_name=other.version, new_name=release.version)
+            if other
+            else None
+        )
+        if as_json:
+            data = release.model_dump(mode="json")
+            if other is not None:
+                data["diff"] = changes
+            _dump(data)
+            return
+        config = snapshot.parsed_config()
+        table = Table(show_header=False, box=None)
+        for key, value in (
+            ("version", release.version),
+            ("kind", release.kind),
+            ("content hash", release.content_hash),
+            ("owner", config.agent.owner),
+            ("model", " → ".join(config.model.chain)),
+            ("tools", ", ".join(f"{t['name']} ({t['side_effect']}, {t['risk']})" for t in snapshot.tools)),
+            ("write tools", "enabled" if config.agent.write_tools_enabled else "disabled"),
+            ("force human review", str(config.agent.force_human_review).lower()),
+            (
+                "limits",
+                f"{config.limits.max_steps} steps, {config.limits.max_tokens_per_run} tokens, "
+                f"${config.limits.max_cost_usd_per_run} per run",
+            ),
+            ("prompts", ", ".join(snapshot.prompts)),
+            ("created", release.created_at.isoformat(timespec="seconds")),
+        ):
+            table.add_row(f"[bold]{key}[/bold]", value)
+        out.print(table)
+        if other is not None:
+            out.print(f"\n[bold]changes since {other.version}[/bold]")
+            out.print(changes or "(no differences)", highlight=False, markup=False)
+
+    _run(body)
+
+
+@db_app.command("upgrade")
+def db_upgrade(project: ProjectOption = Path(".")) -> None:
+    """Apply pending database migrations (also done automatically on first use)."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            current = await db.is_current(session.store.engine)
+        out.print("database schema is current" if current else "database schema is NOT current")
+
+    _run(body)
+
+
+def main() -> None:
+    app()

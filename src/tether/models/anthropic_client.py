@@ -1,0 +1,248 @@
+"""A `ChatModel` for Anthropic's Messages API, using the official `anthropic` package.
+
+The SDK's own retries are turned off: retries and fallback are done by
+`tether.models.routing`, which retries only `TransientModelError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import anthropic
+import httpx
+import httpx2
+from anthropic.types import (
+    ContentBlockParam,
+    MessageParam,
+    ToolParam,
+)
+from anthropic.types import (
+    Message as AnthropicMessage,
+)
+
+from tether.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    TransientModelError,
+    Usage,
+)
+
+DEFAULT_MAX_TOKENS = 1024
+
+# Status codes worth retrying besides 5xx (529 "overloaded" is one): request timeout, rate limit.
+_TRANSIENT_STATUS = frozenset({408, 429, 529})
+
+# Sent to self-hosted / proxy endpoints when no key is given; never read from the environment
+# so a real Anthropic key is not leaked to a third-party `base_url`.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+class AnthropicChatModel:
+    """Claude through the Messages API with tool use.
+
+    `name` is the full reference (`anthropic:claude-sonnet-4-5`), `model` the part after the colon.
+
+    With `api_key` None and no `base_url`, the SDK resolves credentials itself
+    (`ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN`, a profile); none at all raises `ModelError`
+    at call time.
+
+    `http_client` may be an `httpx2.AsyncClient` (what `anthropic>=2` requires) or an
+    `httpx.AsyncClient`, which is bridged through an httpx2 transport.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self._api_key = api_key if api_key is not None else (_PLACEHOLDER_KEY if base_url else None)
+        self._http_client = http_client
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    def _get_client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            http_client = self._http_client
+            if isinstance(http_client, httpx.AsyncClient):
+                http_client = httpx2.AsyncClient(transport=LegacyHttpxTransport(http_client))
+            try:
+                client = anthropic.AsyncAnthropic(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    timeout=self.timeout_s,
+                    max_retries=0,
+                    http_client=http_client,
+                )
+            except anthropic.AnthropicError as exc:
+                raise ModelError(f"model {self.name}: could not load Anthropic credentials: {exc}") from exc
+            if client.api_key is None and client.auth_token is None and client.credentials is None:
+                raise ModelError(
+                    f"model {self.name}: no API key: set ANTHROPIC_API_KEY, pass api_key, "
+                    f"or set base_url for a self-hosted endpoint"
+                )
+            self._client = client
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the underlying HTTP client (including one passed as `http_client`)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def chat(
+        self, messages: list[Message], tools: list[ToolSpec], *, max_output_tokens: int | None = None
+    ) -> ModelResponse:
+        client = self._get_client()
+        system, wire_messages = to_anthropic_messages(messages)
+        wire_tools = [to_anthropic_tool(t) for t in tools]
+        try:
+            reply = await client.messages.create(
+                model=self.model,
+                max_tokens=DEFAULT_MAX_TOKENS if max_output_tokens is None else max_output_tokens,
+                messages=wire_messages,
+                system=system if system else anthropic.omit,
+                tools=wire_tools if wire_tools else anthropic.omit,
+            )
+        except anthropic.AnthropicError as exc:
+            raise self._map_error(exc) from exc
+        return self._parse(reply)
+
+    def _parse(self, reply: AnthropicMessage) -> ModelResponse:
+        texts: list[str] = []
+        tool_calls: list[ToolCall] = []
+        for block in reply.content:
+            if block.type == "text":
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                tool_calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
+            # thinking and server-tool blocks carry nothing the runtime acts on
+        return ModelResponse(
+            content="".join(texts),
+            tool_calls=tool_calls,
+            usage=Usage(input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens),
+            model=reply.model or self.model,
+            finish_reason=reply.stop_reason or ("tool_use" if tool_calls else "end_turn"),
+        )
+
+    def _map_error(self, exc: anthropic.AnthropicError) -> ModelError:
+        prefix = f"model {self.name} failed"
+        if isinstance(exc, anthropic.APITimeoutError):
+            return TransientModelError(f"{prefix}: request timed out after {self.timeout_s}s")
+        if isinstance(exc, anthropic.APIConnectionError):
+            return TransientModelError(f"{prefix}: connection error: {exc.__cause__ or exc}")
+        if isinstance(exc, anthropic.APIStatusError):
+            detail = f"{prefix}: HTTP {exc.status_code}: {exc.api_message or exc.message}"
+            if (
+                isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError)
+                or exc.status_code >= 500
+                or exc.status_code in _TRANSIENT_STATUS
+            ):
+                return TransientModelError(detail)
+            return ModelError(detail)
+        return ModelError(f"{prefix}: {exc}")
+
+
+def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[MessageParam]]:
+    """Our messages as (system prompt, Messages API turns).
+
+    System messages are joined into the `system` parameter. Assistant tool calls become
+    `tool_use` blocks; tool results become `tool_result` blocks in a user turn. Consecutive
+    turns of the same role (several tool results, or tool results followed by a user message)
+    are merged into one, as the API expects every `tool_use` to be answered in the next turn.
+    """
+    system_parts: list[str] = []
+    turns: list[tuple[Literal["user", "assistant"], list[ContentBlockParam]]] = []
+
+    def add(role: Literal["user", "assistant"], blocks: list[ContentBlockParam]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+
+    for m in messages:
+        if m.role == "system":
+            if m.content:
+                system_parts.append(m.content)
+        elif m.role == "user":
+            add("user", [{"type": "text", "text": m.content}] if m.content else [])
+        elif m.role == "assistant":
+            blocks: list[ContentBlockParam] = []
+            if m.content:
+                blocks.append({"type": "text", "text": m.content})
+            for call in m.tool_calls:
+                blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments})
+            add("assistant", blocks)
+        else:
+            if not m.tool_call_id:
+                raise ModelError("a tool message needs the tool_call_id of the call it answers")
+            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}])
+
+    wire: list[MessageParam] = []
+    for role, blocks in turns:
+        first = blocks[0]
+        # a lone text block is sent as a plain string, the common shape
+        content: str | list[ContentBlockParam] = (
+            first["text"] if len(blocks) == 1 and first["type"] == "text" else blocks
+        )
+        if role == "user":
+            wire.append({"role": "user", "content": content})
+        else:
+            wire.append({"role": "assistant", "content": content})
+    return "\n\n".join(system_parts), wire
+
+
+def to_anthropic_tool(spec: ToolSpec) -> ToolParam:
+    return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
+
+
+class LegacyHttpxTransport(httpx2.AsyncBaseTransport):
+    """Send the SDK's httpx2 requests through an `httpx.AsyncClient`.
+
+    `anthropic>=2` refuses `httpx` clients outright; this keeps `http_client=httpx.AsyncClient(...)`
+    (e.g. with `httpx.MockTransport`) working. Responses are read in full, which is fine for
+    the non-streaming calls made here. Transport errors are re-raised as their httpx2
+    counterparts so the SDK reports timeouts and connection errors as usual.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = await request.aread()
+        legacy_request = self._client.build_request(
+            request.method, str(request.url), headers=request.headers.multi_items(), content=body
+        )
+        timeout: Any = request.extensions.get("timeout")
+        if isinstance(timeout, dict):
+            legacy_request.extensions["timeout"] = dict(timeout)
+        try:
+            legacy_response = await self._client.send(legacy_request)
+        except httpx.TimeoutException as exc:
+            raise httpx2.ReadTimeout(str(exc) or type(exc).__name__, request=request) from exc
+        except httpx.RequestError as exc:
+            raise httpx2.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        # the body is already decoded, so drop the headers that describe the encoded form
+        headers = [
+            (key, value)
+            for key, value in legacy_response.headers.multi_items()
+            if key.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
+        ]
+        return httpx2.Response(
+            legacy_response.status_code, headers=headers, content=legacy_response.content, request=request
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,214 @@
+"""A `ChatModel` for OpenAI and any OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, gateways).
+
+Uses the official `openai` package with its own retries turned off: retries and fallback
+are done by `tether.models.routing`, which retries only `TransientModelError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import httpx
+import httpx2
+import openai
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+
+from tether.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    TransientModelError,
+    Usage,
+)
+
+# Status codes worth retrying besides 5xx: request timeout, conflict, rate limit.
+_TRANSIENT_STATUS = frozenset({408, 409, 429})
+
+# Sent to self-hosted servers that ignore authentication; never read from OPENAI_API_KEY so a
+# real OpenAI key is not leaked to a third-party `base_url`.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+class OpenAIChatModel:
+    """Chat completions with function tools against OpenAI or an OpenAI-compatible server.
+
+    `name` is the full reference (`openai:gpt-4o-mini`, `local:llama3`), `model` the part
+    after the colon, sent as the request's `model`.
+
+    With `base_url` unset the client talks to api.openai.com and, when `api_key` is None,
+    reads `OPENAI_API_KEY`; a missing key raises `ModelError` at call time. With `base_url`
+    set and no `api_key`, a placeholder key is sent (self-hosted servers need none).
+
+    `http_client` may be an `httpx.AsyncClient` or an `httpx2.AsyncClient` (the transport
+    `openai>=3` uses natively); tests pass one with a mock transport.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self._api_key = api_key if api_key is not None else (_PLACEHOLDER_KEY if base_url else None)
+        self._http_client = http_client
+        self._client: openai.AsyncOpenAI | None = None
+
+    def _get_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            try:
+                self._client = openai.AsyncOpenAI(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    timeout=self.timeout_s,
+                    max_retries=0,
+                    # openai>=3 accepts legacy httpx clients at runtime but types only httpx2.
+                    http_client=cast(httpx2.AsyncClient | None, self._http_client),
+                )
+            except openai.OpenAIError as exc:
+                raise ModelError(
+                    f"model {self.name}: no API key: set OPENAI_API_KEY, pass api_key, "
+                    f"or set base_url for a self-hosted server ({exc})"
+                ) from exc
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the underlying HTTP client (including one passed as `http_client`)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def chat(
+        self, messages: list[Message], tools: list[ToolSpec], *, max_output_tokens: int | None = None
+    ) -> ModelResponse:
+        client = self._get_client()
+        wire_messages = to_openai_messages(messages)
+        wire_tools: list[ChatCompletionFunctionToolParam] = [to_openai_tool(t) for t in tools]
+        # api.openai.com rejects `max_tokens` for reasoning models; compatible servers often only
+        # know `max_tokens`.
+        limit: dict[str, int] = {}
+        if max_output_tokens is not None:
+            limit["max_tokens" if self.base_url else "max_completion_tokens"] = max_output_tokens
+        try:
+            completion = await client.chat.completions.create(
+                model=self.model,
+                messages=wire_messages,
+                tools=wire_tools if wire_tools else openai.omit,
+                max_tokens=limit.get("max_tokens", openai.omit),
+                max_completion_tokens=limit.get("max_completion_tokens", openai.omit),
+            )
+        except openai.OpenAIError as exc:
+            raise self._map_error(exc) from exc
+        return self._parse(completion)
+
+    def _parse(self, completion: ChatCompletion) -> ModelResponse:
+        if not completion.choices:
+            raise ModelError(f"model {self.name}: the response has no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        tool_calls: list[ToolCall] = []
+        for call in message.tool_calls or []:
+            if call.type == "function":
+                arguments = parse_arguments(call.function.arguments)
+                tool_calls.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
+            else:  # a custom (free-form) tool call: we never declare these; validation rejects it
+                raw = {"_raw": call.custom.input}
+                tool_calls.append(ToolCall(id=call.id, name=call.custom.name, arguments=raw))
+        usage = completion.usage
+        return ModelResponse(
+            content=message.content or "",
+            tool_calls=tool_calls,
+            usage=Usage(
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+            ),
+            model=completion.model or self.model,
+            finish_reason=choice.finish_reason or ("tool_calls" if tool_calls else "stop"),
+        )
+
+    def _map_error(self, exc: openai.OpenAIError) -> ModelError:
+        prefix = f"model {self.name} failed"
+        if isinstance(exc, openai.APITimeoutError):
+            return TransientModelError(f"{prefix}: request timed out after {self.timeout_s}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return TransientModelError(f"{prefix}: connection error: {exc.__cause__ or exc}")
+        if isinstance(exc, openai.APIStatusError):
+            detail = f"{prefix}: HTTP {exc.status_code}: {exc.message}"
+            if (
+                isinstance(exc, openai.RateLimitError | openai.InternalServerError)
+                or exc.status_code >= 500
+                or exc.status_code in _TRANSIENT_STATUS
+            ):
+                return TransientModelError(detail)
+            return ModelError(detail)
+        return ModelError(f"{prefix}: {exc}")
+
+
+def to_openai_messages(messages: list[Message]) -> list[ChatCompletionMessageParam]:
+    """Our messages in chat.completions format."""
+    wire: list[ChatCompletionMessageParam] = []
+    for m in messages:
+        if m.role == "system":
+            wire.append({"role": "system", "content": m.content})
+        elif m.role == "user":
+            if m.name:
+                wire.append({"role": "user", "content": m.content, "name": m.name})
+            else:
+                wire.append({"role": "user", "content": m.content})
+        elif m.role == "assistant":
+            if m.tool_calls:
+                calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                    }
+                    for c in m.tool_calls
+                ]
+                wire.append({"role": "assistant", "content": m.content or None, "tool_calls": calls})
+            else:
+                wire.append({"role": "assistant", "content": m.content})
+        else:
+            if not m.tool_call_id:
+                raise ModelError("a tool message needs the tool_call_id of the call it answers")
+            wire.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+    return wire
+
+
+def to_openai_tool(spec: ToolSpec) -> ChatCompletionFunctionToolParam:
+    return {
+        "type": "function",
+        "function": {"name": spec.name, "description": spec.description, "parameters": spec.parameters},
+    }
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """JSON-decode tool-call arguments; anything but a JSON object is kept as `{"_raw": raw}`.
+
+    The runtime validates arguments against the tool's schema, so a `_raw` entry becomes an
+    error observation the model can correct instead of a crash.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {"_raw": raw}
+    if not isinstance(parsed, dict):
+        return {"_raw": raw}
+    return cast(dict[str, Any], parsed)

@@ -1,0 +1,64 @@
+"""Turn model references from `tether.toml` into clients, wrapped in one fallback chain."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from tether.agent.config import ConfigError, ProjectConfig
+from tether.models.base import ChatModel
+from tether.models.pricing import Pricer
+from tether.models.routing import FallbackChain
+from tether.models.scripted import Policy, ScriptedModel
+
+PolicyResolver = Callable[[str], Policy]
+
+
+def pricer_for(config: ProjectConfig) -> Pricer:
+    return Pricer(
+        overrides={ref: (p.input_per_mtok, p.output_per_mtok) for ref, p in config.prices.items()},
+        provider_kinds={name: section.kind for name, section in config.providers.items()},
+    )
+
+
+def check_prices(config: ProjectConfig) -> None:
+    """Fail now, with the fix in the message, if any model in the chain has no known price."""
+    pricer = pricer_for(config)
+    for reference in config.model.chain:
+        pricer.check(reference)
+
+
+def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyResolver) -> ChatModel:
+    provider, _, model = reference.partition(":")
+    if provider == "scripted":
+        if not config.model.scripted_policy:
+            raise ConfigError(
+                f"model {reference!r} is scripted: set [model] scripted_policy = 'module:function'"
+            )
+        return ScriptedModel(reference, resolve_policy(config.model.scripted_policy))
+    section = config.providers.get(provider)
+    kind = section.kind if section else provider
+    base_url = section.base_url if section else os.environ.get(f"{provider.upper()}_BASE_URL")
+    key_env = section.api_key_env if section and section.api_key_env else f"{provider.upper()}_API_KEY"
+    api_key = os.environ.get(key_env)
+    timeout = config.model.timeout_s
+    if kind == "openai":
+        from tether.models.openai_compat import OpenAIChatModel
+
+        return OpenAIChatModel(reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout)
+    if kind == "anthropic":
+        from tether.models.anthropic_client import AnthropicChatModel
+
+        return AnthropicChatModel(reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout)
+    raise ConfigError(
+        f"model {reference!r}: unknown provider {provider!r}; use scripted, openai, anthropic "
+        f"or declare [providers.{provider}] with kind = 'openai' or 'anthropic'"
+    )
+
+
+def build_chain(
+    config: ProjectConfig, resolve_policy: PolicyResolver, *, backoff_s: float = 0.5
+) -> FallbackChain:
+    check_prices(config)
+    models = [build_client(ref, config, resolve_policy) for ref in config.model.chain]
+    return FallbackChain(models, retries=config.model.retries, backoff_s=backoff_s)

@@ -1,0 +1,1 @@
+"""Releases registry (and, later, traffic assignment, shadow, canary and rollback)."""

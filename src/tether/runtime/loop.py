@@ -1,0 +1,440 @@
+"""The run loop: one claimed run, driven step by step until it ends or parks.
+
+Every model call and tool call is written as a step *before* it happens and finished *after*,
+so a run can always be rebuilt from its steps: a new process replays them into the conversation
+and carries on from the last checkpoint. This is the only loop in Tether; the CLI, workers,
+evals and shadow traffic all come through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
+from tether.models.base import Message, ModelError, ToolCall, ToolSpec
+from tether.models.tokens import estimate_prompt_tokens
+from tether.runtime.agents import LoadedRelease
+from tether.runtime.budget import check_budget
+from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.store.records import (
+    ApprovalKind,
+    ApprovalRecord,
+    RunRecord,
+    RunStatus,
+    RunTotals,
+    StepDraft,
+    StepKind,
+    StepOutcome,
+    StepRecord,
+    StepStatus,
+)
+from tether.store.repository import LeaseLostError, Store
+
+_RETRY_BACKOFF_S = 0.2
+_SUMMARY_RESULT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    owner: str
+    lease_s: float
+    data_dir: Path
+
+
+def observation(step: StepRecord) -> str:
+    """What the model sees for a finished tool step."""
+    if step.status == StepStatus.SUCCEEDED:
+        return step.result or ""
+    return f"error: {step.error}"
+
+
+class RunLoop:
+    """Drives one run whose lease the caller holds."""
+
+    def __init__(self, store: Store, loaded: LoadedRelease, run: RunRecord, settings: LoopSettings) -> None:
+        self.store = store
+        self.loaded = loaded
+        self.agent = loaded.agent
+        self.config = loaded.agent.config
+        self.run = run
+        self.settings = settings
+        self.totals = run.totals()
+        self.steps: list[StepRecord] = []
+        self.approvals: list[ApprovalRecord] = []
+        self.messages: list[Message] = []
+        self.tool_specs: list[ToolSpec] = [
+            tool.spec()
+            for tool in self.agent.tools.values()
+            if self.config.agent.write_tools_enabled or not tool.is_write
+        ] + [ESCALATE_SPEC]
+
+    # -- driving --------------------------------------------------------------------------------
+
+    async def drive(self) -> RunRecord:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._load_state()
+            return await self._advance()
+        except LeaseLostError:
+            # Someone else owns the run now (our lease expired); they carry on from the checkpoint.
+            return await self.store.get_run(self.run.id)
+        except Exception as exc:  # a bug or an outage must still end the run, never strand it
+            return await self._finish(RunStatus.FAILED, error=f"internal error: {exc!r}")
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 3)
+            if not await self.store.heartbeat(self.run.id, self.settings.owner, self.settings.lease_s):
+                return
+
+    async def _load_state(self) -> None:
+        self.steps = await self.store.list_steps(self.run.id)
+        self.approvals = await self.store.list_approvals(run_id=self.run.id)
+        self.messages = [Message(role="system", content=self.agent.instructions)]
+        if self.run.thread_id is not None:
+            for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
+                self.messages.append(Message(role="user", content=earlier.input))
+                if earlier.output:
+                    self.messages.append(Message(role="assistant", content=earlier.output))
+        self.messages.append(Message(role="user", content=self.run.input))
+        for step in self.steps:
+            if step.kind == StepKind.MODEL_CALL and step.status == StepStatus.SUCCEEDED and step.message:
+                self.messages.append(Message.model_validate(step.message))
+            elif step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED:
+                self.messages.append(
+                    Message(
+                        role="tool", tool_call_id=step.tool_call_id, name=step.name, content=observation(step)
+                    )
+                )
+
+    async def _advance(self) -> RunRecord:
+        while True:
+            if await self.store.is_cancel_requested(self.run.id):
+                return await self._finish(RunStatus.CANCELLED, error="cancelled by request")
+            last_model = self._last_model_step()
+            if last_model is not None and last_model.message is not None:
+                calls = Message.model_validate(last_model.message).tool_calls
+                if not calls:
+                    return await self._finish(
+                        RunStatus.SUCCEEDED, output=last_model.message.get("content", "")
+                    )
+                pending = self._pending_calls(last_model, calls)
+                if pending:
+                    call, existing = pending[0]
+                    ended = await self._handle_call(call, existing)
+                    if ended is not None:
+                        return ended
+                    continue
+            ended = await self._call_model()
+            if ended is not None:
+                return ended
+
+    def _last_model_step(self) -> StepRecord | None:
+        for step in reversed(self.steps):
+            if step.kind == StepKind.MODEL_CALL:
+                return step if step.status == StepStatus.SUCCEEDED else None
+        return None
+
+    def _pending_calls(
+        self, model_step: StepRecord, calls: list[ToolCall]
+    ) -> list[tuple[ToolCall, StepRecord | None]]:
+        after = {
+            s.tool_call_id: s
+            for s in self.steps
+            if s.index > model_step.index and s.kind == StepKind.TOOL_CALL
+        }
+        pending: list[tuple[ToolCall, StepRecord | None]] = []
+        for call in calls:
+            step = after.get(call.id)
+            if step is None or step.status == StepStatus.STARTED:
+                pending.append((call, step))
+        return pending
+
+    # -- model calls ----------------------------------------------------------------------------
+
+    async def _call_model(self) -> RunRecord | None:
+        max_output = self.config.model.max_output_tokens
+        verdict = check_budget(
+            self.totals,
+            self.config.limits,
+            estimated_input_tokens=estimate_prompt_tokens(self.messages, self.tool_specs),
+            max_output_tokens=max_output,
+            pricer=self.loaded.pricer,
+            models=self.config.model.chain,
+        )
+        if not verdict.allowed:
+            return await self._finish(
+                RunStatus.BUDGET_EXHAUSTED,
+                output=self._progress_summary(f"it reached {verdict.reason}"),
+                error=f"budget exhausted: {verdict.reason}",
+            )
+        interrupted = self.steps[-1] if self.steps and self.steps[-1].status == StepStatus.STARTED else None
+        step = interrupted or await self._begin(
+            StepDraft(index=self._next_index(), kind=StepKind.MODEL_CALL, name=self.loaded.model.name)
+        )
+        started = time.monotonic()
+        try:
+            response = await self.loaded.model.chat(
+                self.messages, self.tool_specs, max_output_tokens=max_output
+            )
+        except ModelError as exc:
+            await self._end_step(
+                step, StepOutcome(status=StepStatus.FAILED, error=str(exc), latency_ms=_ms_since(started))
+            )
+            return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
+        cost = self.loaded.pricer.cost(response.model or self.loaded.model.name, response.usage)
+        message = response.as_message()
+        self.totals.input_tokens += response.usage.input_tokens
+        self.totals.output_tokens += response.usage.output_tokens
+        self.totals.estimated_cost_usd += cost
+        await self._end_step(
+            step,
+            StepOutcome(
+                status=StepStatus.SUCCEEDED,
+                message=message.model_dump(mode="json"),
+                result=response.model,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cost_usd=cost,
+                latency_ms=_ms_since(started),
+            ),
+        )
+        self.messages.append(message)
+        return None
+
+    # -- tool calls -----------------------------------------------------------------------------
+
+    async def _handle_call(self, call: ToolCall, existing: StepRecord | None) -> RunRecord | None:
+        """Gate, then execute one tool call. Returns the run when it parked or ended."""
+        if call.name == ESCALATE:
+            reason = str(call.arguments.get("reason") or "the agent asked for a human")
+            said = next((m.content for m in reversed(self.messages) if m.role == "assistant"), "")
+            await self._record_unexecuted(call, f"handed to a human: {reason}", succeeded=True)
+            output = said or f"I've passed this to a human colleague who will follow up. ({reason})"
+            return await self._finish(RunStatus.ESCALATED, output=output)
+        tool = self.agent.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(self.agent.tools)) or "none"
+            await self._record_unexecuted(call, f"unknown tool {call.name!r}; available tools: {known}")
+            return None
+        self._raise_risk(tool.risk)
+        try:
+            tool.validate(call.arguments)
+        except ToolArgumentError as exc:
+            await self._record_unexecuted(call, str(exc))
+            return None
+        if tool.is_write and not self.config.agent.write_tools_enabled:
+            await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
+            return None
+        if existing is not None and not tool.safe_to_repeat:
+            decision = self._decision(call.id, ApprovalKind.RETRY)
+            if decision is None:
+                reason = (
+                    f"{tool.name} was interrupted after it started and its outcome is unknown; it is not "
+                    "declared idempotent, so a human must decide whether to run it again"
+                )
+                return await self._park(call, tool, ApprovalKind.RETRY, reason)
+            if decision.status == "rejected":
+                await self._end_step(
+                    existing,
+                    StepOutcome(
+                        status=StepStatus.FAILED,
+                        attempts=existing.attempts,
+                        error=f"{tool.name} was interrupted and not retried "
+                        f"(reviewer: {decision.decision_reason or 'no reason given'})",
+                    ),
+                )
+                return None
+        elif existing is None and self._needs_approval(tool):
+            decision = self._decision(call.id, ApprovalKind.GATE)
+            if decision is None:
+                why = "it requires approval" if tool.requires_approval else "force_human_review is on"
+                return await self._park(
+                    call, tool, ApprovalKind.GATE, f"{tool.name} ({tool.risk} risk): {why}"
+                )
+            if decision.status == "rejected":
+                await self._record_unexecuted(
+                    call,
+                    f"a human reviewer rejected this call: {decision.decision_reason or 'no reason given'}",
+                )
+                return None
+        await self._execute(call, tool, existing)
+        return None
+
+    def _needs_approval(self, tool: Tool) -> bool:
+        return tool.requires_approval or (tool.is_write and self.config.agent.force_human_review)
+
+    def _decision(self, call_id: str, kind: ApprovalKind) -> ApprovalRecord | None:
+        for approval in reversed(self.approvals):
+            if (
+                approval.tool_call_id == call_id
+                and approval.kind == kind
+                and approval.status in ("approved", "rejected")
+            ):
+                return approval
+        return None
+
+    async def _execute(self, call: ToolCall, tool: Tool, existing: StepRecord | None) -> None:
+        step = existing or await self._begin(
+            StepDraft(
+                index=self._next_index(),
+                kind=StepKind.TOOL_CALL,
+                name=tool.name,
+                tool_call_id=call.id,
+                arguments=call.arguments,
+            )
+        )
+        context = ToolContext(
+            run_id=self.run.id,
+            user_id=self.run.user_id,
+            thread_id=self.run.thread_id,
+            step=step.index,
+            idempotency_key=step.idempotency_key,
+            data_dir=self.settings.data_dir,
+            release_version=self.run.release_version,
+        )
+        started = time.monotonic()
+        error = ""
+        attempts = 0
+        for attempt in range(tool.retries + 1):
+            attempts = attempt + 1
+            try:
+                result = await tool.invoke(call.arguments, context)
+            except TimeoutError:
+                error = f"{tool.name} timed out after {tool.timeout_s:g}s"
+                if not tool.safe_to_repeat:  # it may have happened: never repeat a write blindly
+                    break
+            except Exception as exc:
+                error = f"{tool.name} failed: {type(exc).__name__}: {exc}"
+            else:
+                self.totals.tools_called.append(tool.name)
+                await self._end_step(
+                    step,
+                    StepOutcome(
+                        status=StepStatus.SUCCEEDED,
+                        result=render_result(result),
+                        attempts=attempts,
+                        latency_ms=_ms_since(started),
+                    ),
+                )
+                return
+            if attempt < tool.retries:
+                await asyncio.sleep(_RETRY_BACKOFF_S * 2**attempt)
+        self.totals.tools_called.append(tool.name)
+        await self._end_step(
+            step,
+            StepOutcome(
+                status=StepStatus.FAILED, error=error, attempts=attempts, latency_ms=_ms_since(started)
+            ),
+        )
+
+    async def _record_unexecuted(self, call: ToolCall, text: str, *, succeeded: bool = False) -> None:
+        """A tool step that was decided without running any user code (refused, rejected, invalid)."""
+        step = await self._begin(
+            StepDraft(
+                index=self._next_index(),
+                kind=StepKind.TOOL_CALL,
+                name=call.name,
+                tool_call_id=call.id,
+                arguments=call.arguments,
+            )
+        )
+        outcome = (
+            StepOutcome(status=StepStatus.SUCCEEDED, result=text, attempts=0)
+            if succeeded
+            else StepOutcome(status=StepStatus.FAILED, error=text, attempts=0)
+        )
+        await self._end_step(step, outcome)
+
+    async def _park(self, call: ToolCall, tool: Tool, kind: ApprovalKind, reason: str) -> RunRecord:
+        await self.store.wait_for_approval(
+            self.run.id,
+            self.settings.owner,
+            self.settings.lease_s,
+            tool_call_id=call.id,
+            kind=kind,
+            tool=tool.name,
+            arguments=call.arguments,
+            reason=reason,
+            totals=self.totals,
+        )
+        return await self.store.get_run(self.run.id)
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _next_index(self) -> int:
+        return self.steps[-1].index + 1 if self.steps else 0
+
+    def _raise_risk(self, risk: str) -> None:
+        if RISK_ORDER[risk] > RISK_ORDER[self.totals.risk_level]:
+            self.totals.risk_level = risk
+
+    async def _begin(self, draft: StepDraft) -> StepRecord:
+        step = await self.store.begin_step(self.run.id, self.settings.owner, self.settings.lease_s, draft)
+        self.steps.append(step)
+        self.totals.steps_used = len(self.steps)
+        return step
+
+    async def _end_step(self, step: StepRecord, outcome: StepOutcome) -> None:
+        await self.store.finish_step(
+            self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
+        )
+        finished = step.model_copy(update=outcome.model_dump())
+        self.steps[self.steps.index(step)] = finished
+        if finished.kind == StepKind.TOOL_CALL:
+            self.messages.append(
+                Message(
+                    role="tool",
+                    tool_call_id=finished.tool_call_id,
+                    name=finished.name,
+                    content=observation(finished),
+                )
+            )
+
+    async def _finish(
+        self, status: RunStatus, *, output: str | None = None, error: str | None = None
+    ) -> RunRecord:
+        return await self.store.finish_run(
+            self.run.id,
+            self.settings.owner,
+            self.settings.lease_s,
+            status=status,
+            totals=self.totals,
+            output=output,
+            error=error,
+        )
+
+    def _progress_summary(self, why: str) -> str:
+        """A graceful final message built from the tool results so far (no model call: budget is spent)."""
+        found = [
+            f"- {step.name}({_format_args(step)}): {_clip(observation(step))}"
+            for step in self.steps
+            if step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED
+        ]
+        lines = [f"I had to stop before finishing because {why}."]
+        if found:
+            lines += ["Here is what I found so far:", *found]
+        else:
+            lines.append("I had not gathered any information yet.")
+        lines.append("A colleague can pick this up from here; nothing further was done.")
+        return "\n".join(lines)
+
+
+def _format_args(step: StepRecord) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in step.arguments.items())
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SUMMARY_RESULT_CHARS else text[: _SUMMARY_RESULT_CHARS - 1] + "…"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)

@@ -1,0 +1,98 @@
+"""The runtime's front door: submit runs, execute them, decide approvals, drain the queue.
+
+The CLI uses it today; the HTTP API and long-running workers use the same calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tether.runtime.agents import AgentCache
+from tether.runtime.loop import LoopSettings, RunLoop
+from tether.settings import Settings
+from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus, RunTotals
+from tether.store.repository import ConflictError, NotFoundError, Store
+
+
+class Runtime:
+    def __init__(self, store: Store, settings: Settings, *, data_dir: Path) -> None:
+        self.store = store
+        self.settings = settings
+        self.loop_settings = LoopSettings(
+            owner=settings.worker_id, lease_s=settings.lease_seconds, data_dir=data_dir
+        )
+        self.agents = AgentCache(backoff_s=settings.model_backoff_s)
+
+    async def submit(
+        self,
+        release: ReleaseRecord,
+        *,
+        user_id: str,
+        input: str,
+        thread_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Store a queued run (durable before anyone is told it exists) on a new or existing thread."""
+        if not input.strip():
+            raise ValueError("the run input is empty")
+        if not user_id.strip():
+            raise ValueError("a run needs a user id")
+        if thread_id is None:
+            thread = await self.store.create_thread(user_id)
+        else:
+            try:
+                thread = await self.store.get_thread(thread_id)
+            except NotFoundError:
+                thread = await self.store.create_thread(user_id, thread_id)
+            if thread.user_id != user_id:
+                raise ConflictError(f"thread {thread_id} belongs to another user")
+        return await self.store.create_run(
+            release=release, user_id=user_id, input=input, thread_id=thread.id, metadata=metadata
+        )
+
+    async def execute(self, run_id: str) -> RunRecord:
+        """Claim this run and drive it until it ends or parks; if it is not claimable, report it as is."""
+        run = await self.store.claim_run(self.loop_settings.owner, self.loop_settings.lease_s, run_id=run_id)
+        if run is None:
+            return await self.store.get_run(run_id)
+        return await self._drive(run)
+
+    async def execute_next(self) -> RunRecord | None:
+        """Claim the oldest claimable run (queued, or abandoned by a dead process) and drive it."""
+        run = await self.store.claim_run(self.loop_settings.owner, self.loop_settings.lease_s)
+        return None if run is None else await self._drive(run)
+
+    async def drain(self) -> list[RunRecord]:
+        """Run every claimable run to an end or a parking point, then return what was done."""
+        done: list[RunRecord] = []
+        while (run := await self.execute_next()) is not None:
+            done.append(run)
+        return done
+
+    async def _drive(self, run: RunRecord) -> RunRecord:
+        release = await self.store.get_release(run.release_id)
+        try:
+            loaded = self.agents.load(release)
+        except Exception as exc:  # a release that cannot load must fail its run, not strand it
+            return await self.store.finish_run(
+                run.id,
+                self.loop_settings.owner,
+                self.loop_settings.lease_s,
+                status=RunStatus.FAILED,
+                totals=run.totals(),
+                error=f"cannot load release {release.version}: {exc}",
+            )
+        return await RunLoop(self.store, loaded, run, self.loop_settings).drive()
+
+    async def decide(
+        self, run_id: str, *, approve: bool, reason: str | None, decided_by: str
+    ) -> ApprovalRecord:
+        """Decide the run's pending approval; the run goes back to the queue for any worker."""
+        pending = await self.store.list_approvals(run_id=run_id, status="pending")
+        if not pending:
+            run = await self.store.get_run(run_id)
+            raise ConflictError(f"run {run_id} has no pending approval (status: {run.status})")
+        return await self.store.decide_approval(
+            pending[0].id, approve=approve, decided_by=decided_by, reason=reason
+        )

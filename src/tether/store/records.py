@@ -1,0 +1,172 @@
+"""Plain records the store hands out; the rest of Tether never sees ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ESCALATED = "escalated"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.ESCALATED,
+        RunStatus.BUDGET_EXHAUSTED,
+    }
+)
+
+
+class StepKind(StrEnum):
+    MODEL_CALL = "model_call"
+    TOOL_CALL = "tool_call"
+
+
+class StepStatus(StrEnum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ApprovalKind(StrEnum):
+    GATE = "gate"  # the tool requires a human before it runs
+    RETRY = "retry"  # a write was interrupted with an unknown outcome: may it run again?
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ReleaseRecord(_Record):
+    id: str
+    version: str
+    agent_name: str
+    kind: str
+    content_hash: str
+    snapshot: dict[str, Any]
+    created_at: datetime
+
+
+class ThreadRecord(_Record):
+    id: str
+    user_id: str
+    created_at: datetime
+
+
+class RunTotals(_Record):
+    """Counters a checkpoint writes onto the run row."""
+
+    def values(self) -> dict[str, Any]:
+        """Column values for exactly these counters (never a subclass's extra fields)."""
+        return self.model_dump(include=set(RunTotals.model_fields))
+
+    steps_used: int = 0
+    tools_called: list[str] = Field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+    risk_level: str = "none"
+
+
+class RunRecord(RunTotals):
+    """A run as operators see it: who, what, on which release, how far, at what cost."""
+
+    id: str
+    release_id: str
+    release_version: str
+    user_id: str
+    thread_id: str | None
+    status: RunStatus
+    input: str
+    output: str | None
+    error: str | None
+    run_metadata: dict[str, Any] = Field(default_factory=dict, serialization_alias="metadata")
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    def totals(self) -> RunTotals:
+        return RunTotals.model_validate(self.model_dump(include=set(RunTotals.model_fields)))
+
+
+class StepRecord(_Record):
+    run_id: str
+    index: int
+    kind: StepKind
+    status: StepStatus
+    name: str
+    tool_call_id: str | None
+    arguments: dict[str, Any]
+    result: str | None
+    error: str | None
+    message: dict[str, Any] | None
+    idempotency_key: str
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: float | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ApprovalRecord(_Record):
+    id: str
+    run_id: str
+    tool_call_id: str
+    kind: ApprovalKind
+    tool: str
+    arguments: dict[str, Any]
+    reason: str
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class StepDraft(BaseModel):
+    """A step about to be written as `started`."""
+
+    index: int
+    kind: StepKind
+    name: str
+    tool_call_id: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepOutcome(BaseModel):
+    """How a started step ended."""
+
+    status: StepStatus
+    result: str | None = None
+    error: str | None = None
+    message: dict[str, Any] | None = None
+    attempts: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float | None = None
