@@ -70,7 +70,9 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     except Exception as exc:
         if os.environ.get("TETHER_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {exc!r} (set TETHER_DEBUG=1 for the traceback)", highlight=False)
+        err.print(
+            f"[red]internal error:[/red] {exc!r} (set TETHER_DEBUG=1 for the traceback)", highlight=False
+        )
         raise typer.Exit(1) from None
 
 

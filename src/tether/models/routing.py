@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from tether.models.base import ChatModel, Message, ModelError, ModelResponse, ToolSpec, TransientModelError
 
@@ -48,7 +48,7 @@ class FallbackChain:
     ) -> ModelResponse:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
-            wait=wait_exponential_jitter(initial=self._backoff_s, max=self._max_backoff_s),
+            wait=wait_random_exponential(multiplier=self._backoff_s, max=self._max_backoff_s),
             retry=retry_if_exception_type(TransientModelError),
             reraise=True,
         )

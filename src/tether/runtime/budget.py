@@ -21,6 +21,13 @@ class BudgetVerdict:
         return self.reason is None
 
 
+def check_steps(totals: RunTotals, limits: LimitsSection) -> BudgetVerdict:
+    """Every step (model or tool call) counts; none may start once the limit is reached."""
+    if totals.steps_used >= limits.max_steps:
+        return BudgetVerdict(f"the step limit ({limits.max_steps} steps)")
+    return BudgetVerdict(None)
+
+
 def check_budget(
     totals: RunTotals,
     limits: LimitsSection,
@@ -35,8 +42,9 @@ def check_budget(
     The estimate assumes the call uses its whole output allowance and is answered by the most
     expensive model in the fallback chain, so the ceiling holds even in the worst case.
     """
-    if totals.steps_used >= limits.max_steps:
-        return BudgetVerdict(f"the step limit ({limits.max_steps} steps)")
+    steps = check_steps(totals, limits)
+    if not steps.allowed:
+        return steps
     used_tokens = totals.input_tokens + totals.output_tokens
     next_call = Usage(input_tokens=estimated_input_tokens, output_tokens=max_output_tokens)
     if used_tokens + next_call.total_tokens > limits.max_tokens_per_run:

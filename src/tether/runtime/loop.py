@@ -18,7 +18,7 @@ from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext,
 from tether.models.base import Message, ModelError, ToolCall, ToolSpec
 from tether.models.tokens import estimate_prompt_tokens
 from tether.runtime.agents import LoadedRelease
-from tether.runtime.budget import check_budget
+from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
 from tether.store.records import (
     ApprovalKind,
@@ -129,6 +129,9 @@ class RunLoop:
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
+                    steps = check_steps(self.totals, self.config.limits)
+                    if existing is None and not steps.allowed:
+                        return await self._exhausted(str(steps.reason))
                     ended = await self._handle_call(call, existing)
                     if ended is not None:
                         return ended
@@ -171,11 +174,7 @@ class RunLoop:
             models=self.config.model.chain,
         )
         if not verdict.allowed:
-            return await self._finish(
-                RunStatus.BUDGET_EXHAUSTED,
-                output=self._progress_summary(f"it reached {verdict.reason}"),
-                error=f"budget exhausted: {verdict.reason}",
-            )
+            return await self._exhausted(str(verdict.reason))
         interrupted = self.steps[-1] if self.steps and self.steps[-1].status == StepStatus.STARTED else None
         step = interrupted or await self._begin(
             StepDraft(index=self._next_index(), kind=StepKind.MODEL_CALL, name=self.loaded.model.name)
@@ -410,6 +409,13 @@ class RunLoop:
             totals=self.totals,
             output=output,
             error=error,
+        )
+
+    async def _exhausted(self, reason: str) -> RunRecord:
+        return await self._finish(
+            RunStatus.BUDGET_EXHAUSTED,
+            output=self._progress_summary(f"it reached {reason}"),
+            error=f"budget exhausted: {reason}",
         )
 
     def _progress_summary(self, why: str) -> str:

@@ -1,0 +1,1 @@
+"""What an agent is: the tool decorator, tether.toml, project snapshots and their diffs."""

@@ -1,0 +1,1 @@
+"""Tables, migrations and the repository; the only room that talks SQL."""
