@@ -25,7 +25,6 @@ from tether.store.records import (
     ApprovalRecord,
     RunRecord,
     RunStatus,
-    RunTotals,
     StepDraft,
     StepKind,
     StepOutcome,

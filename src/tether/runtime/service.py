@@ -11,7 +11,7 @@ from typing import Any
 from tether.runtime.agents import AgentCache
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.settings import Settings
-from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus, RunTotals
+from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError, Store
 
 
