@@ -10,10 +10,11 @@ import asyncio
 import inspect
 import json
 import re
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints, overload
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -138,6 +139,13 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return " ".join(summary.split()), params
 
 
+def _is_context(annotation: Any) -> bool:
+    """`ToolContext`, or `ToolContext | None`: injected by the runtime, never offered to the model."""
+    if annotation is ToolContext:
+        return True
+    return get_origin(annotation) in (Union, types.UnionType) and ToolContext in get_args(annotation)
+
+
 def _build_args_model(
     fn: Callable[..., Any], name: str, docs: dict[str, str]
 ) -> tuple[type[BaseModel], str | None]:
@@ -150,7 +158,7 @@ def _build_args_model(
         annotation = hints.get(param.name)
         if annotation is None:
             raise TypeError(f"tool {name}: parameter {param.name!r} needs a type annotation")
-        if annotation is ToolContext:
+        if _is_context(annotation):
             context_param = param.name
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default

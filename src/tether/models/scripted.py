@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
@@ -38,6 +38,7 @@ class ScriptedTurn:
 
     messages: list[Message]
     tools: list[ToolSpec]
+    _issued: list[int] = field(default_factory=lambda: [0], repr=False, compare=False)
 
     @property
     def user_input(self) -> str:
@@ -84,8 +85,10 @@ class ScriptedTurn:
         return any(spec.name == tool for spec in self.tools)
 
     def call(self, tool: str, **arguments: Any) -> ToolCall:
-        """Build a tool call with an id unique within this conversation."""
-        return ToolCall(id=f"call_{len(self.messages)}_{tool}", name=tool, arguments=arguments)
+        """Build a tool call with an id unique within this conversation (also for repeats in one turn)."""
+        self._issued[0] += 1
+        suffix = "" if self._issued[0] == 1 else f"_{self._issued[0]}"
+        return ToolCall(id=f"call_{len(self.messages)}_{tool}{suffix}", name=tool, arguments=arguments)
 
 
 PolicyResult = str | ToolCall | list[ToolCall] | ModelResponse
