@@ -128,10 +128,20 @@ def test_every_model_failing_fails_the_run_cleanly(cli: Cli, make_project: Proje
     assert "model call failed" in str(run["error"]) and "policy bug" in str(run["error"])
 
 
-def test_release_that_cannot_load_fails_its_run(cli: Cli, make_project: ProjectFactory) -> None:
+def test_unknown_provider_or_price_is_refused_before_any_run(cli: Cli, make_project: ProjectFactory) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, model='primary = "mystery:model-x"')
     result = cli("run", "--project", project, "hello", expect=2)
-    assert "no price known for 'mystery:model-x'" in result.output
+    assert "unknown provider 'mystery'" in result.output
+
+    local = make_project(
+        tools=TOOLS,
+        policy=POLICY,
+        model='primary = "local:my-llama"',
+        extra='[providers.local]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"',
+    )
+    result = cli("run", "--project", local, "hello", expect=2)
+    assert """no price known for 'local:my-llama': add [prices."local:my-llama"]""" in result.output
+    assert cli.json("runs", "list", "--project", local) == []  # nothing was queued
 
 
 def test_max_steps_applies_to_a_looping_model(cli: Cli, make_project: ProjectFactory) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -37,7 +38,7 @@ app.add_typer(release_app, name="release")
 app.add_typer(db_app, name="db")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ProjectOption = Annotated[
     Path,
@@ -65,7 +66,7 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro())  # type: ignore[arg-type]
     except _USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except Exception as exc:
         if os.environ.get("TETHER_DEBUG"):
@@ -140,13 +141,13 @@ def _print_run(run: RunRecord, approvals: list[ApprovalRecord]) -> None:
     if run.error:
         rows.append(("error", run.error))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value if key == "status" else escape(value))
     out.print(table)
     for approval in approvals:
         if approval.status == "pending":
             out.print(
-                f"\n[yellow]waiting for approval[/yellow] of [bold]{approval.tool}[/bold]"
-                f"({json.dumps(approval.arguments)}): {approval.reason}",
+                f"\n[yellow]waiting for approval[/yellow] of [bold]{escape(approval.tool)}[/bold]"
+                f"({escape(json.dumps(approval.arguments))}): {escape(approval.reason)}",
                 highlight=False,
             )
             out.print(f"  approve: tether approve {run.id}", highlight=False)
@@ -170,7 +171,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder for the new agen
     try:
         written = scaffold(directory)
     except FileExistsError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     for path in written:
         out.print(f"created {path}", highlight=False)
@@ -293,9 +294,10 @@ def _step_label(step: StepRecord) -> str:
         calls = (step.message or {}).get("tool_calls") or []
         what = ", ".join(c["name"] for c in calls) if calls else "final answer"
         detail = f"{step.input_tokens}+{step.output_tokens} tokens, ${step.cost_usd:.6f}"
-        return f"[{status_style}]#{step.index} model[/{status_style}] {step.name} → {what} ({detail})"
+        label = f"{step.name} → {what} ({detail})"
+        return f"[{status_style}]#{step.index} model[/{status_style}] {escape(label)}"
     args = json.dumps(step.arguments, sort_keys=True)
-    return f"[{status_style}]#{step.index} tool[/{status_style}] {step.name}({args})"
+    return f"[{status_style}]#{step.index} tool[/{status_style}] {escape(f'{step.name}({args})')}"
 
 
 @runs_app.command("show")
@@ -318,21 +320,21 @@ def runs_show(
             _dump(data)
             return
         _print_run(record, approvals)
-        tree = Tree(f"[bold]{record.id}[/bold] · {record.input!r}", highlight=False)
+        tree = Tree(f"[bold]{record.id}[/bold] · {escape(repr(record.input))}", highlight=False)
         for step in steps:
             branch = tree.add(_step_label(step), highlight=False)
             text = (step.message or {}).get("content") if step.kind == StepKind.MODEL_CALL else step.result
             if step.error:
-                branch.add(f"[red]error:[/red] {step.error}", highlight=False)
+                branch.add(f"[red]error:[/red] {escape(step.error)}", highlight=False)
             elif text:
-                branch.add(text if len(text) <= 400 else text[:399] + "…", highlight=False)
+                branch.add(escape(text if len(text) <= 400 else text[:399] + "…"), highlight=False)
         for approval in approvals:
-            tree.add(
+            line = (
                 f"approval ({approval.kind}) {approval.tool}: {approval.status}"
                 + (f" by {approval.decided_by}" if approval.decided_by else "")
-                + (f" — {approval.decision_reason}" if approval.decision_reason else ""),
-                highlight=False,
+                + (f" — {approval.decision_reason}" if approval.decision_reason else "")
             )
+            tree.add(escape(line), highlight=False)
         out.print()
         out.print(tree)
 

@@ -72,13 +72,13 @@ Edit `prompts/`, `tools.py` and `tether.toml`, then `tether release create --pro
 
 
 def scaffold(target: Path) -> list[Path]:
-    """Write a new project into `target` (which must not already hold a tether.toml)."""
-    if (target / "tether.toml").exists():
-        raise FileExistsError(f"{target / 'tether.toml'} already exists; not overwriting a project")
-    name = (
-        "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in target.resolve().name).strip("-")
-        or "agent"
-    )
+    """Write a new project into `target`, refusing to overwrite any file already there."""
+    existing = [relative for relative in FILES if (target / relative).exists()]
+    if existing:
+        raise FileExistsError(f"{target} already has {', '.join(existing)}; not overwriting anything")
+    folder = target.resolve().name
+    name = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_" else "-" for ch in folder).strip("-_")
+    name = name or "agent"
     written: list[Path] = []
     for relative, template in FILES.items():
         path = target / relative

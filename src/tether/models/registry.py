@@ -21,11 +21,24 @@ def pricer_for(config: ProjectConfig) -> Pricer:
     )
 
 
+_BUILT_IN_PROVIDERS = {"scripted", "openai", "anthropic"}
+
+
 def check_prices(config: ProjectConfig) -> None:
-    """Fail now, with the fix in the message, if any model in the chain has no known price."""
+    """Fail now, with the fix in the message, if a model's provider or price is unknown."""
     pricer = pricer_for(config)
     for reference in config.model.chain:
+        provider = reference.partition(":")[0]
+        if provider not in _BUILT_IN_PROVIDERS and provider not in config.providers:
+            raise ConfigError(_unknown_provider(reference, provider))
         pricer.check(reference)
+
+
+def _unknown_provider(reference: str, provider: str) -> str:
+    return (
+        f"model {reference!r}: unknown provider {provider!r}; use scripted, openai, anthropic "
+        f"or declare [providers.{provider}] with kind = 'openai' or 'anthropic'"
+    )
 
 
 def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyResolver) -> ChatModel:
@@ -50,10 +63,7 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
         from tether.models.anthropic_client import AnthropicChatModel
 
         return AnthropicChatModel(reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout)
-    raise ConfigError(
-        f"model {reference!r}: unknown provider {provider!r}; use scripted, openai, anthropic "
-        f"or declare [providers.{provider}] with kind = 'openai' or 'anthropic'"
-    )
+    raise ConfigError(_unknown_provider(reference, provider))
 
 
 def build_chain(
