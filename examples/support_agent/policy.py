@@ -30,9 +30,7 @@ ASK_ORDER_TEXT = (
     "in your order confirmation email."
 )
 
-_LEGAL = re.compile(
-    r"\b(lawyers?|attorneys?|legal action|lawsuit|sue|suing|court|small claims|solicitor)\b"
-)
+_LEGAL = re.compile(r"\b(lawyers?|attorneys?|legal action|lawsuit|sue|suing|court|small claims|solicitor)\b")
 _CHARGEBACK = re.compile(r"\b(charge ?backs?|dispute (the|this|my) (charge|payment)|bank dispute)\b")
 _HUMAN = re.compile(
     r"\b(manager|supervisor|human|real person|representative|someone in charge|speak to a person)\b"

@@ -19,9 +19,46 @@ from .data import RETURN_WINDOW_DAYS, TODAY, connect, now_iso, transaction
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
     {
-        "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "have",
-        "how", "i", "if", "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "please",
-        "the", "this", "to", "what", "when", "where", "which", "who", "why", "will", "with", "you",
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "the",
+        "this",
+        "to",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
         "your",
     }
 )
@@ -152,9 +189,7 @@ def _eligibility(conn: sqlite3.Connection, order: sqlite3.Row) -> dict[str, Any]
         else:
             result["eligible"] = True
             result["max_refundable_usd"] = float(order["amount_usd"])
-            result["reason"] = (
-                f"delivered {days} days ago, within the {RETURN_WINDOW_DAYS}-day return window"
-            )
+            result["reason"] = f"delivered {days} days ago, within the {RETURN_WINDOW_DAYS}-day return window"
     return result
 
 
