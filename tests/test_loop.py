@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+
 from conftest import Cli, ProjectFactory
+
+from tether.rollout.releases import working_copy_release
+from tether.runtime.service import Runtime
+from tether.settings import Settings
+from tether.store.records import RunStatus
+from tether.store.repository import Store
 
 TOOLS = '''
 import time
@@ -151,3 +161,44 @@ def test_max_steps_applies_to_a_looping_model(cli: Cli, make_project: ProjectFac
     assert run["status"] == "budget_exhausted"
     assert run["steps_used"] == 5
     assert "add(a=1, b=0): 1" in str(run["output"])
+
+
+async def test_running_run_stops_at_the_next_step_boundary_when_cancelled(
+    make_project: ProjectFactory, isolated_env: Path
+) -> None:
+    gate_tools = (
+        TOOLS
+        + '''
+
+@tool
+def wait_for_file(path: str) -> str:
+    """Blocks until a file appears."""
+    import pathlib
+    pathlib.Path(path + ".started").touch()
+    while not pathlib.Path(path).exists():
+        time.sleep(0.02)
+    return "file appeared"
+'''
+    )
+    project = make_project(tools=gate_tools, policy=POLICY)
+    store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+    runtime = Runtime(store, Settings(), data_dir=isolated_env / "data")
+    try:
+        release = await working_copy_release(store, project)
+        flag = isolated_env / "go"
+        run = await runtime.submit(release, user_id="t", input=f'wait_for_file {{"path": "{flag}"}}')
+        task = asyncio.create_task(runtime.execute(run.id))
+        while not Path(f"{flag}.started").exists():
+            await asyncio.sleep(0.02)
+        assert (await store.request_cancel(run.id)).status == RunStatus.RUNNING  # flagged, still running
+        flag.touch()
+        finished = await task
+        assert finished.status == RunStatus.CANCELLED
+        steps = await store.list_steps(run.id)
+        assert [s.kind for s in steps] == [
+            "model_call",
+            "tool_call",
+        ]  # the tool finished, no model call after
+        assert steps[1].result == "file appeared"
+    finally:
+        await store.close()

@@ -229,3 +229,17 @@ def test_bad_input_is_a_clear_error(cli: Cli, example_project: Path, tmp_path: P
 
 def test_db_upgrade_reports_current_schema(cli: Cli, example_project: Path) -> None:
     assert "current" in cli("db", "upgrade", "--project", example_project).stdout
+
+
+def test_cancel_a_waiting_run(cli: Cli, example_project: Path, isolated_env: Path) -> None:
+    waiting = cli.json("run", "--project", example_project, "--user", "u1", "I want a refund for order 12346")
+    cancelled = cli.json("runs", "cancel", waiting["run_id"], "--project", example_project)
+    assert cancelled["status"] == "cancelled" and cancelled["pending_approval"] is None
+    assert "cancelled while waiting_for_approval" in cancelled["error"]
+    again = cli("approve", waiting["run_id"], "--project", example_project, expect=2)
+    assert "no pending approval" in again.output
+    assert _refund_rows(isolated_env / "data") == []
+    assert (
+        "already ended"
+        in cli("runs", "cancel", waiting["run_id"], "--project", example_project, expect=2).output
+    )

@@ -341,6 +341,22 @@ def runs_show(
     _run(body)
 
 
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: Annotated[str, typer.Argument()],
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run: a queued or waiting run ends now, a running one at its next step boundary."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            record = await session.store.request_cancel(run_id)
+            await _show(session, record, as_json)
+
+    _run(body)
+
+
 @release_app.command("create")
 def release_create(
     project: ProjectOption = Path("."),
