@@ -185,12 +185,12 @@ def test_interrupted_idempotent_write_is_retried_with_the_same_key(
     ]
 
 
-def test_drain_leaves_a_live_lease_alone(cli: Cli, project: Path, isolated_env: Path) -> None:
-    # A run whose process is alive (lease fresh) is not taken over.
+def test_heartbeat_keeps_a_live_process_lease(cli: Cli, project: Path, isolated_env: Path) -> None:
+    # The tool runs for several lease periods; the heartbeat keeps the lease, so drain takes nothing.
     data = isolated_env / "data"
     data.mkdir(parents=True)
     (data / "hang").touch()
-    env = {**os.environ, "TETHER_LEASE_SECONDS": "30"}
+    env = {**os.environ, "TETHER_LEASE_SECONDS": "1"}
     child = subprocess.Popen(
         [sys.executable, "-m", "tether", "run", "--project", str(project), "--user", "u", "charge"],
         env=env,
@@ -202,6 +202,7 @@ def test_drain_leaves_a_live_lease_alone(cli: Cli, project: Path, isolated_env: 
         while not (data / "started-charge").exists():
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        time.sleep(2.5)
         assert cli.json("worker", "--project", project, "--drain") == []
     finally:
         (data / "hang").unlink()
