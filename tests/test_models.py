@@ -23,9 +23,9 @@ from tether.models.base import (
 )
 from tether.models.openai_compat import OpenAIChatModel
 from tether.models.pricing import Pricer, UnknownPriceError
-from tether.models.registry import build_chain, check_prices, pricer_for
 from tether.models.routing import FallbackChain
 from tether.models.scripted import ScriptedModel, ScriptedTurn
+from tether.runtime.models import build_chain, check_prices, pricer_for
 
 LOOKUP = ToolSpec(
     name="lookup_order",
@@ -275,7 +275,7 @@ async def test_transient_errors_are_retried(sleeps: list[float]) -> None:
     chain = FallbackChain([flaky, backup], retries=2, backoff_s=0)
     response = await chain.chat([user("hi")], [])
     assert response.content == "answer from a:flaky"
-    assert response.model == "a:flaky"
+    assert response.reference == "a:flaky"
     assert flaky.calls == 3
     assert backup.calls == 0
     assert len(sleeps) == 2
@@ -287,7 +287,7 @@ async def test_without_retries_a_transient_error_falls_back(sleeps: list[float])
     chain = FallbackChain([flaky, backup], retries=0, backoff_s=0)
     response = await chain.chat([user("hi")], [])
     assert response.content == "answer from b:backup"
-    assert response.model == "b:backup"
+    assert response.reference == "b:backup"
     assert (flaky.calls, backup.calls) == (1, 1)
 
 

@@ -477,3 +477,12 @@ def test_render_result() -> None:
     assert json.loads(render_result({"path": Path("/x/y")})) == {"path": "/x/y"}
     assert render_result(None) == "null"
     assert render_result(3) == "3"
+
+
+def test_retries_on_a_non_idempotent_write_are_refused() -> None:
+    def charge(amount: int) -> str:
+        return f"charged {amount}"
+
+    with pytest.raises(ValueError, match="retries need a read tool or idempotent=True"):
+        make_tool(charge, side_effect="write", retries=2)
+    assert make_tool(charge, side_effect="write", retries=2, idempotent=True).retries == 2

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from tether.agent.config import ConfigError
+from tether.agent.project import CONFIG_FILE
 from tether.agent.release import diff_snapshots
 from tether.models.pricing import UnknownPriceError
 from tether.rollout.releases import create_release, snapshot_of, working_copy_release
@@ -69,7 +70,7 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except Exception as exc:
-        if os.environ.get("TETHER_DEBUG"):
+        if os.environ.get("TETHER_DEBUG", "").lower() in ("1", "true", "yes"):
             raise
         err.print(
             f"[red]internal error:[/red] {exc!r} (set TETHER_DEBUG=1 for the traceback)", highlight=False
@@ -87,6 +88,10 @@ class Session:
 @asynccontextmanager
 async def _session(project: Path) -> AsyncIterator[Session]:
     settings = Settings()
+    if settings.database_url is None and not (project / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"{project} is not an agent project (no {CONFIG_FILE}); pass --project or set TETHER_DATABASE_URL"
+        )
     url = settings.database_url or db.default_url(project)
     store = await Store.open(url)
     data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
@@ -118,7 +123,7 @@ _STATUS_STYLE = {
 }
 
 
-def _print_run(run: RunRecord, approvals: list[ApprovalRecord]) -> None:
+def _print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | None = None) -> None:
     style = _STATUS_STYLE.get(run.status, "cyan")
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -150,8 +155,9 @@ def _print_run(run: RunRecord, approvals: list[ApprovalRecord]) -> None:
                 f"({escape(json.dumps(approval.arguments))}): {escape(approval.reason)}",
                 highlight=False,
             )
-            out.print(f"  approve: tether approve {run.id}", highlight=False)
-            out.print(f'  reject:  tether approve {run.id} --reject --reason "..."', highlight=False)
+            where = f" --project {project}" if project is not None and project != Path.cwd() else ""
+            out.print(f"  approve: tether approve {run.id}{where}", highlight=False)
+            out.print(f'  reject:  tether approve {run.id}{where} --reject --reason "..."', highlight=False)
     if run.output:
         out.print("\n[bold]output[/bold]")
         out.print(run.output, highlight=False, markup=False)
@@ -162,7 +168,7 @@ async def _show(session: Session, run: RunRecord, as_json: bool) -> None:
     if as_json:
         _dump(_run_json(run, approvals))
     else:
-        _print_run(run, approvals)
+        _print_run(run, approvals, session.project)
 
 
 @app.command()
@@ -319,7 +325,7 @@ def runs_show(
             data["approvals"] = [a.model_dump(mode="json") for a in approvals]
             _dump(data)
             return
-        _print_run(record, approvals)
+        _print_run(record, approvals, project.resolve())
         tree = Tree(f"[bold]{record.id}[/bold] · {escape(repr(record.input))}", highlight=False)
         for step in steps:
             branch = tree.add(_step_label(step), highlight=False)
@@ -376,9 +382,9 @@ def release_create(
         elif result.created:
             out.print(f"created release [bold]{release.version}[/bold] ({release.content_hash[:12]})")
         else:
-            out.print(
-                f"unchanged: already released as [bold]{release.version}[/bold] ({release.content_hash[:12]})"
-            )
+            note = f"; not creating {escape(version)}" if version and version != release.version else ""
+            short = release.content_hash[:12]
+            out.print(f"unchanged: already released as [bold]{release.version}[/bold] ({short}){note}")
 
     _run(body)
 
@@ -434,6 +440,8 @@ def release_show(
             _dump(data)
             return
         config = snapshot.parsed_config()
+        names = config.agent.enabled_tools
+        enabled = [t for t in snapshot.tools if names is None or t["name"] in names]
         table = Table(show_header=False, box=None)
         for key, value in (
             ("version", release.version),
@@ -441,7 +449,8 @@ def release_show(
             ("content hash", release.content_hash),
             ("owner", config.agent.owner),
             ("model", " → ".join(config.model.chain)),
-            ("tools", ", ".join(f"{t['name']} ({t['side_effect']}, {t['risk']})" for t in snapshot.tools)),
+            ("tools", ", ".join(f"{t['name']} ({t['side_effect']}, {t['risk']})" for t in enabled) or "-"),
+            ("not enabled", ", ".join(t["name"] for t in snapshot.tools if t not in enabled) or "-"),
             ("write tools", "enabled" if config.agent.write_tools_enabled else "disabled"),
             ("force human review", str(config.agent.force_human_review).lower()),
             (

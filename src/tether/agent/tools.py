@@ -194,6 +194,11 @@ def make_tool(
         raise ValueError(f"tool {tool_name}: risk must be 'low', 'medium' or 'high', not {risk!r}")
     if timeout_s <= 0 or retries < 0:
         raise ValueError(f"tool {tool_name}: timeout_s must be positive and retries non-negative")
+    if retries and side_effect == "write" and not idempotent:
+        raise ValueError(
+            f"tool {tool_name}: retries need a read tool or idempotent=True "
+            "(a failed write may have happened, so it is never repeated blindly)"
+        )
     summary, docs = _parse_docstring(fn.__doc__)
     args_model, context_param = _build_args_model(fn, tool_name, docs)
     return Tool(

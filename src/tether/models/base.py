@@ -54,6 +54,9 @@ class ModelResponse(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     model: str = ""
+    """The model name the provider reported (e.g. a dated snapshot of what was asked for)."""
+    reference: str = ""
+    """The `provider:model` reference that answered; set by the fallback chain, used for pricing."""
     finish_reason: str = "stop"
 
     def as_message(self) -> Message:

@@ -55,7 +55,6 @@ class FallbackChain:
         async for attempt in retrying:
             with attempt:
                 response = await model.chat(messages, tools, max_output_tokens=max_output_tokens)
-                if not response.model:
-                    response.model = model.name
+                response.reference = model.name
                 return response
         raise AssertionError("unreachable: tenacity either returns or reraises")

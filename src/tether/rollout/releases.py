@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tether.agent.project import ProjectSnapshot, snapshot_project
-from tether.models.registry import check_prices
+from tether.runtime.models import check_prices
 from tether.store.records import ReleaseRecord
 from tether.store.repository import ConflictError, Store
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
 from tether.models.pricing import Pricer
-from tether.models.registry import build_chain, pricer_for
 from tether.models.routing import FallbackChain
+from tether.runtime.models import build_chain, pricer_for
 from tether.store.records import ReleaseRecord
 
 

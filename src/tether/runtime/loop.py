@@ -96,6 +96,7 @@ class RunLoop:
 
     async def _load_state(self) -> None:
         self.steps = await self.store.list_steps(self.run.id)
+        self.totals.steps_used = len(self.steps)
         self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.messages = [Message(role="system", content=self.agent.instructions)]
         if self.run.thread_id is not None:
@@ -188,7 +189,7 @@ class RunLoop:
                 step, StepOutcome(status=StepStatus.FAILED, error=str(exc), latency_ms=_ms_since(started))
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
-        cost = self.loaded.pricer.cost(response.model or self.loaded.model.name, response.usage)
+        cost = self.loaded.pricer.cost(response.reference, response.usage)
         message = response.as_message()
         self.totals.input_tokens += response.usage.input_tokens
         self.totals.output_tokens += response.usage.output_tokens
@@ -198,7 +199,7 @@ class RunLoop:
             StepOutcome(
                 status=StepStatus.SUCCEEDED,
                 message=message.model_dump(mode="json"),
-                result=response.model,
+                result=response.reference,
                 input_tokens=response.usage.input_tokens,
                 output_tokens=response.usage.output_tokens,
                 cost_usd=cost,
@@ -308,8 +309,6 @@ class RunLoop:
                 result = await tool.invoke(call.arguments, context)
             except TimeoutError:
                 error = f"{tool.name} timed out after {tool.timeout_s:g}s"
-                if not tool.safe_to_repeat:  # it may have happened: never repeat a write blindly
-                    break
             except Exception as exc:
                 error = f"{tool.name} failed: {type(exc).__name__}: {exc}"
             else:
@@ -324,6 +323,8 @@ class RunLoop:
                     ),
                 )
                 return
+            if not tool.safe_to_repeat:  # a failed write may still have happened: never repeat it blindly
+                break
             if attempt < tool.retries:
                 await asyncio.sleep(_RETRY_BACKOFF_S * 2**attempt)
         self.totals.tools_called.append(tool.name)

@@ -303,6 +303,9 @@ class Store:
         )
         async with self._fenced(run_id, owner, lease_s) as session:
             session.add(row)
+            await session.execute(
+                update(RunRow).where(RunRow.id == run_id).values(steps_used=RunRow.steps_used + 1)
+            )
         return StepRecord.model_validate(row)
 
     async def finish_step(

@@ -1,4 +1,4 @@
-"""Turn model references from `tether.toml` into clients, wrapped in one fallback chain."""
+"""Turn the model references of an agent's `tether.toml` into clients, wrapped in one fallback chain."""
 
 from __future__ import annotations
 
