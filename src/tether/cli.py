@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,9 +23,12 @@ from rich.tree import Tree
 from tether.agent.config import ConfigError
 from tether.agent.project import CONFIG_FILE
 from tether.agent.release import diff_snapshots
+from tether.api.app import ServiceOptions, create_app
+from tether.api.auth import SCOPES, issue_key
 from tether.models.pricing import UnknownPriceError
 from tether.rollout.releases import create_release, snapshot_of, working_copy_release
 from tether.runtime.service import Runtime
+from tether.runtime.worker import Worker
 from tether.scaffold import scaffold
 from tether.settings import Settings
 from tether.store import db
@@ -34,6 +39,8 @@ app = typer.Typer(help="Run LLM agents in production with controlled autonomy.",
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 release_app = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 app.add_typer(release_app, name="release")
 app.add_typer(db_app, name="db")
@@ -241,12 +248,29 @@ def approve(
 def worker(
     project: ProjectOption = Path("."),
     drain: Annotated[bool, typer.Option("--drain", help="Finish every claimable run, then exit.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Runs executed at once.")] = 4,
     as_json: JsonOption = False,
 ) -> None:
-    """Execute queued runs and resume runs whose process died (lease expired)."""
+    """Execute queued runs and resume runs whose process died (lease expired).
+
+    Without --drain it runs until SIGTERM or Ctrl-C, then stops claiming, lets each in-flight run
+    finish its current step, and hands the rest back to the queue.
+    """
+
+    async def serve_forever() -> None:
+        async with _session(project.resolve()) as session:
+            settings = session.runtime.settings
+            runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, runner.stop)
+            err.print(f"worker {runner.worker_id} running (concurrency {concurrency}); Ctrl-C to stop")
+            await runner.run()
+            err.print(f"worker stopped after {runner.completed} run(s)")
+
     if not drain:
-        err.print("[red]error:[/red] only `tether worker --drain` is available in this version")
-        raise typer.Exit(2)
+        _run(serve_forever)
+        return
 
     async def body() -> None:
         async with _session(project.resolve()) as session:
@@ -468,6 +492,165 @@ def release_show(
             out.print(changes or "(no differences)", highlight=False, markup=False)
 
     _run(body)
+
+
+def _service_options(project: Path, release: str | None, concurrency: int) -> ServiceOptions:
+    project = project.resolve()
+    settings = Settings()
+    if settings.database_url is None and not (project / CONFIG_FILE).is_file():
+        raise ConfigError(f"{project} is not an agent project (no {CONFIG_FILE}); pass --project")
+    return ServiceOptions(
+        project=project, release=release, embedded_worker_concurrency=concurrency, settings=settings
+    )
+
+
+def _serve(options: ServiceOptions, host: str, port: int, *, first_key: bool) -> None:
+    async def body() -> None:
+        if first_key:
+            store = await Store.open(options.database_url)
+            try:
+                if not await store.list_api_keys():
+                    _, plaintext = await issue_key(
+                        store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
+                    )
+                    url = f"http://{host}:{port}"
+                    out.print("[bold]Created an admin API key (shown once; keep it safe):[/bold]")
+                    out.print(f"  {plaintext}", highlight=False)
+                    out.print("Try it:", highlight=False)
+                    out.print(
+                        f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {plaintext}' "
+                        f"-H 'Content-Type: application/json' "
+                        f"""-d '{{"input": "What is your return policy?", "wait": 10}}'""",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+            finally:
+                await store.close()
+        config = uvicorn.Config(create_app(options), host=host, port=port, log_level="info", lifespan="on")
+        await uvicorn.Server(config).serve()
+
+    _run(body)
+
+
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+ReleaseOption = Annotated[str | None, typer.Option(help="Release for new runs (default: the working copy).")]
+
+
+@app.command()
+def serve(
+    project: ProjectOption = Path("."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Runs the built-in worker executes at once.")
+    ] = 4,
+    release: ReleaseOption = None,
+) -> None:
+    """API and a worker in one process (embedded SQLite by default). Prints an admin key on first start."""
+    _serve(_service_options(project, release, concurrency), host, port, first_key=True)
+
+
+@app.command()
+def api(
+    project: ProjectOption = Path("."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    release: ReleaseOption = None,
+) -> None:
+    """The HTTP API alone; run `tether worker` processes beside it against the same database."""
+    _serve(_service_options(project, release, 0), host, port, first_key=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="The user the key acts as.")],
+    tenant: Annotated[str, typer.Option(help="The tenant the key belongs to.")] = "default",
+    scopes: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(SCOPES)}.")] = "runs:write",
+    label: Annotated[str, typer.Option(help="A note for whoever reads `keys list`.")] = "",
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key. Its secret is printed once and stored only as a hash."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            record, plaintext = await issue_key(
+                session.store,
+                user_id=user,
+                tenant_id=tenant,
+                scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                label=label,
+            )
+        if as_json:
+            _dump(
+                {
+                    "key_id": record.id,
+                    "key": plaintext,
+                    "user_id": user,
+                    "tenant_id": tenant,
+                    "scopes": record.scopes,
+                }
+            )
+        else:
+            out.print(
+                f"created {record.id} for {user}@{tenant} ({', '.join(record.scopes)}); the key, shown once:"
+            )
+            out.print(plaintext, highlight=False)
+
+    _run(body)
+
+
+@keys_app.command("list")
+def keys_list(project: ProjectOption = Path("."), as_json: JsonOption = False) -> None:
+    """API keys (never their secrets)."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            records = await session.store.list_api_keys()
+        if as_json:
+            _dump([r.model_dump(mode="json", exclude={"key_hash"}) for r in records])
+            return
+        table = Table("key_id", "user", "tenant", "scopes", "label", "created", "revoked")
+        for r in records:
+            table.add_row(
+                r.id,
+                r.user_id,
+                r.tenant_id,
+                ", ".join(r.scopes),
+                escape(r.label),
+                r.created_at.isoformat(timespec="seconds"),
+                r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
+            )
+        out.print(table)
+
+    _run(body)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument()], project: ProjectOption = Path(".")) -> None:
+    """Revoke a key; requests with it get 401 from now on."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            record = await session.store.revoke_api_key(key_id)
+        out.print(f"revoked {record.id} ({record.user_id}@{record.tenant_id})")
+
+    _run(body)
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI document (generated from the code)."""
+    document = create_app(ServiceOptions(project=Path("."))).openapi()
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
 
 
 @db_app.command("upgrade")

@@ -54,8 +54,17 @@ def observation(step: StepRecord) -> str:
 class RunLoop:
     """Drives one run whose lease the caller holds."""
 
-    def __init__(self, store: Store, loaded: LoadedRelease, run: RunRecord, settings: LoopSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        loaded: LoadedRelease,
+        run: RunRecord,
+        settings: LoopSettings,
+        *,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
         self.store = store
+        self.stopping = stopping or asyncio.Event()
         self.loaded = loaded
         self.agent = loaded.agent
         self.config = loaded.agent.config
@@ -117,6 +126,9 @@ class RunLoop:
 
     async def _advance(self) -> RunRecord:
         while True:
+            if self.stopping.is_set():  # shutting down: the last step is checkpointed, hand the run back
+                await self.store.release_lease(self.run.id, self.settings.owner)
+                return await self.store.get_run(self.run.id)
             if await self.store.is_cancel_requested(self.run.id):
                 return await self._finish(RunStatus.CANCELLED, error="cancelled by request")
             last_model = self._last_model_step()

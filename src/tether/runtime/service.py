@@ -5,6 +5,7 @@ The CLI uses it today; the HTTP API and long-running workers use the same calls.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ class Runtime:
             owner=settings.worker_id, lease_s=settings.lease_seconds, data_dir=data_dir
         )
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
+        self.stopping = asyncio.Event()
+        """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
 
     async def submit(
         self,
@@ -32,6 +35,7 @@ class Runtime:
         input: str,
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tenant_id: str = "default",
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread."""
         if not input.strip():
@@ -39,16 +43,21 @@ class Runtime:
         if not user_id.strip():
             raise ValueError("a run needs a user id")
         if thread_id is None:
-            thread = await self.store.create_thread(user_id)
+            thread = await self.store.create_thread(user_id, tenant_id=tenant_id)
         else:
             try:
                 thread = await self.store.get_thread(thread_id)
             except NotFoundError:
-                thread = await self.store.create_thread(user_id, thread_id)
-            if thread.user_id != user_id:
+                thread = await self.store.create_thread(user_id, thread_id, tenant_id=tenant_id)
+            if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
         return await self.store.create_run(
-            release=release, user_id=user_id, input=input, thread_id=thread.id, metadata=metadata
+            release=release,
+            user_id=user_id,
+            input=input,
+            thread_id=thread.id,
+            metadata=metadata,
+            tenant_id=tenant_id,
         )
 
     async def execute(self, run_id: str) -> RunRecord:
@@ -56,12 +65,15 @@ class Runtime:
         run = await self.store.claim_run(self.loop_settings.owner, self.loop_settings.lease_s, run_id=run_id)
         if run is None:
             return await self.store.get_run(run_id)
-        return await self._drive(run)
+        return await self.drive(run)
+
+    async def claim_next(self) -> RunRecord | None:
+        """Take the lease on the oldest claimable run (queued, or abandoned by a dead process)."""
+        return await self.store.claim_run(self.loop_settings.owner, self.loop_settings.lease_s)
 
     async def execute_next(self) -> RunRecord | None:
-        """Claim the oldest claimable run (queued, or abandoned by a dead process) and drive it."""
-        run = await self.store.claim_run(self.loop_settings.owner, self.loop_settings.lease_s)
-        return None if run is None else await self._drive(run)
+        run = await self.claim_next()
+        return None if run is None else await self.drive(run)
 
     async def drain(self) -> list[RunRecord]:
         """Run every claimable run to an end or a parking point, then return what was done."""
@@ -70,7 +82,8 @@ class Runtime:
             done.append(run)
         return done
 
-    async def _drive(self, run: RunRecord) -> RunRecord:
+    async def drive(self, run: RunRecord) -> RunRecord:
+        """Drive a run whose lease this runtime holds until it ends, parks, or the process stops."""
         release = await self.store.get_release(run.release_id)
         try:
             loaded = self.agents.load(release)
@@ -83,7 +96,7 @@ class Runtime:
                 totals=run.totals(),
                 error=f"cannot load release {release.version}: {exc}",
             )
-        return await RunLoop(self.store, loaded, run, self.loop_settings).drive()
+        return await RunLoop(self.store, loaded, run, self.loop_settings, stopping=self.stopping).drive()
 
     async def decide(
         self, run_id: str, *, approve: bool, reason: str | None, decided_by: str

@@ -68,6 +68,7 @@ class ReleaseRecord(_Record):
 class ThreadRecord(_Record):
     id: str
     user_id: str
+    tenant_id: str
     created_at: datetime
 
 
@@ -93,6 +94,7 @@ class RunRecord(RunTotals):
     release_id: str
     release_version: str
     user_id: str
+    tenant_id: str
     thread_id: str | None
     status: RunStatus
     input: str
@@ -170,3 +172,45 @@ class StepOutcome(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms: float | None = None
+
+
+class EventRecord(_Record):
+    run_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ApiKeyRecord(_Record):
+    id: str
+    key_hash: str
+    user_id: str
+    tenant_id: str
+    scopes: list[str]
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class FeedbackRecord(_Record):
+    id: int
+    run_id: str
+    user_id: str
+    score: int
+    comment: str | None
+    created_at: datetime
+
+
+class WorkerRecord(_Record):
+    id: str
+    concurrency: int
+    active_runs: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+class RunPage(BaseModel):
+    runs: list[RunRecord]
+    next_cursor: str | None

@@ -7,8 +7,9 @@ can therefore never write a step over the worker that took the run over.
 
 from __future__ import annotations
 
+import base64
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tether.store import db
 from tether.store.records import (
     FINAL_STATUSES,
+    ApiKeyRecord,
     ApprovalKind,
     ApprovalRecord,
+    EventRecord,
+    FeedbackRecord,
     ReleaseRecord,
+    RunPage,
     RunRecord,
     RunStatus,
     RunTotals,
@@ -31,10 +36,22 @@ from tether.store.records import (
     StepRecord,
     StepStatus,
     ThreadRecord,
+    WorkerRecord,
 )
-from tether.store.tables import ApprovalRow, ReleaseRow, RunRow, StepRow, ThreadRow
+from tether.store.tables import (
+    ApiKeyRow,
+    ApprovalRow,
+    EventRow,
+    FeedbackRow,
+    ReleaseRow,
+    RunRow,
+    StepRow,
+    ThreadRow,
+    WorkerRow,
+)
 
 Clock = Callable[[], datetime]
+EventHook = Callable[[str], Awaitable[None]]
 
 
 def utc_now() -> datetime:
@@ -60,13 +77,18 @@ class ConflictError(RuntimeError):
 class Store:
     """Repository over one database. Create with `await Store.open(url)`."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Clock = utc_now, on_event: EventHook | None = None
+    ) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._now = clock
+        self.on_event = on_event
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock = utc_now, migrate: bool = True) -> Store:
+    async def open(
+        cls, url: str, *, clock: Clock = utc_now, migrate: bool = True, on_event: EventHook | None = None
+    ) -> Store:
         engine = db.create_engine(url)
         try:
             if migrate:
@@ -74,7 +96,28 @@ class Store:
         except Exception as exc:
             await engine.dispose()
             raise db.DatabaseError(f"cannot open database {engine.url.render_as_string()}: {exc}") from exc
-        return cls(engine, clock=clock)
+        return cls(engine, clock=clock, on_event=on_event)
+
+    async def _emit(self, session: AsyncSession, run_id: str, type: str, data: dict[str, Any]) -> None:
+        """Append an event in the caller's transaction.
+
+        The sequence number comes from the run row, whose lock is held until commit, so events of
+        one run commit in sequence order and a reader that saw seq N never misses N-1.
+        """
+        seq = await session.scalar(
+            update(RunRow)
+            .where(RunRow.id == run_id)
+            .values(event_seq=RunRow.event_seq + 1)
+            .returning(RunRow.event_seq)
+        )
+        if seq is None:
+            raise NotFoundError(f"no run {run_id!r}")
+        session.add(EventRow(run_id=run_id, seq=seq, type=type, data=data, created_at=self._now()))
+
+    async def _notify(self, run_id: str) -> None:
+        """Tell listeners (SSE streams, perhaps on other nodes) that a run has new events."""
+        if self.on_event is not None:
+            await self.on_event(run_id)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -137,8 +180,12 @@ class Store:
 
     # -- threads --------------------------------------------------------------------------------
 
-    async def create_thread(self, user_id: str, thread_id: str | None = None) -> ThreadRecord:
-        row = ThreadRow(id=thread_id or new_id("thr"), user_id=user_id, created_at=self._now())
+    async def create_thread(
+        self, user_id: str, thread_id: str | None = None, *, tenant_id: str = "default"
+    ) -> ThreadRecord:
+        row = ThreadRow(
+            id=thread_id or new_id("thr"), user_id=user_id, tenant_id=tenant_id, created_at=self._now()
+        )
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
@@ -152,6 +199,16 @@ class Store:
         if row is None:
             raise NotFoundError(f"no thread {thread_id!r}")
         return ThreadRecord.model_validate(row)
+
+    async def list_threads(
+        self, *, tenant_id: str, user_id: str | None = None, limit: int = 50
+    ) -> list[ThreadRecord]:
+        query = select(ThreadRow).where(ThreadRow.tenant_id == tenant_id)
+        if user_id is not None:
+            query = query.where(ThreadRow.user_id == user_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(ThreadRow.created_at.desc()).limit(limit))).all()
+        return [ThreadRecord.model_validate(row) for row in rows]
 
     async def thread_runs(self, thread_id: str, *, before: datetime) -> list[RunRecord]:
         """Earlier runs of a thread, oldest first: the conversation a new run continues."""
@@ -174,6 +231,7 @@ class Store:
         input: str,
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tenant_id: str = "default",
     ) -> RunRecord:
         now = self._now()
         row = RunRow(
@@ -181,6 +239,7 @@ class Store:
             release_id=release.id,
             release_version=release.version,
             user_id=user_id,
+            tenant_id=tenant_id,
             thread_id=thread_id,
             status=RunStatus.QUEUED,
             input=input,
@@ -193,11 +252,18 @@ class Store:
             run_metadata=metadata or {},
             cancel_requested=False,
             attempts=0,
+            event_seq=1,
             created_at=now,
             updated_at=now,
         )
+        event = EventRow(
+            run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now
+        )
         async with self._sessions.begin() as session:
             session.add(row)
+            await session.flush()
+            session.add(event)
+        await self._notify(row.id)
         return RunRecord.model_validate(row)
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -208,12 +274,61 @@ class Store:
         return RunRecord.model_validate(row)
 
     async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:
-        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
+        return (await self.page_runs(status=status, limit=limit)).runs
+
+    async def page_runs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        status: RunStatus | None = None,
+        release: str | None = None,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunPage:
+        """Runs newest first, filtered; `next_cursor` continues where this page ended."""
+        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit + 1)
+        if tenant_id is not None:
+            query = query.where(RunRow.tenant_id == tenant_id)
+        if user_id is not None:
+            query = query.where(RunRow.user_id == user_id)
         if status is not None:
             query = query.where(RunRow.status == status)
+        if release is not None:
+            query = query.where(RunRow.release_version == release)
+        if since is not None:
+            query = query.where(RunRow.created_at >= since)
+        if cursor is not None:
+            created_at, run_id = decode_cursor(cursor)
+            query = query.where(
+                or_(RunRow.created_at < created_at, and_(RunRow.created_at == created_at, RunRow.id < run_id))
+            )
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
-        return [RunRecord.model_validate(row) for row in rows]
+        records = [RunRecord.model_validate(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return RunPage(runs=records, next_cursor=encode_cursor(records[-1]) if more and records else None)
+
+    async def spend(
+        self, *, since: datetime, user_id: str | None = None, tenant_id: str | None = None
+    ) -> float:
+        """Estimated cost of the runs created since `since` (for per-user and per-tenant budgets)."""
+        query = select(func.coalesce(func.sum(RunRow.estimated_cost_usd), 0.0)).where(
+            RunRow.created_at >= since
+        )
+        if user_id is not None:
+            query = query.where(RunRow.user_id == user_id)
+        if tenant_id is not None:
+            query = query.where(RunRow.tenant_id == tenant_id)
+        async with self._sessions() as session:
+            return float(await session.scalar(query) or 0.0)
+
+    async def queue_depth(self) -> int:
+        async with self._sessions() as session:
+            return int(
+                await session.scalar(select(func.count()).where(RunRow.status == RunStatus.QUEUED)) or 0
+            )
 
     def _claimable(self, now: datetime) -> Any:
         return or_(
@@ -255,7 +370,12 @@ class Store:
                     .returning(RunRow.id)
                 )
             ).first()
-        return None if claimed is None else await self.get_run(claimed)
+            if claimed is not None:
+                await self._emit(session, claimed, "status", {"status": RunStatus.RUNNING, "worker": owner})
+        if claimed is None:
+            return None
+        await self._notify(claimed)
+        return await self.get_run(claimed)
 
     @asynccontextmanager
     async def _fenced(self, run_id: str, owner: str, lease_s: float) -> AsyncIterator[AsyncSession]:
@@ -306,6 +426,13 @@ class Store:
             await session.execute(
                 update(RunRow).where(RunRow.id == run_id).values(steps_used=RunRow.steps_used + 1)
             )
+            await self._emit(
+                session,
+                run_id,
+                "step_started",
+                {"index": draft.index, "kind": draft.kind, "name": draft.name, "arguments": draft.arguments},
+            )
+        await self._notify(run_id)
         return StepRecord.model_validate(row)
 
     async def finish_step(
@@ -319,6 +446,17 @@ class Store:
                 .values(**outcome.model_dump(), finished_at=self._now())
             )
             await session.execute(update(RunRow).where(RunRow.id == run_id).values(**totals.values()))
+            await self._emit(
+                session,
+                run_id,
+                "step_finished",
+                {
+                    "index": index,
+                    **outcome.model_dump(mode="json", exclude={"message"}),
+                    "totals": totals.values(),
+                },
+            )
+        await self._notify(run_id)
 
     async def finish_run(
         self,
@@ -349,18 +487,27 @@ class Store:
                     lease_expires_at=None,
                 )
             )
+            if output is not None:
+                await self._emit(session, run_id, "final_output", {"output": output})
+            await self._emit(session, run_id, "status", {"status": status, "error": error})
+        await self._notify(run_id)
         return await self.get_run(run_id)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Hand a still-running run back to the queue (e.g. a worker shutting down)."""
         async with self._sessions.begin() as session:
-            await session.execute(
+            released = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == RunStatus.RUNNING)
                 .values(
                     status=RunStatus.QUEUED, lease_owner=None, lease_expires_at=None, updated_at=self._now()
                 )
             )
+            if released.rowcount == 1:  # type: ignore[attr-defined]
+                await self._emit(
+                    session, run_id, "status", {"status": RunStatus.QUEUED, "reason": "worker stopping"}
+                )
+        await self._notify(run_id)
 
     async def list_steps(self, run_id: str) -> list[StepRecord]:
         query = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.index)
@@ -409,16 +556,23 @@ class Store:
                     updated_at=now,
                 )
             )
-        return ApprovalRecord.model_validate(row)
+            await session.flush()
+            record = ApprovalRecord.model_validate(row)
+            await self._emit(session, run_id, "approval_requested", record.model_dump(mode="json"))
+            await self._emit(session, run_id, "status", {"status": RunStatus.WAITING_FOR_APPROVAL})
+        await self._notify(run_id)
+        return record
 
     async def list_approvals(
-        self, *, run_id: str | None = None, status: str | None = None
+        self, *, run_id: str | None = None, status: str | None = None, tenant_id: str | None = None
     ) -> list[ApprovalRecord]:
         query = select(ApprovalRow).order_by(ApprovalRow.created_at, ApprovalRow.id)
         if run_id is not None:
             query = query.where(ApprovalRow.run_id == run_id)
         if status is not None:
             query = query.where(ApprovalRow.status == status)
+        if tenant_id is not None:
+            query = query.join(RunRow, RunRow.id == ApprovalRow.run_id).where(RunRow.tenant_id == tenant_id)
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [ApprovalRecord.model_validate(row) for row in rows]
@@ -444,13 +598,18 @@ class Store:
             )
             if decided.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"approval {approval_id} was already decided ({row.status})")
-            await session.execute(
+            requeued = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == row.run_id, RunRow.status == RunStatus.WAITING_FOR_APPROVAL)
                 .values(status=RunStatus.QUEUED, updated_at=now)
             )
             await session.refresh(row)
-        return ApprovalRecord.model_validate(row)
+            record = ApprovalRecord.model_validate(row)
+            await self._emit(session, row.run_id, "approval_decided", record.model_dump(mode="json"))
+            if requeued.rowcount == 1:  # type: ignore[attr-defined]
+                await self._emit(session, row.run_id, "status", {"status": RunStatus.QUEUED})
+        await self._notify(record.run_id)
+        return record
 
     # -- cancellation ---------------------------------------------------------------------------
 
@@ -487,4 +646,130 @@ class Store:
                     .where(ApprovalRow.run_id == run_id, ApprovalRow.status == "pending")
                     .values(status="cancelled", decided_at=now)
                 )
+                await self._emit(
+                    session, run_id, "status", {"status": RunStatus.CANCELLED, "error": "cancelled"}
+                )
+            else:
+                await self._emit(session, run_id, "cancel_requested", {})
+        await self._notify(run_id)
         return await self.get_run(run_id)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def list_events(self, run_id: str, *, after: int = 0, limit: int = 500) -> list[EventRecord]:
+        query = (
+            select(EventRow)
+            .where(EventRow.run_id == run_id, EventRow.seq > after)
+            .order_by(EventRow.seq)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [EventRecord.model_validate(row) for row in rows]
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    async def add_api_key(
+        self, *, key_id: str, key_hash: str, user_id: str, tenant_id: str, scopes: list[str], label: str
+    ) -> ApiKeyRecord:
+        row = ApiKeyRow(
+            id=key_id,
+            key_hash=key_hash,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            scopes=scopes,
+            label=label,
+            created_at=self._now(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return ApiKeyRecord.model_validate(row)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        return None if row is None else ApiKeyRecord.model_validate(row)
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at))).all()
+        return [ApiKeyRecord.model_validate(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFoundError(f"no API key {key_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = self._now()
+        return ApiKeyRecord.model_validate(row)
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    async def add_feedback(
+        self, run_id: str, *, user_id: str, score: int, comment: str | None
+    ) -> FeedbackRecord:
+        row = FeedbackRow(
+            run_id=run_id, user_id=user_id, score=score, comment=comment, created_at=self._now()
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+            await session.flush()
+            record = FeedbackRecord.model_validate(row)
+            await self._emit(session, run_id, "feedback", record.model_dump(mode="json"))
+        await self._notify(run_id)
+        return record
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def worker_heartbeat(self, worker_id: str, *, concurrency: int, active_runs: int) -> None:
+        now = self._now()
+        async with self._sessions.begin() as session:
+            row = await session.get(WorkerRow, worker_id)
+            if row is None:
+                session.add(
+                    WorkerRow(
+                        id=worker_id,
+                        concurrency=concurrency,
+                        active_runs=active_runs,
+                        started_at=now,
+                        heartbeat_at=now,
+                    )
+                )
+            else:
+                row.active_runs = active_runs
+                row.heartbeat_at = now
+                row.stopped_at = None
+
+    async def worker_stopped(self, worker_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == worker_id)
+                .values(stopped_at=self._now(), active_runs=0)
+            )
+
+    async def live_workers(self, *, within_s: float) -> list[WorkerRecord]:
+        since = self._now() - timedelta(seconds=within_s)
+        query = select(WorkerRow).where(WorkerRow.heartbeat_at >= since, WorkerRow.stopped_at.is_(None))
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(WorkerRow.id))).all()
+        return [WorkerRecord.model_validate(row) for row in rows]
+
+
+def encode_cursor(run: RunRecord) -> str:
+    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raise `ValueError` (a client error) for anything that is not a cursor we issued."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, run_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(stamp)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+    if created_at.tzinfo is None or not run_id:
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return created_at, run_id

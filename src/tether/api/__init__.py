@@ -1,0 +1,1 @@
+"""The HTTP API: authenticated, versioned under /v1, served by `tether serve` and `tether api`."""

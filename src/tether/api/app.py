@@ -1,0 +1,107 @@
+"""The FastAPI application: state built in the lifespan, routers mounted, errors made into clean JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tether.api.deps import ServiceState
+from tether.api.limits import Limiter
+from tether.api.routes import approvals, health, releases, runs, threads
+from tether.rollout.releases import working_copy_release
+from tether.runtime.notify import notifier_for
+from tether.runtime.service import Runtime
+from tether.runtime.worker import Worker
+from tether.settings import Settings
+from tether.store import db
+from tether.store.repository import ConflictError, NotFoundError, Store
+
+log = logging.getLogger("tether.api")
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How to run the service: which project and release, and whether a worker runs in-process."""
+
+    project: Path
+    release: str | None = None
+    embedded_worker_concurrency: int = 0
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url or db.default_url(self.project)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir) if self.settings.data_dir else self.project / "data"
+
+
+def create_app(options: ServiceOptions) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = options.settings
+        notifier = notifier_for(settings.redis_url)
+        await notifier.start()
+        store = await Store.open(options.database_url, on_event=notifier.publish)
+        worker_task: asyncio.Task[None] | None = None
+        worker: Worker | None = None
+        try:
+            release = (
+                await store.get_release(options.release)
+                if options.release
+                else await working_copy_release(store, options.project)
+            )
+            runtime = Runtime(store, settings, data_dir=options.data_dir)
+            limiter = Limiter(
+                requests_per_minute_per_key=settings.requests_per_minute_per_key,
+                runs_per_minute_per_user=settings.runs_per_minute_per_user,
+                user_daily_budget_usd=settings.user_daily_budget_usd,
+                tenant_monthly_budget_usd=settings.tenant_monthly_budget_usd,
+                redis_url=settings.redis_url,
+            )
+            app.state.tether = ServiceState(store, runtime, release, settings, limiter, notifier)
+            if options.embedded_worker_concurrency > 0:
+                worker = Worker(
+                    runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
+                )
+                worker_task = asyncio.create_task(worker.run())
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            await notifier.close()
+            await store.close()
+
+    app = FastAPI(
+        title="Tether",
+        version="1",
+        summary="Run LLM agents in production: durable runs, approvals, budgets.",
+        lifespan=lifespan,
+        max_body_size=options.settings.max_body_bytes,
+    )
+    for module in (runs, approvals, threads, releases, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
+    return app

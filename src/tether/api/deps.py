@@ -1,0 +1,78 @@
+"""What every route needs: the service state and an authenticated, authorised caller."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from tether.api.auth import Caller, authenticate
+from tether.api.limits import Limiter
+from tether.runtime.notify import Notifier
+from tether.runtime.service import Runtime
+from tether.settings import Settings
+from tether.store.records import ReleaseRecord, RunRecord
+from tether.store.repository import NotFoundError, Store
+
+
+@dataclass
+class ServiceState:
+    store: Store
+    runtime: Runtime
+    release: ReleaseRecord
+    settings: Settings
+    limiter: Limiter
+    notifier: Notifier
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.tether
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer tk_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: tk_...`")
+
+
+async def authenticated(
+    state: State,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Caller:
+    presented = bearer.credentials if bearer is not None else header
+    caller = await authenticate(state.store, presented) if presented else None
+    if caller is None:
+        raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    refusal = await state.limiter.check_request(caller.key_id)
+    if refusal is not None:
+        raise HTTPException(
+            refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
+        )
+    return caller
+
+
+def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency admitting callers that hold any one of `scopes` (admin holds them all)."""
+
+    async def check(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+        if not any(caller.has(scope) for scope in scopes):
+            raise HTTPException(403, f"this needs the {' or '.join(scopes)} scope")
+        return caller
+
+    return check
+
+
+async def visible_run(state: ServiceState, caller: Caller, run_id: str) -> RunRecord:
+    """The run, if this caller may see it; otherwise 404 (never confirm another tenant's run exists)."""
+    try:
+        run = await state.store.get_run(run_id)
+    except NotFoundError:
+        raise HTTPException(404, f"no run {run_id!r}") from None
+    if run.tenant_id != caller.tenant_id or (not caller.has("runs:read") and run.user_id != caller.user_id):
+        raise HTTPException(404, f"no run {run_id!r}")
+    return run

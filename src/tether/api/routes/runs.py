@@ -1,0 +1,227 @@
+"""Runs: create, read, list, cancel, stream events, decide approvals, leave feedback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from tether.api.auth import Caller
+from tether.api.deps import ServiceState, State, require, visible_run
+from tether.api.schemas import (
+    ApprovalOut,
+    CreateRun,
+    Decision,
+    Feedback,
+    FeedbackOut,
+    Problem,
+    RunList,
+    RunOut,
+)
+from tether.store.records import RunRecord, RunStatus, StepRecord
+from tether.store.repository import ConflictError, NotFoundError
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+Reader = Annotated[Caller, Depends(require("runs:read", "runs:write"))]
+Writer = Annotated[Caller, Depends(require("runs:write"))]
+Approver = Annotated[Caller, Depends(require("approvals"))]
+
+_POLL_S = 1.0
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 429)
+}
+_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {"model": RunOut, "description": "The run finished within `wait`."},
+    402: {"model": Problem, "description": "A spend budget is used up."},
+}
+
+
+async def _out(state: ServiceState, run: RunRecord) -> RunOut:
+    pending = None
+    if run.status == RunStatus.WAITING_FOR_APPROVAL:
+        waiting = await state.store.list_approvals(run_id=run.id, status="pending")
+        pending = waiting[0] if waiting else None
+    return RunOut.of(run, pending)
+
+
+async def _wait_until_settled(state: ServiceState, run_id: str, seconds: float) -> RunRecord:
+    """Wait up to `seconds` for the run to end or to park for approval."""
+    deadline = time.monotonic() + seconds
+    while True:
+        run = await state.store.get_run(run_id)
+        remaining = deadline - time.monotonic()
+        if run.status.is_final or run.status == RunStatus.WAITING_FOR_APPROVAL or remaining <= 0:
+            return run
+        await state.notifier.wait(run_id, min(remaining, _POLL_S))
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunOut,
+    responses=_CREATE_RESPONSES,
+)
+async def create_run(body: CreateRun, state: State, caller: Writer, response: Response) -> RunOut:
+    """Queue a run for the calling user; it is durable before this answers."""
+    if len(body.input) > state.settings.max_input_chars:
+        raise HTTPException(
+            413, f"input is {len(body.input)} characters; the limit is {state.settings.max_input_chars}"
+        )
+    if not body.input.strip():
+        raise HTTPException(422, "input is blank")
+    refusal = await state.limiter.check_new_run(
+        state.store, user_id=caller.user_id, tenant_id=caller.tenant_id
+    )
+    if refusal is not None:
+        raise HTTPException(
+            refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
+        )
+    try:
+        run = await state.runtime.submit(
+            state.release,
+            user_id=caller.user_id,
+            tenant_id=caller.tenant_id,
+            input=body.input,
+            thread_id=body.thread_id,
+            metadata=body.metadata,
+        )
+    except ConflictError as exc:
+        raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
+    if body.wait > 0:
+        run = await _wait_until_settled(state, run.id, body.wait)
+        if run.status.is_final:
+            response.status_code = 200
+    return await _out(state, run)
+
+
+@router.get("", response_model=RunList, responses=_ERRORS)
+async def list_runs(
+    state: State,
+    caller: Reader,
+    status: RunStatus | None = None,
+    release: Annotated[str | None, Query(max_length=200)] = None,
+    user: Annotated[str | None, Query(max_length=200)] = None,
+    since: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunList:
+    """Runs of the caller's tenant, newest first (only the caller's own without `runs:read`)."""
+    if not caller.has("runs:read"):
+        if user is not None and user != caller.user_id:
+            raise HTTPException(403, "listing other users' runs needs the runs:read scope")
+        user = caller.user_id
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(400, "since needs a time zone, e.g. 2026-11-22T00:00:00Z")
+    try:
+        page = await state.store.page_runs(
+            tenant_id=caller.tenant_id,
+            user_id=user,
+            status=status,
+            release=release,
+            since=since,
+            cursor=cursor,
+            limit=limit,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return RunList(runs=[RunOut.of(run) for run in page.runs], next_cursor=page.next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunOut, responses=_ERRORS)
+async def get_run(run_id: str, state: State, caller: Reader) -> RunOut:
+    return await _out(state, await visible_run(state, caller, run_id))
+
+
+@router.get("/{run_id}/steps", response_model=list[StepRecord], responses=_ERRORS)
+async def list_steps(run_id: str, state: State, caller: Reader) -> list[StepRecord]:
+    """Every durable step of the run: model calls and tool calls, with tokens, cost and results."""
+    await visible_run(state, caller, run_id)
+    return await state.store.list_steps(run_id)
+
+
+@router.post("/{run_id}/cancel", status_code=202, response_model=RunOut, responses=_ERRORS)
+async def cancel_run(run_id: str, state: State, caller: Writer) -> RunOut:
+    """A queued or waiting run ends now; a running one stops at its next step boundary."""
+    await visible_run(state, caller, run_id)
+    try:
+        run = await state.store.request_cancel(run_id)
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return await _out(state, run)
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=EventSourceResponse,
+    responses={**_ERRORS, 200: {"description": "A text/event-stream of the run's events."}},
+)
+async def stream_events(
+    run_id: str,
+    state: State,
+    caller: Reader,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Every step, approval request, status change and the final output, as server-sent events.
+
+    Resumable: reconnect with `Last-Event-ID` (or `?after=`) and nothing is missed or repeated.
+    The stream ends once the run has reached a final state.
+    """
+    await visible_run(state, caller, run_id)
+    if last_event_id is not None and not last_event_id.isdigit():
+        raise HTTPException(400, "Last-Event-ID must be an event id from this stream")
+    cursor = int(last_event_id) if last_event_id is not None else (after or 0)
+    while True:
+        events = await state.store.list_events(run_id, after=cursor)
+        for event in events:
+            cursor = event.seq
+            yield ServerSentEvent(id=str(event.seq), event=event.type, data=event.data)
+        if not events:
+            run = await state.store.get_run(run_id)
+            if run.status.is_final and not await state.store.list_events(run_id, after=cursor):
+                return
+            await state.notifier.wait(run_id, _POLL_S)
+        await asyncio.sleep(0)
+
+
+@router.post("/{run_id}/approvals/{approval_id}", response_model=ApprovalOut, responses=_ERRORS)
+async def decide_approval(
+    run_id: str, approval_id: str, body: Decision, state: State, caller: Approver
+) -> ApprovalOut:
+    """Approve or reject a pending tool call; the run goes back to the queue for any free worker."""
+    await visible_run(state, caller, run_id)
+    pending = await state.store.list_approvals(run_id=run_id)
+    if not any(a.id == approval_id for a in pending):
+        raise HTTPException(404, f"no approval {approval_id!r} on run {run_id!r}")
+    try:
+        record = await state.store.decide_approval(
+            approval_id, approve=body.decision == "approve", decided_by=caller.user_id, reason=body.reason
+        )
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return ApprovalOut.of(record)
+
+
+@router.post("/{run_id}/feedback", status_code=201, response_model=FeedbackOut, responses=_ERRORS)
+async def leave_feedback(run_id: str, body: Feedback, state: State, caller: Reader) -> FeedbackOut:
+    """A thumbs up (+1) or down (-1) on a run, stored for online quality metrics."""
+    await visible_run(state, caller, run_id)
+    record = await state.store.add_feedback(
+        run_id, user_id=caller.user_id, score=body.score, comment=body.comment
+    )
+    return FeedbackOut(
+        feedback_id=record.id,
+        run_id=record.run_id,
+        score=record.score,
+        comment=record.comment,
+        created_at=record.created_at,
+    )

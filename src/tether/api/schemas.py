@@ -1,0 +1,131 @@
+"""Request and response bodies of the HTTP API (these shape the published OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tether.store.records import ApprovalRecord, RunRecord, RunStatus
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateRun(_In):
+    input: str = Field(min_length=1, description="The task for the agent.")
+    thread_id: str | None = Field(
+        default=None, max_length=40, description="Continue this thread (created if new)."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Stored with the run, for your own use."
+    )
+    wait: float = Field(
+        default=0, ge=0, le=60, description="Seconds to wait for the run to finish before answering 202."
+    )
+
+
+class Decision(_In):
+    decision: Literal["approve", "reject"]
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class Feedback(_In):
+    score: Literal[1, -1]
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class CreateThread(_In):
+    thread_id: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class ApprovalOut(BaseModel):
+    approval_id: str
+    run_id: str
+    kind: str
+    tool: str
+    arguments: dict[str, Any]
+    reason: str
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ApprovalRecord) -> ApprovalOut:
+        return cls(approval_id=record.id, **record.model_dump(exclude={"id", "tool_call_id"}))
+
+
+class RunOut(BaseModel):
+    run_id: str
+    status: RunStatus
+    release_version: str
+    user_id: str
+    tenant_id: str
+    thread_id: str | None
+    input: str
+    output: str | None
+    error: str | None
+    steps_used: int
+    tools_called: list[str]
+    input_tokens: int
+    output_tokens: int
+    estimated_cost_usd: float
+    risk_level: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    pending_approval: ApprovalOut | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord, pending: ApprovalRecord | None = None) -> RunOut:
+        data = run.model_dump(include=set(cls.model_fields) - {"run_id", "metadata", "pending_approval"})
+        return cls(
+            run_id=run.id,
+            metadata=run.run_metadata,
+            pending_approval=ApprovalOut.of(pending) if pending else None,
+            **data,
+        )
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: int
+    run_id: str
+    score: int
+    comment: str | None
+    created_at: datetime
+
+
+class ThreadOut(BaseModel):
+    thread_id: str
+    user_id: str
+    created_at: datetime
+
+
+class ReleaseOut(BaseModel):
+    version: str
+    kind: str
+    content_hash: str
+    model: str
+    created_at: datetime
+    serving: bool = Field(description="New runs through this API use this release.")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

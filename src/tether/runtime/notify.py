@@ -1,0 +1,88 @@
+"""Wake-ups for event streams: in-process by default, across nodes through Redis pub/sub.
+
+A wake-up only says "look again"; the events themselves are always read from the database,
+so a lost notification costs at most one poll interval, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+log = logging.getLogger("tether.notify")
+_CHANNEL = "tether:runs"
+
+
+class Notifier:
+    """In-process wake-ups (one node: `tether serve`, or tests)."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def publish(self, run_id: str) -> None:
+        self._wake(run_id)
+
+    def _wake(self, run_id: str) -> None:
+        for event in self._waiters.get(run_id, ()):
+            event.set()
+
+    async def wait(self, run_id: str, seconds: float) -> None:
+        """Return when the run may have new events, or after `seconds`."""
+        event = asyncio.Event()
+        self._waiters[run_id].add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), seconds)
+        finally:
+            self._waiters[run_id].discard(event)
+            if not self._waiters[run_id]:
+                del self._waiters[run_id]
+
+    async def start(self) -> None:
+        """Begin listening for other nodes' notifications (nothing to do in-process)."""
+
+    async def close(self) -> None:
+        """Stop listening."""
+
+
+class RedisNotifier(Notifier):
+    """Publishes every run's wake-up to Redis and relays other nodes' wake-ups to local waiters."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.Redis.from_url(url)
+        self._listener: asyncio.Task[None] | None = None
+
+    async def publish(self, run_id: str) -> None:
+        self._wake(run_id)
+        try:
+            await self._redis.publish(_CHANNEL, run_id)
+        except Exception:  # Redis down: local streams still poll the database
+            log.warning("could not publish a run notification to Redis", exc_info=True)
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(_CHANNEL)
+        self._listener = asyncio.create_task(self._listen(pubsub))
+
+    async def _listen(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message.get("type") == "message":
+                data = message["data"]
+                self._wake(data.decode() if isinstance(data, bytes) else str(data))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self._redis.aclose()
+
+
+def notifier_for(redis_url: str | None) -> Notifier:
+    return RedisNotifier(redis_url) if redis_url else Notifier()
