@@ -56,7 +56,11 @@ class Worker:
         try:
             while not self.runtime.stopping.is_set():
                 if len(self.active) < self.concurrency:
-                    claimed = await self.runtime.claim_next()
+                    try:
+                        claimed = await self.runtime.claim_next()
+                    except Exception:  # database unreachable for a moment: wait and try again
+                        log.exception("claiming a run failed")
+                        claimed = None
                     if claimed is not None:
                         task: asyncio.Task[object] = asyncio.create_task(self.runtime.drive(claimed))
                         self.active.add(task)

@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -68,10 +69,29 @@ def _is_current(connection: Connection) -> bool:
     return set(MigrationContext.configure(connection).get_current_heads()) == heads
 
 
+_MIGRATION_LOCK = 7_461_726_572  # any constant; PostgreSQL advisory lock id for migrations
+
+
 async def upgrade(engine: AsyncEngine) -> None:
-    """Apply every pending migration (a no-op when the schema is current)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    """Apply every pending migration (a no-op when the schema is current).
+
+    Processes starting together (an API and its workers) must not migrate at once: PostgreSQL
+    serialises them with an advisory lock; on SQLite a loser of the race finds the schema current.
+    """
+    for attempt in range(3):
+        try:
+            async with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
+                await connection.run_sync(_upgrade)
+            return
+        except OperationalError:
+            if await is_current(engine):
+                return
+            if attempt == 2:
+                raise
 
 
 async def is_current(engine: AsyncEngine) -> bool:
