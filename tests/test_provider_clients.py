@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 
@@ -19,7 +18,7 @@ from tether.models.anthropic_client import AnthropicChatModel
 from tether.models.base import ChatModel, Message, ModelError, ToolCall, ToolSpec, TransientModelError
 from tether.models.openai_compat import OpenAIChatModel
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -35,11 +34,11 @@ WEATHER = ToolSpec(
 class Recorder:
     """A mock transport handler that records requests and replies from a queue."""
 
-    def __init__(self, *replies: httpx.Response | Exception) -> None:
+    def __init__(self, *replies: httpx2.Response | Exception) -> None:
         self.replies = list(replies)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[httpx2.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         # Assertions run on `requests` after the call: an AssertionError raised in here would
         # be wrapped by the SDK as a connection error.
         self.requests.append(request)
@@ -55,13 +54,13 @@ class Recorder:
         return result
 
     @property
-    def request(self) -> httpx.Request:
+    def request(self) -> httpx2.Request:
         assert len(self.requests) == 1, f"expected one request, got {len(self.requests)}"
         return self.requests[0]
 
 
-def mock_client(handler: Handler) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+def mock_client(handler: Handler) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,8 +70,8 @@ def mock_client(handler: Handler) -> httpx.AsyncClient:
 
 def openai_completion(
     message: dict[str, Any], *, finish_reason: str = "stop", prompt: int = 21, completion: int = 7
-) -> httpx.Response:
-    return httpx.Response(
+) -> httpx2.Response:
+    return httpx2.Response(
         200,
         json={
             "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
@@ -101,8 +100,8 @@ def openai_completion(
     )
 
 
-def openai_error(status: int, message: str, type_: str, code: str | None = None) -> httpx.Response:
-    return httpx.Response(
+def openai_error(status: int, message: str, type_: str, code: str | None = None) -> httpx2.Response:
+    return httpx2.Response(
         status, json={"error": {"message": message, "type": type_, "param": None, "code": code}}
     )
 
@@ -280,14 +279,14 @@ async def test_openai_400_is_not_transient() -> None:
 
 
 async def test_openai_connection_error_is_transient() -> None:
-    rec = Recorder(httpx.ConnectError("[Errno 111] Connection refused"))
+    rec = Recorder(httpx2.ConnectError("[Errno 111] Connection refused"))
     with pytest.raises(TransientModelError, match=r"openai:gpt-4o-mini.*connection"):
         await openai_model(rec).chat([Message(role="user", content="Hi")], [])
     assert len(rec.requests) == 1
 
 
 async def test_openai_timeout_is_transient() -> None:
-    rec = Recorder(httpx.ReadTimeout("timed out"))
+    rec = Recorder(httpx2.ReadTimeout("timed out"))
     with pytest.raises(TransientModelError, match=r"openai:gpt-4o-mini.*timed out"):
         await openai_model(rec).chat([Message(role="user", content="Hi")], [])
 
@@ -334,8 +333,8 @@ def anthropic_message(
     stop_reason: str = "end_turn",
     input_tokens: int = 25,
     output_tokens: int = 9,
-) -> httpx.Response:
-    return httpx.Response(
+) -> httpx2.Response:
+    return httpx2.Response(
         200,
         json={
             "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
@@ -357,8 +356,8 @@ def anthropic_message(
     )
 
 
-def anthropic_error(status: int, type_: str, message: str) -> httpx.Response:
-    return httpx.Response(
+def anthropic_error(status: int, type_: str, message: str) -> httpx2.Response:
+    return httpx2.Response(
         status,
         json={"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_0"},
     )
@@ -551,19 +550,19 @@ async def test_anthropic_400_is_not_transient() -> None:
 
 
 async def test_anthropic_connection_error_is_transient() -> None:
-    rec = Recorder(httpx.ConnectError("[Errno 111] Connection refused"))
+    rec = Recorder(httpx2.ConnectError("[Errno 111] Connection refused"))
     with pytest.raises(TransientModelError, match=r"anthropic:claude-sonnet-4-6.*connection"):
         await anthropic_model(rec).chat([Message(role="user", content="Hi")], [])
     assert len(rec.requests) == 1
 
 
 async def test_anthropic_timeout_is_transient() -> None:
-    rec = Recorder(httpx.ReadTimeout("timed out"))
+    rec = Recorder(httpx2.ReadTimeout("timed out"))
     with pytest.raises(TransientModelError, match=r"anthropic:claude-sonnet-4-6.*timed out"):
         await anthropic_model(rec).chat([Message(role="user", content="Hi")], [])
 
 
-async def test_anthropic_accepts_a_native_httpx2_client() -> None:
+async def test_anthropic_minimal_reply_without_cache_usage() -> None:
     seen: list[dict[str, Any]] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -148,3 +149,20 @@ async def test_thread_history_is_ordered_and_excludes_later_runs(store: Store) -
     assert [r.id for r in earlier] == [first.id]
     with pytest.raises(ConflictError):
         await store.create_thread("u", thread.id)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_processes_opening_a_fresh_database_together_migrate_once(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    stores = await asyncio.gather(*(Store.open(url) for _ in range(4)))
+    try:
+        assert all([await db.is_current(s.engine) for s in stores])
+    finally:
+        for opened in stores:
+            await opened.close()

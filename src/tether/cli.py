@@ -27,6 +27,7 @@ from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import SCOPES, issue_key
 from tether.models.pricing import UnknownPriceError
 from tether.rollout.releases import create_release, snapshot_of, working_copy_release
+from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
 from tether.scaffold import scaffold
@@ -100,12 +101,17 @@ async def _session(project: Path) -> AsyncIterator[Session]:
             f"{project} is not an agent project (no {CONFIG_FILE}); pass --project or set TETHER_DATABASE_URL"
         )
     url = settings.database_url or db.default_url(project)
-    store = await Store.open(url)
-    data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
+    # Every event a CLI process or worker writes wakes the API nodes streaming that run.
+    notifier = notifier_for(settings.redis_url)
     try:
-        yield Session(project, store, Runtime(store, settings, data_dir=data_dir))
+        store = await Store.open(url, on_event=notifier.publish)
+        data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
+        try:
+            yield Session(project, store, Runtime(store, settings, data_dir=data_dir))
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        await notifier.close()
 
 
 def _dump(value: Any) -> None:
@@ -504,28 +510,35 @@ def _service_options(project: Path, release: str | None, concurrency: int) -> Se
     )
 
 
-def _serve(options: ServiceOptions, host: str, port: int, *, first_key: bool) -> None:
+def _serve(
+    project: Path, release: str | None, concurrency: int, host: str, port: int, *, first_key: bool
+) -> None:
     async def body() -> None:
-        if first_key:
-            store = await Store.open(options.database_url)
-            try:
-                if not await store.list_api_keys():
-                    _, plaintext = await issue_key(
-                        store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
-                    )
-                    url = f"http://{host}:{port}"
-                    out.print("[bold]Created an admin API key (shown once; keep it safe):[/bold]")
-                    out.print(f"  {plaintext}", highlight=False)
-                    out.print("Try it:", highlight=False)
-                    out.print(
-                        f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {plaintext}' "
-                        f"-H 'Content-Type: application/json' "
-                        f"""-d '{{"input": "What is your return policy?", "wait": 10}}'""",
-                        highlight=False,
-                        soft_wrap=True,
-                    )
-            finally:
-                await store.close()
+        options = _service_options(project, release, concurrency)
+        store = await Store.open(options.database_url)
+        try:
+            # Fail here, as one clear line, rather than as a traceback from the server's startup.
+            if release:
+                await store.get_release(release)
+            else:
+                await working_copy_release(store, options.project)
+            if first_key and not await store.list_api_keys():
+                _, plaintext = await issue_key(
+                    store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
+                )
+                url = f"http://{host}:{port}"
+                out.print("[bold]Created an admin API key (shown once; keep it safe):[/bold]")
+                out.print(f"  {plaintext}", highlight=False)
+                out.print("Try it:", highlight=False)
+                out.print(
+                    f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {plaintext}' "
+                    f"-H 'Content-Type: application/json' "
+                    f"""-d '{{"input": "What is your return policy?", "wait": 10}}'""",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        finally:
+            await store.close()
         config = uvicorn.Config(create_app(options), host=host, port=port, log_level="info", lifespan="on")
         await uvicorn.Server(config).serve()
 
@@ -548,7 +561,7 @@ def serve(
     release: ReleaseOption = None,
 ) -> None:
     """API and a worker in one process (embedded SQLite by default). Prints an admin key on first start."""
-    _serve(_service_options(project, release, concurrency), host, port, first_key=True)
+    _serve(project, release, concurrency, host, port, first_key=True)
 
 
 @app.command()
@@ -559,7 +572,7 @@ def api(
     release: ReleaseOption = None,
 ) -> None:
     """The HTTP API alone; run `tether worker` processes beside it against the same database."""
-    _serve(_service_options(project, release, 0), host, port, first_key=False)
+    _serve(project, release, 0, host, port, first_key=False)
 
 
 @keys_app.command("create")

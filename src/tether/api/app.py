@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
+from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, releases, runs, threads
@@ -86,8 +89,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
         version="1",
         summary="Run LLM agents in production: durable runs, approvals, budgets.",
         lifespan=lifespan,
-        max_body_size=options.settings.max_body_bytes,
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     for module in (runs, approvals, threads, releases, health):
         app.include_router(module.router)
 
@@ -98,6 +101,21 @@ def create_app(options: ServiceOptions) -> FastAPI:
     @app.exception_handler(ConflictError)
     async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only where and why: echoing the input back could be huge, or not even representable in JSON.
+        errors = [
+            {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type")}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        detail = "a value in this request cannot be stored or searched"
+        return JSONResponse({"detail": detail}, status_code=400)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

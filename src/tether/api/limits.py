@@ -6,6 +6,7 @@ limits hold across every API node.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from tether.store.repository import Store
+
+log = logging.getLogger("tether.limits")
+_WARN_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,33 @@ class Limiter:
             RedisStorage(f"async+{redis_url}", implementation="redispy") if redis_url else MemoryStorage()
         )
         self._limiter = MovingWindowRateLimiter(storage)
+        # While a shared store is unreachable, each node keeps counting on its own rather than
+        # refusing every request (or admitting unlimited ones).
+        self._fallback = MovingWindowRateLimiter(MemoryStorage()) if redis_url else None
+        self._warned_at = -math.inf
         self._per_key = RateLimitItemPerMinute(requests_per_minute_per_key)
         self._per_user_runs = RateLimitItemPerMinute(runs_per_minute_per_user)
         self.user_daily_budget_usd = user_daily_budget_usd
         self.tenant_monthly_budget_usd = tenant_monthly_budget_usd
 
     async def _hit(self, item: RateLimitItemPerMinute, *identifiers: str) -> int | None:
-        if await self._limiter.hit(item, *identifiers):
+        try:
+            return await self._hit_with(self._limiter, item, *identifiers)
+        except Exception:
+            if self._fallback is None:
+                raise
+            if time.monotonic() - self._warned_at > _WARN_EVERY_S:
+                self._warned_at = time.monotonic()
+                log.warning("rate-limit store unreachable; counting on this node only", exc_info=True)
+            return await self._hit_with(self._fallback, item, *identifiers)
+
+    @staticmethod
+    async def _hit_with(
+        limiter: MovingWindowRateLimiter, item: RateLimitItemPerMinute, *identifiers: str
+    ) -> int | None:
+        if await limiter.hit(item, *identifiers):
             return None
-        stats = await self._limiter.get_window_stats(item, *identifiers)
+        stats = await limiter.get_window_stats(item, *identifiers)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def check_request(self, key_id: str) -> Refusal | None:

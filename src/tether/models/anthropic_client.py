@@ -6,10 +6,9 @@ The SDK's own retries are turned off: retries and fallback are done by
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import anthropic
-import httpx
 import httpx2
 from anthropic.types import (
     ContentBlockParam,
@@ -49,8 +48,11 @@ class AnthropicChatModel:
     (`ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN`, a profile); none at all raises `ModelError`
     at call time.
 
-    `http_client` may be an `httpx2.AsyncClient` (what `anthropic>=2` requires) or an
-    `httpx.AsyncClient`, which is bridged through an httpx2 transport.
+    `model` in the returned `ModelResponse` is the model name the provider reports in its
+    response (e.g. `claude-sonnet-4-6-20260217`), falling back to the requested `model` if absent.
+
+    `http_client` is an optional `httpx2.AsyncClient` (the HTTP library `anthropic>=2` is built
+    on); tests pass one with a mock transport.
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class AnthropicChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -73,16 +75,13 @@ class AnthropicChatModel:
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
         if self._client is None:
-            http_client = self._http_client
-            if isinstance(http_client, httpx.AsyncClient):
-                http_client = httpx2.AsyncClient(transport=LegacyHttpxTransport(http_client))
             try:
                 client = anthropic.AsyncAnthropic(
                     api_key=self._api_key,
                     base_url=self.base_url,
                     timeout=self.timeout_s,
                     max_retries=0,
-                    http_client=http_client,
+                    http_client=self._http_client,
                 )
             except anthropic.AnthropicError as exc:
                 raise ModelError(f"model {self.name}: could not load Anthropic credentials: {exc}") from exc
@@ -206,43 +205,3 @@ def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[MessagePar
 
 def to_anthropic_tool(spec: ToolSpec) -> ToolParam:
     return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
-
-
-class LegacyHttpxTransport(httpx2.AsyncBaseTransport):
-    """Send the SDK's httpx2 requests through an `httpx.AsyncClient`.
-
-    `anthropic>=2` refuses `httpx` clients outright; this keeps `http_client=httpx.AsyncClient(...)`
-    (e.g. with `httpx.MockTransport`) working. Responses are read in full, which is fine for
-    the non-streaming calls made here. Transport errors are re-raised as their httpx2
-    counterparts so the SDK reports timeouts and connection errors as usual.
-    """
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        body = await request.aread()
-        legacy_request = self._client.build_request(
-            request.method, str(request.url), headers=request.headers.multi_items(), content=body
-        )
-        timeout: Any = request.extensions.get("timeout")
-        if isinstance(timeout, dict):
-            legacy_request.extensions["timeout"] = dict(timeout)
-        try:
-            legacy_response = await self._client.send(legacy_request)
-        except httpx.TimeoutException as exc:
-            raise httpx2.ReadTimeout(str(exc) or type(exc).__name__, request=request) from exc
-        except httpx.RequestError as exc:
-            raise httpx2.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
-        # the body is already decoded, so drop the headers that describe the encoded form
-        headers = [
-            (key, value)
-            for key, value in legacy_response.headers.multi_items()
-            if key.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
-        ]
-        return httpx2.Response(
-            legacy_response.status_code, headers=headers, content=legacy_response.content, request=request
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()

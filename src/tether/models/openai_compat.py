@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-import httpx
 import httpx2
 import openai
 from openai.types.chat import (
@@ -47,8 +46,11 @@ class OpenAIChatModel:
     reads `OPENAI_API_KEY`; a missing key raises `ModelError` at call time. With `base_url`
     set and no `api_key`, a placeholder key is sent (self-hosted servers need none).
 
-    `http_client` may be an `httpx.AsyncClient` or an `httpx2.AsyncClient` (the transport
-    `openai>=3` uses natively); tests pass one with a mock transport.
+    `model` in the returned `ModelResponse` is the model name the provider reports in its
+    response (e.g. `gpt-4o-mini-2024-07-18`), falling back to the requested `model` if absent.
+
+    `http_client` is an optional `httpx2.AsyncClient` (the HTTP library `openai>=3` is built
+    on); tests pass one with a mock transport.
     """
 
     def __init__(
@@ -59,7 +61,7 @@ class OpenAIChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -77,8 +79,7 @@ class OpenAIChatModel:
                     base_url=self.base_url,
                     timeout=self.timeout_s,
                     max_retries=0,
-                    # openai>=3 accepts legacy httpx clients at runtime but types only httpx2.
-                    http_client=cast(httpx2.AsyncClient | None, self._http_client),
+                    http_client=self._http_client,
                 )
             except openai.OpenAIError as exc:
                 raise ModelError(

@@ -247,7 +247,7 @@ class RunLoop:
             return None
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)
-            if decision is None:
+            if decision is None or decision.used_at is not None:  # each approval covers one attempt
                 reason = (
                     f"{tool.name} was interrupted after it started and its outcome is unknown; it is not "
                     "declared idempotent, so a human must decide whether to run it again"
@@ -264,6 +264,9 @@ class RunLoop:
                     ),
                 )
                 return None
+            await self.store.use_approval(
+                self.run.id, self.settings.owner, self.settings.lease_s, decision.id
+            )
         elif existing is None and self._needs_approval(tool):
             decision = self._decision(call.id, ApprovalKind.GATE)
             if decision is None:

@@ -66,15 +66,26 @@ class RedisNotifier(Notifier):
             log.warning("could not publish a run notification to Redis", exc_info=True)
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(_CHANNEL)
-        self._listener = asyncio.create_task(self._listen(pubsub))
+        self._listener = asyncio.create_task(self._listen())
 
-    async def _listen(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message.get("type") == "message":
-                data = message["data"]
-                self._wake(data.decode() if isinstance(data, bytes) else str(data))
+    async def _listen(self) -> None:
+        """Relay wake-ups for as long as the node lives, resubscribing whenever Redis comes back."""
+        pause = 0.5
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(_CHANNEL)
+                    pause = 0.5
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            self._wake(data.decode() if isinstance(data, bytes) else str(data))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # streams fall back to polling the database meanwhile
+                log.warning("lost the Redis subscription; retrying in %.1fs", pause, exc_info=True)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
     async def close(self) -> None:
         if self._listener is not None:

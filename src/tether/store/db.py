@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from filelock import AsyncFileLock
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -72,12 +77,35 @@ def _is_current(connection: Connection) -> bool:
 _MIGRATION_LOCK = 7_461_726_572  # any constant; PostgreSQL advisory lock id for migrations
 
 
+_process_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def _one_migrator(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Alembic's command API keeps global state, so one migration per process at a time; and on a
+    SQLite file, one process at a time (PostgreSQL also takes an advisory lock in the transaction)."""
+    lock = _process_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            async with AsyncFileLock(f"{database}.migrate.lock", thread_local=False):
+                yield
+        else:
+            yield
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Apply every pending migration (a no-op when the schema is current).
 
-    Processes starting together (an API and its workers) must not migrate at once: PostgreSQL
-    serialises them with an advisory lock; on SQLite a loser of the race finds the schema current.
+    Processes starting together (an API and its workers) must not migrate at once.
     """
+    async with _one_migrator(engine):
+        await _upgrade_with_retry(engine)
+
+
+async def _upgrade_with_retry(engine: AsyncEngine) -> None:
     for attempt in range(3):
         try:
             async with engine.begin() as connection:

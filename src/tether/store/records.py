@@ -148,6 +148,7 @@ class ApprovalRecord(_Record):
     decision_reason: str | None
     created_at: datetime
     decided_at: datetime | None
+    used_at: datetime | None = None
 
 
 class StepDraft(BaseModel):

@@ -298,7 +298,7 @@ class Store:
         if release is not None:
             query = query.where(RunRow.release_version == release)
         if since is not None:
-            query = query.where(RunRow.created_at >= since)
+            query = query.where(RunRow.created_at >= as_utc(since))
         if cursor is not None:
             created_at, run_id = decode_cursor(cursor)
             query = query.where(
@@ -563,6 +563,15 @@ class Store:
         await self._notify(run_id)
         return record
 
+    async def use_approval(self, run_id: str, owner: str, lease_s: float, approval_id: str) -> None:
+        """Spend an approved retry, durably, before the attempt it covers begins."""
+        async with self._fenced(run_id, owner, lease_s) as session:
+            await session.execute(
+                update(ApprovalRow)
+                .where(ApprovalRow.id == approval_id, ApprovalRow.run_id == run_id)
+                .values(used_at=self._now())
+            )
+
     async def list_approvals(
         self, *, run_id: str | None = None, status: str | None = None, tenant_id: str | None = None
     ) -> list[ApprovalRecord]:
@@ -767,9 +776,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, run_id = raw.split("|", 1)
-        created_at = datetime.fromisoformat(stamp)
+        created_at = as_utc(datetime.fromisoformat(stamp))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}") from exc
-    if created_at.tzinfo is None or not run_id:
+    if not run_id:
         raise ValueError(f"invalid cursor {cursor!r}")
     return created_at, run_id
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC; `ValueError` for a naive time or one that leaves the representable range."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment.isoformat()} needs a time zone, e.g. 2026-11-22T00:00:00Z")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the range of UTC times") from None

@@ -151,6 +151,8 @@ class ApprovalRow(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
+    # When an approved retry was spent: one approval covers one attempt, never a later interruption.
+    used_at: Mapped[datetime | None]
 
 
 class EventRow(Base):

@@ -117,8 +117,6 @@ async def list_runs(
         if user is not None and user != caller.user_id:
             raise HTTPException(403, "listing other users' runs needs the runs:read scope")
         user = caller.user_id
-    if since is not None and since.tzinfo is None:
-        raise HTTPException(400, "since needs a time zone, e.g. 2026-11-22T00:00:00Z")
     try:
         page = await state.store.page_runs(
             tenant_id=caller.tenant_id,
@@ -157,27 +155,43 @@ async def cancel_run(run_id: str, state: State, caller: Writer) -> RunOut:
     return await _out(state, run)
 
 
-@router.get(
-    "/{run_id}/events",
-    response_class=EventSourceResponse,
-    responses={**_ERRORS, 200: {"description": "A text/event-stream of the run's events."}},
-)
-async def stream_events(
+_MAX_EVENT_ID = 2**63 - 1
+
+
+async def event_cursor(
     run_id: str,
     state: State,
     caller: Reader,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=_MAX_EVENT_ID, description="Resume after this event id.")
+    ] = None,
+) -> int:
+    """Where the stream starts, checked before the stream opens so refusals are real 4xx answers."""
+    await visible_run(state, caller, run_id)
+    if last_event_id is None:
+        return after or 0
+    if not (last_event_id.isascii() and last_event_id.isdigit()) or int(last_event_id) > _MAX_EVENT_ID:
+        raise HTTPException(400, "Last-Event-ID must be an event id from this stream")
+    return int(last_event_id)
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        **_ERRORS,
+        200: {"description": "A text/event-stream of the run's events."},
+    },
+)
+async def stream_events(
+    run_id: str, state: State, cursor: Annotated[int, Depends(event_cursor)]
 ) -> AsyncIterator[ServerSentEvent]:
     """Every step, approval request, status change and the final output, as server-sent events.
 
     Resumable: reconnect with `Last-Event-ID` (or `?after=`) and nothing is missed or repeated.
     The stream ends once the run has reached a final state.
     """
-    await visible_run(state, caller, run_id)
-    if last_event_id is not None and not last_event_id.isdigit():
-        raise HTTPException(400, "Last-Event-ID must be an event id from this stream")
-    cursor = int(last_event_id) if last_event_id is not None else (after or 0)
     while True:
         events = await state.store.list_events(run_id, after=cursor)
         for event in events:
@@ -196,8 +210,8 @@ async def decide_approval(
     run_id: str, approval_id: str, body: Decision, state: State, caller: Approver
 ) -> ApprovalOut:
     """Approve or reject a pending tool call; the run goes back to the queue for any free worker."""
-    await visible_run(state, caller, run_id)
-    pending = await state.store.list_approvals(run_id=run_id)
+    # The inbox lists the whole tenant's approvals, so a reviewer may decide any of them.
+    pending = await state.store.list_approvals(run_id=run_id, tenant_id=caller.tenant_id)
     if not any(a.id == approval_id for a in pending):
         raise HTTPException(404, f"no approval {approval_id!r} on run {run_id!r}")
     try:
