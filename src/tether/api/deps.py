@@ -67,12 +67,20 @@ def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
     return check
 
 
-async def visible_run(state: ServiceState, caller: Caller, run_id: str) -> RunRecord:
-    """The run, if this caller may see it; otherwise 404 (never confirm another tenant's run exists)."""
+async def tenant_run(state: ServiceState, caller: Caller, run_id: str) -> RunRecord:
+    """The run, if it belongs to the caller's tenant; otherwise 404 (never confirm another tenant's run)."""
     try:
         run = await state.store.get_run(run_id)
     except NotFoundError:
         raise HTTPException(404, f"no run {run_id!r}") from None
-    if run.tenant_id != caller.tenant_id or (not caller.has("runs:read") and run.user_id != caller.user_id):
+    if run.tenant_id != caller.tenant_id:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return run
+
+
+async def visible_run(state: ServiceState, caller: Caller, run_id: str) -> RunRecord:
+    """The run, if this caller may see it: its tenant's, and its own unless it holds `runs:read`."""
+    run = await tenant_run(state, caller, run_id)
+    if not caller.has("runs:read") and run.user_id != caller.user_id:
         raise HTTPException(404, f"no run {run_id!r}")
     return run

@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tether.store.records import ApprovalRecord, RunRecord, RunStatus
 
@@ -46,6 +46,13 @@ class CreateRun(_In):
     wait: float = Field(
         default=0, ge=0, le=60, description="Seconds to wait for the run to finish before answering 202."
     )
+
+    @field_validator("input")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input is blank")
+        return value
 
 
 class Decision(_In):

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tether.api.auth import Caller
-from tether.api.deps import ServiceState, State, require, visible_run
+from tether.api.deps import ServiceState, State, require, tenant_run, visible_run
 from tether.api.schemas import (
     ApprovalOut,
     CreateRun,
@@ -74,8 +74,6 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         raise HTTPException(
             413, f"input is {len(body.input)} characters; the limit is {state.settings.max_input_chars}"
         )
-    if not body.input.strip():
-        raise HTTPException(422, "input is blank")
     refusal = await state.limiter.check_new_run(
         state.store, user_id=caller.user_id, tenant_id=caller.tenant_id
     )
@@ -180,7 +178,11 @@ async def event_cursor(
     "/{run_id}/events",
     response_class=EventSourceResponse,
     responses={
-        **_ERRORS,
+        # Refusals happen before the stream opens, so they are JSON like every other error.
+        **{
+            code: {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for code in _ERRORS
+        },
         200: {"description": "A text/event-stream of the run's events."},
     },
 )
@@ -211,7 +213,8 @@ async def decide_approval(
 ) -> ApprovalOut:
     """Approve or reject a pending tool call; the run goes back to the queue for any free worker."""
     # The inbox lists the whole tenant's approvals, so a reviewer may decide any of them.
-    pending = await state.store.list_approvals(run_id=run_id, tenant_id=caller.tenant_id)
+    await tenant_run(state, caller, run_id)
+    pending = await state.store.list_approvals(run_id=run_id)
     if not any(a.id == approval_id for a in pending):
         raise HTTPException(404, f"no approval {approval_id!r} on run {run_id!r}")
     try:
