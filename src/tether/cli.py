@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -168,7 +169,8 @@ def _print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | 
                 f"({escape(json.dumps(approval.arguments))}): {escape(approval.reason)}",
                 highlight=False,
             )
-            where = f" --project {project}" if project is not None and project != Path.cwd() else ""
+            where = f" --project {shlex.quote(str(project))}" if project and project != Path.cwd() else ""
+            where = escape(where)
             out.print(f"  approve: tether approve {run.id}{where}", highlight=False)
             out.print(f'  reject:  tether approve {run.id}{where} --reject --reason "..."', highlight=False)
     if run.output:
@@ -194,7 +196,8 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder for the new agen
         raise typer.Exit(2) from None
     for path in written:
         out.print(f"created {path}", highlight=False)
-    out.print(f'\nnext: tether run --project {directory} --user me "How many words is this sentence?"')
+    hint = f'tether run --project {shlex.quote(str(directory))} --user me "How many words is this sentence?"'
+    out.print(f"\nnext: {escape(hint)}", highlight=False)
 
 
 @app.command()
