@@ -20,8 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import psycopg
-import pytest
 import redis
 from conftest import POSTGRES_ADMIN_URL, Cli, ProjectFactory
 from service_helpers import (
@@ -138,6 +138,35 @@ def test_workers_sigkilled_at_random_lose_no_run_and_repeat_no_write(
     assert report.statuses == {"succeeded": config.runs}
     assert report.kills >= 1 and report.resumed_runs >= 1  # the chaos did interrupt runs
     assert report.claims >= config.runs + report.resumed_runs
+
+
+def test_runs_accepted_by_an_api_node_killed_right_after_answering_are_not_lost(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    project, _, env, key = _deployment(tmp_path, postgres_url, redis_url)
+    first_port, second_port = free_port(), free_port()
+    with Fleet(project, env, tmp_path / "logs") as fleet:
+        doomed = fleet.start_api(first_port)
+        with Api(first_port, key) as api:
+            deadline = time.monotonic() + 120
+            while not _answers(api):
+                assert doomed.alive and time.monotonic() < deadline, doomed.output()
+                time.sleep(0.1)
+            accepted = [api.submit(plan(f"k{i}", [0.05])) for i in range(10)]
+        fleet.sigkill(doomed)  # no worker was running: the runs exist only in the database
+        survivor = fleet.start_api(second_port)
+        worker = fleet.start_worker(4)
+        with Api(second_port, key) as api:
+            api.wait_ready(workers=1, timeout=120, procs=[survivor, worker])
+            finals = api.wait_final(accepted, timeout=120)
+    assert Counter(r["status"] for r in finals.values()) == {"succeeded": 10}
+
+
+def _answers(api: Api) -> bool:
+    try:
+        return api.client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 _OPEN_TOGETHER = """
