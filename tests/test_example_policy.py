@@ -156,9 +156,9 @@ async def test_seed_data_is_created_once_even_when_connections_race(
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda _: look(), range(6)))
     assert all(result["status"] == "shipped" for result in results)
-    assert db_rows(data_dir, "SELECT COUNT(*) FROM orders") == [(25,)]
-    assert db_rows(data_dir, "SELECT COUNT(*) FROM customers") == [(8,)]
-    assert 8 <= db_rows(data_dir, "SELECT COUNT(*) FROM policy_sections")[0][0] <= 12
+    assert db_rows(data_dir, "SELECT COUNT(*) FROM orders") == [(37,)]
+    assert db_rows(data_dir, "SELECT COUNT(*) FROM customers") == [(12,)]
+    assert db_rows(data_dir, "SELECT COUNT(*) FROM policy_sections") == [(17,)]
 
 
 async def test_lookup_order_returns_own_order(agent: AgentDefinition, data_dir: Path) -> None:

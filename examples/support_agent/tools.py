@@ -6,7 +6,7 @@ not found, never shown. Write tools store `ctx.idempotency_key` so a retried cal
 
 from __future__ import annotations
 
-import re
+import calendar
 import sqlite3
 from contextlib import closing
 from datetime import date
@@ -15,69 +15,7 @@ from typing import Any
 from tether import ToolContext, tool
 
 from .data import RETURN_WINDOW_DAYS, TODAY, connect, now_iso, transaction
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
-    {
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "please",
-        "the",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-    }
-)
-
-
-def _terms(text: str) -> list[str]:
-    """Lower-case content words, with a crude plural/verb-ending strip so 'returns' finds 'return'."""
-    terms: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        if word in _STOPWORDS:
-            continue
-        for suffix in ("ing", "ies", "es", "s", "ed"):
-            if len(word) > len(suffix) + 3 and word.endswith(suffix):
-                word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-                if suffix in ("ing", "ed") and word[-1] == word[-2]:
-                    word = word[:-1]  # shipped/shipping -> ship
-                break
-        terms.append(word)
-    return terms
+from .text import terms
 
 
 def _normalize_order_id(order_id: str) -> str:
@@ -118,15 +56,15 @@ def search_policy(query: str, ctx: ToolContext) -> list[dict[str, Any]]:
     Returns:
         Up to three best-matching policy sections, best first, each with id, title and body.
     """
-    wanted = set(_terms(query))
+    wanted = set(terms(query))
     if not wanted:
         return []
     with closing(connect(ctx.data_dir)) as conn:
         sections = conn.execute("SELECT id, title, body FROM policy_sections ORDER BY id").fetchall()
     scored: list[tuple[int, int, sqlite3.Row]] = []
     for row in sections:
-        title_terms = _terms(row["title"])
-        body_terms = _terms(row["body"])
+        title_terms = terms(row["title"])
+        body_terms = terms(row["body"])
         score = sum(3 * title_terms.count(t) + body_terms.count(t) for t in wanted)
         if score > 0:
             scored.append((-score, row["id"], row))
@@ -159,37 +97,55 @@ def lookup_order(order_id: str, ctx: ToolContext) -> dict[str, Any]:
         "carrier": row["carrier"],
         "tracking_number": row["tracking_number"],
         "note": row["note"],
+        "final_sale": bool(row["final_sale"]),
+        "warranty_until": _warranty_until(row),
     }
+
+
+def _warranty_until(order: sqlite3.Row) -> str | None:
+    """The last day of the item's manufacturer warranty, or None (no warranty, or not delivered)."""
+    if not order["warranty_months"] or order["delivered_on"] is None:
+        return None
+    start = date.fromisoformat(order["delivered_on"])
+    months = start.month - 1 + int(order["warranty_months"])
+    year, month = start.year + months // 12, months % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1])).isoformat()
 
 
 def _eligibility(conn: sqlite3.Connection, order: sqlite3.Row) -> dict[str, Any]:
     """Whether an (owned) order can be returned and refunded today, and for how much."""
+    warranty_until = _warranty_until(order)
     result: dict[str, Any] = {
         "order_id": order["id"],
         "eligible": False,
         "max_refundable_usd": 0.0,
         "return_window_days": RETURN_WINDOW_DAYS,
         "days_since_delivery": None,
+        "final_sale": bool(order["final_sale"]),
+        "warranty_until": warranty_until,
+        "under_warranty": warranty_until is not None and TODAY.isoformat() <= warranty_until,
         "as_of": TODAY.isoformat(),
     }
+    if order["delivered_on"] is not None:
+        result["days_since_delivery"] = (TODAY - date.fromisoformat(order["delivered_on"])).days
+    days = result["days_since_delivery"]
     refunded = conn.execute("SELECT 1 FROM refunds WHERE order_id = ?", (order["id"],)).fetchone()
     if refunded is not None:
         result["reason"] = "this order has already been refunded"
     elif order["status"] == "cancelled":
         result["reason"] = "this order was cancelled, so it was never charged"
-    elif order["status"] != "delivered" or order["delivered_on"] is None:
+    elif order["status"] != "delivered" or days is None:
         result["reason"] = f"this order has not been delivered yet (status: {order['status']})"
+    elif order["final_sale"]:
+        result["reason"] = "it was sold as final sale, and final-sale items cannot be returned"
+    elif days > RETURN_WINDOW_DAYS:
+        result["reason"] = (
+            f"it was delivered {days} days ago, outside the {RETURN_WINDOW_DAYS}-day return window"
+        )
     else:
-        days = (TODAY - date.fromisoformat(order["delivered_on"])).days
-        result["days_since_delivery"] = days
-        if days > RETURN_WINDOW_DAYS:
-            result["reason"] = (
-                f"it was delivered {days} days ago, outside the {RETURN_WINDOW_DAYS}-day return window"
-            )
-        else:
-            result["eligible"] = True
-            result["max_refundable_usd"] = float(order["amount_usd"])
-            result["reason"] = f"delivered {days} days ago, within the {RETURN_WINDOW_DAYS}-day return window"
+        result["eligible"] = True
+        result["max_refundable_usd"] = float(order["amount_usd"])
+        result["reason"] = f"delivered {days} days ago, within the {RETURN_WINDOW_DAYS}-day return window"
     return result
 
 
@@ -201,7 +157,8 @@ def check_return_eligibility(order_id: str, ctx: ToolContext) -> dict[str, Any]:
         order_id: The 5-digit order number to check, e.g. "12346".
 
     Returns:
-        eligible (bool), reason, max_refundable_usd and days_since_delivery, or {"error": ...}.
+        eligible (bool), reason, max_refundable_usd, days_since_delivery, final_sale and the
+        manufacturer warranty (warranty_until, under_warranty), or {"error": ...}.
     """
     order_id = _normalize_order_id(order_id)
     with closing(connect(ctx.data_dir)) as conn:
