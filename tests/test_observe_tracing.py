@@ -1,0 +1,281 @@
+"""Traces of real runs: GenAI-convention spans, one trace across executions, stored and sent over OTLP.
+
+The OTLP receiver is a real HTTP server in this process that decodes the protobuf
+`ExportTraceServiceRequest` the OpenTelemetry exporter sends, as any collector would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Cli, ProjectFactory
+from observe_agent import POLICY, PRICES, TOOLS
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tether.observe.metrics import Metrics
+from tether.observe.observer import TelemetryObserver
+from tether.observe.tracing import Tracing, hex_trace_id
+from tether.rollout.releases import working_copy_release
+from tether.store.insights import RunFilter
+from tether.store.repository import Store
+from tether.store.telemetry import SpanRecord
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+class OtlpReceiver:
+    """POST /v1/traces with protobuf bodies; keeps every span as a plain dict."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+        self.content_types: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.content_types.append(self.headers.get("Content-Type", ""))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    service = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            receiver.spans.append(
+                                {
+                                    "path": self.path,
+                                    "service": service.get("service.name"),
+                                    "trace_id": span.trace_id.hex(),
+                                    "span_id": span.span_id.hex(),
+                                    "parent": span.parent_span_id.hex() or None,
+                                    "name": span.name,
+                                    "attributes": {a.key: _value(a.value) for a in span.attributes},
+                                    "status": span.status.code,
+                                }
+                            )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "tether-test")
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def _project(make_project: ProjectFactory) -> Path:
+    return make_project(tools=TOOLS, policy=POLICY, name="obs-agent", extra=PRICES)
+
+
+def _stored_spans(run_id: str) -> list[SpanRecord]:
+    async def read() -> list[SpanRecord]:
+        store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+        try:
+            return await store.telemetry.list_spans(run_id=run_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_a_run_is_one_trace_of_genai_spans_sent_over_otlp_and_stored(
+    cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver
+) -> None:
+    project = _project(make_project)
+    run = cli.json(
+        "run", "--project", project, "--user", "u1", "--thread", "thr-7", 'lookup {"order": "12345"}'
+    )
+    assert run["status"] == "succeeded"
+    trace_id = run["run_id"].removeprefix("run_")
+    assert hex_trace_id(run["run_id"]) == trace_id
+
+    sent = [s for s in otlp.spans if s["trace_id"] == trace_id]
+    assert {s["path"] for s in sent} == {"/v1/traces"}
+    assert all(ct == "application/x-protobuf" for ct in otlp.content_types)
+    assert {s["service"] for s in sent} == {"tether-test"}
+    by_op: dict[str, list[dict[str, Any]]] = {}
+    for span in sent:
+        by_op.setdefault(span["attributes"]["gen_ai.operation.name"], []).append(span)
+    assert sorted((op, len(spans)) for op, spans in by_op.items()) == [
+        ("chat", 2),
+        ("execute_tool", 1),
+        ("invoke_agent", 1),
+    ]
+    (root,) = by_op["invoke_agent"]
+    attrs = root["attributes"]
+    assert root["name"] == "invoke_agent obs-agent" and root["parent"] is None
+    assert attrs["gen_ai.agent.name"] == "obs-agent"
+    assert attrs["gen_ai.agent.version"] == run["release_version"] == attrs["tether.release.version"]
+    assert attrs["gen_ai.request.model"] == "test-v1" and attrs["gen_ai.provider.name"] == "scripted"
+    assert attrs["tether.run.id"] == run["run_id"]
+    assert attrs["user.id"] == "u1" and attrs["gen_ai.conversation.id"] == "thr-7"
+    assert len(attrs["tether.prompt.hash"]) == 64 and len(attrs["tether.release.hash"]) == 64
+    assert attrs["tether.run.status"] == "succeeded" and attrs["tether.run.steps"] == 3
+    assert attrs["tether.cost_usd"] == pytest.approx(run["estimated_cost_usd"])
+
+    first, second = sorted(by_op["chat"], key=lambda s: s["attributes"]["tether.step.index"])
+    for chat in (first, second):
+        assert chat["parent"] == root["span_id"]
+        assert chat["name"] == "chat test-v1"
+        assert chat["attributes"]["gen_ai.request.model"] == "test-v1"
+        assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0
+        assert chat["attributes"]["gen_ai.usage.output_tokens"] > 0
+        assert chat["attributes"]["tether.cost_usd"] > 0
+        assert chat["attributes"]["tether.run.id"] == run["run_id"]
+    assert first["attributes"]["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    assert second["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+    total_tokens = sum(
+        c["attributes"]["gen_ai.usage.input_tokens"] + c["attributes"]["gen_ai.usage.output_tokens"]
+        for c in by_op["chat"]
+    )
+    assert total_tokens == run["input_tokens"] + run["output_tokens"]
+
+    (tool,) = by_op["execute_tool"]
+    assert tool["name"] == "execute_tool lookup" and tool["parent"] == root["span_id"]
+    assert tool["attributes"]["gen_ai.tool.name"] == "lookup"
+    assert tool["attributes"]["gen_ai.tool.call.id"].startswith("call_")
+    assert tool["attributes"]["tether.outcome"] == "succeeded"
+
+    stored = _stored_spans(run["run_id"])
+    assert {s.span_id for s in stored} == {s["span_id"] for s in sent}
+    assert {s.trace_id for s in stored} == {trace_id}
+    assert {s.operation for s in stored} == {"invoke_agent", "chat", "execute_tool"}
+    stored_tool = next(s for s in stored if s.operation == "execute_tool")
+    assert stored_tool.outcome == "succeeded" and stored_tool.status == "unset"
+    assert stored_tool.duration_ms >= 0 and stored_tool.attributes["gen_ai.tool.name"] == "lookup"
+
+
+def test_a_failing_tool_is_an_error_span(cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver) -> None:
+    project = _project(make_project)
+    run = cli.json("run", "--project", project, 'explode {"reason": "disk full"}')
+    spans = _stored_spans(run["run_id"])
+    (tool,) = [s for s in spans if s.operation == "execute_tool"]
+    assert tool.status == "error" and tool.outcome == "failed"
+    assert tool.status_message is not None and "boom: disk full" in tool.status_message
+    assert tool.attributes["error.type"] == "tool_error"
+
+
+def test_a_run_resumed_after_approval_continues_the_same_trace(
+    cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver
+) -> None:
+    project = _project(make_project)
+    parked = cli.json("run", "--project", project, 'refund {"order": "77"}')
+    assert parked["status"] == "waiting_for_approval"
+    done = cli.json("approve", parked["run_id"], "--project", project, "--by", "alice")
+    assert done["status"] == "succeeded"
+
+    spans = _stored_spans(parked["run_id"])
+    assert {s.trace_id for s in spans} == {parked["run_id"].removeprefix("run_")}
+    roots = sorted((s for s in spans if s.operation == "invoke_agent"), key=lambda s: s.started_at)
+    assert [r.outcome for r in roots] == ["waiting_for_approval", "succeeded"]
+    assert [r.attributes["tether.run.attempt"] for r in roots] == [1, 2]
+    assert any(e["name"] == "approval_requested" for e in roots[0].events)
+    (wait,) = [s for s in spans if s.operation == "approval_wait"]
+    assert wait.parent_span_id == roots[1].span_id
+    assert wait.outcome == "approved" and wait.attributes["tether.approval.decided_by"] == "alice"
+    assert wait.attributes["gen_ai.tool.name"] == "refund"
+    (refund,) = [s for s in spans if s.operation == "execute_tool"]
+    assert refund.parent_span_id == roots[1].span_id and refund.outcome == "succeeded"
+    # The OTLP receiver saw both executions in one trace as well.
+    assert {s["span_id"] for s in otlp.spans if s["trace_id"] == wait.trace_id} == {s.span_id for s in spans}
+
+
+async def test_guardrail_decisions_become_spans_metrics_and_a_search_filter(
+    make_project: ProjectFactory, store: Store
+) -> None:
+    project = _project(make_project)
+    release = await working_copy_release(store, project)
+    run = await store.create_run(release=release, user_id="u1", input="hello")
+    claimed = await store.claim_run("w1", 30, run_id=run.id)
+    assert claimed is not None
+    metrics = Metrics()
+    observer = TelemetryObserver(store, tracing=Tracing(), metrics=metrics)
+
+    observation = observer.start(claimed, release)
+    observation.guardrail(name="pii", stage="output", decision="redact", reason="an email address", step=1)
+    observation.guardrail(name="injection", stage="tool_result", decision="allow")
+    await observation.close(await store.get_run(run.id))
+
+    spans = await store.telemetry.list_spans(run_id=run.id)
+    guards = {s.name: s for s in spans if s.operation == "guardrail"}
+    assert set(guards) == {"guardrail pii", "guardrail injection"}
+    assert guards["guardrail pii"].outcome == "redact"
+    assert guards["guardrail pii"].attributes["tether.guardrail.reason"] == "an email address"
+    assert guards["guardrail pii"].attributes["tether.guardrail.stage"] == "output"
+    sample = metrics.registry.get_sample_value(
+        "tether_guardrail_triggers_total", {"guardrail": "pii", "stage": "output", "decision": "redact"}
+    )
+    assert sample == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "tether_guardrail_triggers_total",
+            {"guardrail": "injection", "stage": "tool_result", "decision": "allow"},
+        )
+        is None
+    )
+
+    async def found(guardrail: str) -> list[str]:
+        page = await store.insights.search_runs(RunFilter(tenant_id="default", guardrail=guardrail))
+        return [r.id for r in page.runs]
+
+    assert await found("any") == [run.id]
+    assert await found("pii") == [run.id]
+    assert await found("injection") == []  # it allowed
+
+
+async def test_a_span_stored_twice_keeps_its_first_copy(store: Store) -> None:
+    now = datetime.now(UTC)
+    first = SpanRecord(
+        trace_id="a" * 32,
+        span_id="b" * 16,
+        parent_span_id=None,
+        run_id=None,
+        name="approval_wait refund",
+        operation="approval_wait",
+        outcome="approved",
+        status="unset",
+        status_message=None,
+        started_at=now,
+        ended_at=now,
+        duration_ms=0.0,
+        attributes={"n": 1},
+        events=[],
+    )
+    await store.telemetry.add_spans([first])
+    again = first.model_copy(update={"attributes": {"n": 2}})
+    other = first.model_copy(update={"span_id": "c" * 16})
+    await store.telemetry.add_spans([again, other])
+    stored = await store.telemetry.list_spans(trace_id="a" * 32)
+    assert sorted((s.span_id, s.attributes["n"]) for s in stored) == [("b" * 16, 1), ("c" * 16, 1)]
