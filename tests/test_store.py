@@ -60,6 +60,15 @@ async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) ->
     assert run.status == RunStatus.RUNNING and run.attempts == 1 and run.lease_owner is not None
 
 
+async def test_a_run_created_claimed_is_never_claimable_by_another_worker(store: Store) -> None:
+    release = await _release(store)
+    mine = await store.create_run(release=release, user_id="u", input="eval trial", lease=("evals", 30))
+    assert (mine.status, mine.lease_owner, mine.attempts) == (RunStatus.RUNNING, "evals", 1)
+    assert await store.claim_run("worker-a", 30) is None
+    assert await store.claim_run("worker-a", 30, run_id=mine.id) is None
+    assert [e.data["status"] for e in await store.list_events(mine.id)] == ["queued", "running"]
+
+
 async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(store: Store) -> None:
     release = await _release(store)
     run = await store.create_run(release=release, user_id="u", input="x")

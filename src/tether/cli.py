@@ -21,12 +21,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from tether.agent.config import ConfigError
+from tether import cli_evals
+from tether.agent.config import ConfigError, load_config
 from tether.agent.project import CONFIG_FILE
 from tether.agent.release import diff_snapshots
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import SCOPES, issue_key
+from tether.api.routes.observe import TraceOut
 from tether.models.pricing import UnknownPriceError
+from tether.observe.alerts import AlertEvaluator, parse_duration, rules_for
+from tether.observe.logs import configure_logging, secrets_from_environment
+from tether.observe.service import Telemetry
 from tether.rollout.releases import create_release, snapshot_of, working_copy_release
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
@@ -34,8 +39,10 @@ from tether.runtime.worker import Worker
 from tether.scaffold import scaffold
 from tether.settings import Settings
 from tether.store import db
+from tether.store.insights import RunFilter
 from tether.store.records import ApprovalRecord, RunRecord, RunStatus, StepKind, StepRecord
-from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store
+from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store, utc_now
+from tether.store.telemetry import ERROR_TYPES
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
@@ -46,6 +53,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 app.add_typer(release_app, name="release")
 app.add_typer(db_app, name="db")
+traces_app = typer.Typer(help="Search runs by what happened in them (their traces).", no_args_is_help=True)
+alerts_app = typer.Typer(help="Evaluate and list alerts.", no_args_is_help=True)
+app.add_typer(traces_app, name="traces")
+app.add_typer(alerts_app, name="alerts")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -92,6 +103,7 @@ class Session:
     project: Path
     store: Store
     runtime: Runtime
+    telemetry: Telemetry | None = None
 
 
 @asynccontextmanager
@@ -107,9 +119,12 @@ async def _session(project: Path) -> AsyncIterator[Session]:
     try:
         store = await Store.open(url, on_event=notifier.publish)
         data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
+        telemetry = Telemetry(store, settings)
         try:
-            yield Session(project, store, Runtime(store, settings, data_dir=data_dir))
+            runtime = Runtime(store, settings, data_dir=data_dir, observer=telemetry.observer)
+            yield Session(project, store, runtime, telemetry)
         finally:
+            await telemetry.close()
             await store.close()
     finally:
         await notifier.close()
@@ -258,6 +273,10 @@ def worker(
     project: ProjectOption = Path("."),
     drain: Annotated[bool, typer.Option("--drain", help="Finish every claimable run, then exit.")] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Runs executed at once.")] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve this worker's Prometheus counters on 127.0.0.1:PORT."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Execute queued runs and resume runs whose process died (lease expired).
@@ -270,6 +289,8 @@ def worker(
         async with _session(project.resolve()) as session:
             settings = session.runtime.settings
             runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
+            if metrics_port is not None and session.telemetry is not None:
+                session.telemetry.serve_metrics(metrics_port)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, runner.stop)
@@ -540,9 +561,20 @@ def _serve(
                     highlight=False,
                     soft_wrap=True,
                 )
+            # The dashboard is mounted by create_app, so both `serve` and `api` serve it.
+            out.print(f"Dashboard: http://{host}:{port}/ui/ (log in with an API key)", highlight=False)
         finally:
             await store.close()
-        config = uvicorn.Config(create_app(options), host=host, port=port, log_level="info", lifespan="on")
+        # Logging is configured once, by `main` (JSON or console); the app logs each request itself.
+        config = uvicorn.Config(
+            create_app(options),
+            host=host,
+            port=port,
+            log_level="info",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
         await uvicorn.Server(config).serve()
 
     _run(body)
@@ -681,5 +713,156 @@ def db_upgrade(project: ProjectOption = Path(".")) -> None:
     _run(body)
 
 
+cli_evals.register(app)  # `tether eval`, `gate`, `cost` and `readiness` (the evals room's commands)
+
+
+@traces_app.command("search")
+def traces_search(
+    project: ProjectOption = Path("."),
+    release: Annotated[str | None, typer.Option(help="Release version.")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Run status.")] = None,
+    error_type: Annotated[str | None, typer.Option(help=f"One of: {', '.join(ERROR_TYPES)}.")] = None,
+    tool: Annotated[str | None, typer.Option(help="Runs whose model called this tool.")] = None,
+    tool_failed: Annotated[bool, typer.Option("--tool-failed", help="Runs with a failed tool call.")] = False,
+    user: Annotated[str | None, typer.Option(help="User id.")] = None,
+    thread: Annotated[str | None, typer.Option(help="Thread id.")] = None,
+    min_latency_ms: Annotated[float | None, typer.Option(min=0)] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(min=0)] = None,
+    min_cost: Annotated[float | None, typer.Option(min=0, help="USD.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="USD.")] = None,
+    last: Annotated[str | None, typer.Option(help="Created this recently: 30s, 15m, 1h, 7d.")] = None,
+    guardrail: Annotated[str | None, typer.Option(help="`any` or a guardrail that did not allow.")] = None,
+    feedback: Annotated[str | None, typer.Option(help="positive, negative or any.")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant (CLI runs belong to `default`).")] = "default",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs matching every filter given, newest first, e.g.
+    `tether traces search --release v3 --status failed --tool issue_refund --last 1h`."""
+
+    async def body() -> None:
+        if feedback not in (None, "positive", "negative", "any"):
+            raise ValueError("--feedback must be positive, negative or any")
+        if error_type is not None and error_type not in ERROR_TYPES:
+            raise ValueError(f"--error-type must be one of: {', '.join(ERROR_TYPES)}")
+        since = utc_now() - parse_duration(last) if last else None
+        async with _session(project.resolve()) as session:
+            page = await session.store.insights.search_runs(
+                RunFilter(
+                    tenant_id=tenant,
+                    release=release,
+                    status=status,
+                    error_type=error_type,
+                    tool=tool,
+                    tool_failed=tool_failed,
+                    user_id=user,
+                    thread_id=thread,
+                    min_latency_ms=min_latency_ms,
+                    max_latency_ms=max_latency_ms,
+                    min_cost_usd=min_cost,
+                    max_cost_usd=max_cost,
+                    since=since,
+                    guardrail=guardrail,
+                    feedback=feedback,  # type: ignore[arg-type]  # checked above
+                ),
+                limit=limit,
+            )
+        found = [TraceOut.of(r) for r in page.runs]
+        if as_json:
+            _dump([t.model_dump(mode="json") for t in found])
+            return
+        table = Table("run_id", "status", "error", "release", "user", "steps", "latency", "cost", "created")
+        for t in found:
+            style = _STATUS_STYLE.get(t.status, "cyan")
+            table.add_row(
+                t.run_id,
+                f"[{style}]{t.status}[/{style}]",
+                t.error_type or "-",
+                escape(t.release),
+                escape(t.user_id),
+                str(t.steps_used),
+                "-" if t.latency_ms is None else f"{t.latency_ms / 1000:.2f}s",
+                f"${t.cost_usd:.6f}",
+                t.created_at.isoformat(timespec="seconds"),
+            )
+        out.print(table)
+        out.print(f"{len(found)} run(s)" + (" (more: raise --limit)" if page.next_cursor else ""))
+
+    _run(body)
+
+
+@alerts_app.command("check")
+def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False) -> None:
+    """Evaluate the project's alert rules once; store and send (TETHER_ALERT_WEBHOOK_URL) what changed."""
+
+    async def body() -> None:
+        async with _session(project.resolve()) as session:
+            config = load_config(session.project / CONFIG_FILE)
+            evaluator = AlertEvaluator(
+                session.store, rules_for(config), webhook_url=session.runtime.settings.alert_webhook_url
+            )
+            changed = await evaluator.check()
+            firing = await session.store.telemetry.list_alerts(state="firing")
+        if as_json:
+            _dump(
+                {
+                    "changed": [t.payload() for t in changed],
+                    "firing": [a.model_dump(mode="json") for a in firing],
+                }
+            )
+            return
+        for t in changed:
+            who = f"[bold]{escape(t.alert.rule)}[/bold] ({escape(t.alert.tenant_id)})"
+            out.print(f"{t.state}: {who} {escape(t.alert.message)}")
+        out.print(f"{len(firing)} alert(s) firing" + ("" if changed else "; nothing changed"))
+
+    _run(body)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    project: ProjectOption = Path("."),
+    state: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Alert episodes, newest first."""
+
+    async def body() -> None:
+        if state not in (None, "firing", "resolved"):
+            raise ValueError("--state must be firing or resolved")
+        async with _session(project.resolve()) as session:
+            found = await session.store.telemetry.list_alerts(state=state, limit=limit)
+        if as_json:
+            _dump([a.model_dump(mode="json") for a in found])
+            return
+        table = Table("rule", "tenant", "severity", "state", "value", "fired", "resolved")
+        for a in found:
+            table.add_row(
+                escape(a.rule),
+                escape(a.tenant_id),
+                a.severity,
+                a.state,
+                "-" if a.value is None else f"{a.value:g}",
+                a.fired_at.isoformat(timespec="seconds"),
+                a.resolved_at.isoformat(timespec="seconds") if a.resolved_at else "-",
+            )
+        out.print(table)
+
+    _run(body)
+
+
 def main() -> None:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise SystemExit(2) from None
+    names = [name.strip() for name in settings.log_secret_env.split(",") if name.strip()]
+    service = len(sys.argv) > 1 and sys.argv[1] in ("serve", "api", "worker")
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level or ("INFO" if service else "WARNING"),
+        secrets=secrets_from_environment(extra_names=names),
+    )
     app()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,25 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
+    ui_session_secret: str | None = None
+    """Mixed into the dashboard's session signatures; set the same value on every API node."""
+    ui_session_hours: float = Field(default=12.0, gt=0)
+    """How long a dashboard login lasts."""
+    # Observability (docs/observability.md)
+    tracing: bool = True
+    """Record an OpenTelemetry trace per run (stored, and exported if OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+    metrics_access: Literal["key", "localhost", "open"] = "key"
+    """Who may read GET /metrics: a key with the admin or metrics scope, loopback clients, or anyone."""
+    alert_webhook_url: str | None = None
+    """Alert transitions (firing, resolved) are POSTed here as JSON."""
+    alert_interval_s: float = Field(default=60.0, gt=0)
+    """How often the API process evaluates the alert rules."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """auto: JSON lines unless stderr is a terminal."""
+    log_level: str | None = None
+    """Unset: INFO for `tether serve`, `api` and `worker`, WARNING for one-shot commands."""
+    log_secret_env: str = ""
+    """Comma-separated environment variables whose values are scrubbed from logs (beyond *_API_KEY etc.)."""
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )

@@ -17,8 +17,11 @@ from sqlalchemy.exc import DataError
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, health, releases, runs, threads
-from tether.rollout.releases import working_copy_release
+from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.observe.alerts import AlertEvaluator, rules_for
+from tether.observe.http import AccessLog
+from tether.observe.service import Telemetry
+from tether.rollout.releases import snapshot_of, working_copy_release
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
@@ -56,13 +59,20 @@ def create_app(options: ServiceOptions) -> FastAPI:
         store = await Store.open(options.database_url, on_event=notifier.publish)
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
+        telemetry = Telemetry(store, settings)
+        app.state.telemetry = telemetry
+        alert_task: asyncio.Task[None] | None = None
         try:
             release = (
                 await store.get_release(options.release)
                 if options.release
                 else await working_copy_release(store, options.project)
             )
-            runtime = Runtime(store, settings, data_dir=options.data_dir)
+            runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            alerts = AlertEvaluator(
+                store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
+            )
+            alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
             limiter = Limiter(
                 requests_per_minute_per_key=settings.requests_per_minute_per_key,
                 runs_per_minute_per_user=settings.runs_per_minute_per_user,
@@ -81,6 +91,11 @@ def create_app(options: ServiceOptions) -> FastAPI:
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            if alert_task is not None:
+                alert_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alert_task
+            await telemetry.close()
             await notifier.close()
             await store.close()
 
@@ -91,8 +106,13 @@ def create_app(options: ServiceOptions) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
-    for module in (runs, approvals, threads, releases, health):
+    app.add_middleware(AccessLog)
+    for module in (runs, approvals, threads, releases, health, observe):
         app.include_router(module.router)
+    # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
+    from tether.ui import mount as mount_dashboard
+
+    mount_dashboard(app)
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
-from tether.models.base import Message, ModelError, ToolCall, ToolSpec
+from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
 from tether.models.tokens import estimate_prompt_tokens
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.store.records import (
     ApprovalKind,
     ApprovalRecord,
@@ -62,6 +63,7 @@ class RunLoop:
         settings: LoopSettings,
         *,
         stopping: asyncio.Event | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.store = store
         self.stopping = stopping or asyncio.Event()
@@ -70,6 +72,8 @@ class RunLoop:
         self.config = loaded.agent.config
         self.run = run
         self.settings = settings
+        self.observation = observer.start(run, loaded.release)
+        """Where traces, metrics and logs hear about this execution (guardrails report here too)."""
         self.totals = run.totals()
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
@@ -84,18 +88,21 @@ class RunLoop:
 
     async def drive(self) -> RunRecord:
         heartbeat = asyncio.create_task(self._heartbeat())
+        run = self.run
         try:
             await self._load_state()
-            return await self._advance()
+            run = await self._advance()
         except LeaseLostError:
             # Someone else owns the run now (our lease expired); they carry on from the checkpoint.
-            return await self.store.get_run(self.run.id)
+            run = await self.store.get_run(self.run.id)
         except Exception as exc:  # a bug or an outage must still end the run, never strand it
-            return await self._finish(RunStatus.FAILED, error=f"internal error: {exc!r}")
+            run = await self._finish(RunStatus.FAILED, error=f"internal error: {exc!r}")
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self.observation.close(run)
+        return run
 
     async def _heartbeat(self) -> None:
         while True:
@@ -217,6 +224,7 @@ class RunLoop:
                 cost_usd=cost,
                 latency_ms=_ms_since(started),
             ),
+            response,
         )
         self.messages.append(message)
         return None
@@ -253,6 +261,7 @@ class RunLoop:
                     "declared idempotent, so a human must decide whether to run it again"
                 )
                 return await self._park(call, tool, ApprovalKind.RETRY, reason)
+            self.observation.approval_decided(decision)
             if decision.status == "rejected":
                 await self._end_step(
                     existing,
@@ -274,6 +283,7 @@ class RunLoop:
                 return await self._park(
                     call, tool, ApprovalKind.GATE, f"{tool.name} ({tool.risk} risk): {why}"
                 )
+            self.observation.approval_decided(decision)
             if decision.status == "rejected":
                 await self._record_unexecuted(
                     call,
@@ -369,7 +379,7 @@ class RunLoop:
         await self._end_step(step, outcome)
 
     async def _park(self, call: ToolCall, tool: Tool, kind: ApprovalKind, reason: str) -> RunRecord:
-        await self.store.wait_for_approval(
+        approval = await self.store.wait_for_approval(
             self.run.id,
             self.settings.owner,
             self.settings.lease_s,
@@ -380,6 +390,7 @@ class RunLoop:
             reason=reason,
             totals=self.totals,
         )
+        self.observation.approval_requested(approval)
         return await self.store.get_run(self.run.id)
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -397,12 +408,15 @@ class RunLoop:
         self.totals.steps_used = len(self.steps)
         return step
 
-    async def _end_step(self, step: StepRecord, outcome: StepOutcome) -> None:
+    async def _end_step(
+        self, step: StepRecord, outcome: StepOutcome, response: ModelResponse | None = None
+    ) -> None:
         await self.store.finish_step(
             self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
         )
         finished = step.model_copy(update=outcome.model_dump())
         self.steps[self.steps.index(step)] = finished
+        self.observation.step_finished(finished, response)
         if finished.kind == StepKind.TOOL_CALL:
             self.messages.append(
                 Message(

@@ -11,15 +11,20 @@ from typing import Any
 
 from tether.runtime.agents import AgentCache
 from tether.runtime.loop import LoopSettings, RunLoop
+from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError, Store
 
 
 class Runtime:
-    def __init__(self, store: Store, settings: Settings, *, data_dir: Path) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, *, data_dir: Path, observer: Observer = NO_OBSERVER
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.observer = observer
+        """Told about every execution (tracing, metrics, logs); `tether.observe` provides the real one."""
         self.loop_settings = LoopSettings(
             owner=settings.worker_id, lease_s=settings.lease_seconds, data_dir=data_dir
         )
@@ -36,8 +41,13 @@ class Runtime:
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
+        claim: bool = False,
     ) -> RunRecord:
-        """Store a queued run (durable before anyone is told it exists) on a new or existing thread."""
+        """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
+
+        With `claim`, the run is created already leased to this runtime: for callers that execute it
+        themselves on their own data (evals, drills), so no worker sharing the database can take it.
+        """
         if not input.strip():
             raise ValueError("the run input is empty")
         if not user_id.strip():
@@ -58,6 +68,7 @@ class Runtime:
             thread_id=thread.id,
             metadata=metadata,
             tenant_id=tenant_id,
+            lease=(self.loop_settings.owner, self.loop_settings.lease_s) if claim else None,
         )
 
     async def execute(self, run_id: str) -> RunRecord:
@@ -88,7 +99,8 @@ class Runtime:
         try:
             loaded = self.agents.load(release)
         except Exception as exc:  # a release that cannot load must fail its run, not strand it
-            return await self.store.finish_run(
+            observation = self.observer.start(run, release)
+            failed = await self.store.finish_run(
                 run.id,
                 self.loop_settings.owner,
                 self.loop_settings.lease_s,
@@ -96,7 +108,11 @@ class Runtime:
                 totals=run.totals(),
                 error=f"cannot load release {release.version}: {exc}",
             )
-        return await RunLoop(self.store, loaded, run, self.loop_settings, stopping=self.stopping).drive()
+            await observation.close(failed)
+            return failed
+        return await RunLoop(
+            self.store, loaded, run, self.loop_settings, stopping=self.stopping, observer=self.observer
+        ).drive()
 
     async def decide(
         self, run_id: str, *, approve: bool, reason: str | None, decided_by: str

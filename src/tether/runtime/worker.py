@@ -52,6 +52,7 @@ class Worker:
 
     async def run(self) -> None:
         store = self.runtime.store
+        log.info("worker started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency})
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while not self.runtime.stopping.is_set():
@@ -72,7 +73,11 @@ class Worker:
         finally:
             self.runtime.stopping.set()
             if self.active:
-                log.info("draining %d in-flight run(s)", len(self.active))
+                log.info(
+                    "draining %d in-flight run(s)",
+                    len(self.active),
+                    extra={"worker_id": self.worker_id, "in_flight": len(self.active)},
+                )
                 _, pending = await asyncio.wait(self.active, timeout=self.grace_s)
                 for task in pending:  # their leases expire and another worker resumes them
                     task.cancel()
@@ -80,6 +85,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await store.worker_stopped(self.worker_id)
+            log.info("worker stopped", extra={"worker_id": self.worker_id, "completed": self.completed})
 
     def _finished(self, task: asyncio.Task[object]) -> None:
         self.active.discard(task)

@@ -215,3 +215,47 @@ class WorkerRecord(_Record):
 class RunPage(BaseModel):
     runs: list[RunRecord]
     next_cursor: str | None
+
+
+# --- Evals: eval runs, per-case results and gate verdicts (issue #4) ---
+
+
+class EvalRunRecord(_Record):
+    id: str
+    release_id: str
+    suites: list[str]
+    trials: int
+    status: str
+    judge_model: str | None
+    judge_prompt_hash: str | None
+    summary: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class EvalCaseResultRecord(_Record):
+    """One case of an eval run. `trial_results` holds one dict per trial (run id, passed, checks, usage)."""
+
+    eval_run_id: str
+    suite: str
+    case_id: str
+    category: str
+    p0: bool
+    turns: int
+    trials: int
+    passes: int
+    ci_low: float
+    ci_high: float
+    trial_results: list[dict[str, Any]]
+    run_ids: list[str]
+
+
+class GateVerdictRecord(_Record):
+    id: str
+    release_id: str
+    eval_run_id: str
+    baseline_release_id: str | None
+    passed: bool
+    policy: dict[str, Any]
+    checks: list[dict[str, Any]]
+    created_at: datetime

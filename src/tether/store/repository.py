@@ -19,13 +19,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db
+from tether.store.insights import Insights
 from tether.store.records import (
     FINAL_STATUSES,
     ApiKeyRecord,
     ApprovalKind,
     ApprovalRecord,
+    EvalCaseResultRecord,
+    EvalRunRecord,
     EventRecord,
     FeedbackRecord,
+    GateVerdictRecord,
     ReleaseRecord,
     RunPage,
     RunRecord,
@@ -41,14 +45,18 @@ from tether.store.records import (
 from tether.store.tables import (
     ApiKeyRow,
     ApprovalRow,
+    EvalCaseResultRow,
+    EvalRunRow,
     EventRow,
     FeedbackRow,
+    GateVerdictRow,
     ReleaseRow,
     RunRow,
     StepRow,
     ThreadRow,
     WorkerRow,
 )
+from tether.store.telemetry import TelemetryStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -125,6 +133,16 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def insights(self) -> Insights:
+        """Aggregates and search over runs, for the dashboard."""
+        return Insights(self._sessions, self.dialect)
+
+    @property
+    def telemetry(self) -> TelemetryStore:
+        """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
+        return TelemetryStore(self._sessions, self._now, self.dialect)
 
     # -- releases -------------------------------------------------------------------------------
 
@@ -232,7 +250,10 @@ class Store:
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
+        lease: tuple[str, float] | None = None,
     ) -> RunRecord:
+        """Store a queued run; with `lease` (owner, seconds), one already claimed by that owner, so no
+        worker polling the same database can take it between creation and execution."""
         now = self._now()
         row = RunRow(
             id=new_id("run"),
@@ -256,13 +277,30 @@ class Store:
             created_at=now,
             updated_at=now,
         )
-        event = EventRow(
-            run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now
-        )
+        events = [
+            EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
+        ]
+        if lease is not None:
+            owner, lease_s = lease
+            row.status = RunStatus.RUNNING
+            row.lease_owner = owner
+            row.lease_expires_at = now + timedelta(seconds=lease_s)
+            row.attempts = 1
+            row.started_at = now
+            row.event_seq = 2
+            events.append(
+                EventRow(
+                    run_id=row.id,
+                    seq=2,
+                    type="status",
+                    data={"status": RunStatus.RUNNING, "worker": owner},
+                    created_at=now,
+                )
+            )
         async with self._sessions.begin() as session:
             session.add(row)
             await session.flush()
-            session.add(event)
+            session.add_all(events)
         await self._notify(row.id)
         return RunRecord.model_validate(row)
 
@@ -764,6 +802,180 @@ class Store:
         async with self._sessions() as session:
             rows = (await session.scalars(query.order_by(WorkerRow.id))).all()
         return [WorkerRecord.model_validate(row) for row in rows]
+
+    # -- evals: seeded thread history, eval runs, case results, gate verdicts (issue #4) ----------
+
+    async def add_history_turn(
+        self,
+        *,
+        release: ReleaseRecord,
+        thread_id: str,
+        user_id: str,
+        input: str,
+        output: str | None,
+        at: datetime,
+        metadata: dict[str, Any] | None = None,
+        tenant_id: str = "default",
+    ) -> RunRecord:
+        """An earlier turn of a thread, recorded as a finished run (no steps) so later runs continue it.
+
+        `at` orders the turns: the run loop replays a thread's runs created before the current one.
+        """
+        row = RunRow(
+            id=new_id("run"),
+            release_id=release.id,
+            release_version=release.version,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            thread_id=thread_id,
+            status=RunStatus.SUCCEEDED,
+            input=input,
+            output=output,
+            steps_used=0,
+            tools_called=[],
+            input_tokens=0,
+            output_tokens=0,
+            estimated_cost_usd=0.0,
+            risk_level="none",
+            run_metadata=metadata or {},
+            cancel_requested=False,
+            attempts=0,
+            event_seq=1,
+            created_at=at,
+            started_at=at,
+            finished_at=at,
+            updated_at=at,
+        )
+        event = EventRow(
+            run_id=row.id, seq=1, type="status", data={"status": RunStatus.SUCCEEDED}, created_at=at
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+            await session.flush()
+            session.add(event)
+        return RunRecord.model_validate(row)
+
+    async def create_eval_run(
+        self,
+        *,
+        release_id: str,
+        suites: list[str],
+        trials: int,
+        judge_model: str | None,
+        judge_prompt_hash: str | None,
+    ) -> EvalRunRecord:
+        row = EvalRunRow(
+            id=new_id("evr"),
+            release_id=release_id,
+            suites=suites,
+            trials=trials,
+            status="running",
+            judge_model=judge_model,
+            judge_prompt_hash=judge_prompt_hash,
+            summary={},
+            created_at=self._now(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return EvalRunRecord.model_validate(row)
+
+    async def finish_eval_run(
+        self, eval_run_id: str, *, results: list[EvalCaseResultRecord], summary: dict[str, Any]
+    ) -> EvalRunRecord:
+        """Store every case result and mark the eval run finished, in one transaction."""
+        async with self._sessions.begin() as session:
+            row = await session.get(EvalRunRow, eval_run_id)
+            if row is None:
+                raise NotFoundError(f"no eval run {eval_run_id!r}")
+            for result in results:
+                session.add(EvalCaseResultRow(**result.model_dump()))
+            row.status = "finished"
+            row.summary = summary
+            row.finished_at = self._now()
+        return EvalRunRecord.model_validate(row)
+
+    async def get_eval_run(self, eval_run_id: str) -> EvalRunRecord:
+        async with self._sessions() as session:
+            row = await session.get(EvalRunRow, eval_run_id)
+        if row is None:
+            raise NotFoundError(f"no eval run {eval_run_id!r}")
+        return EvalRunRecord.model_validate(row)
+
+    async def latest_eval_run(self, release_id: str) -> EvalRunRecord | None:
+        """The release's newest finished eval run (the one a gate or cost estimate reads)."""
+        query = (
+            select(EvalRunRow)
+            .where(EvalRunRow.release_id == release_id, EvalRunRow.status == "finished")
+            .order_by(EvalRunRow.created_at.desc(), EvalRunRow.id.desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.scalars(query)).first()
+        return None if row is None else EvalRunRecord.model_validate(row)
+
+    async def list_eval_case_results(self, eval_run_id: str) -> list[EvalCaseResultRecord]:
+        query = (
+            select(EvalCaseResultRow)
+            .where(EvalCaseResultRow.eval_run_id == eval_run_id)
+            .order_by(EvalCaseResultRow.suite, EvalCaseResultRow.case_id)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [EvalCaseResultRecord.model_validate(row) for row in rows]
+
+    async def add_gate_verdict(
+        self,
+        *,
+        release_id: str,
+        eval_run_id: str,
+        baseline_release_id: str | None,
+        passed: bool,
+        policy: dict[str, Any],
+        checks: list[dict[str, Any]],
+    ) -> GateVerdictRecord:
+        row = GateVerdictRow(
+            id=new_id("gate"),
+            release_id=release_id,
+            eval_run_id=eval_run_id,
+            baseline_release_id=baseline_release_id,
+            passed=passed,
+            policy=policy,
+            checks=checks,
+            created_at=self._now(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        return GateVerdictRecord.model_validate(row)
+
+    async def latest_gate_verdict(self, release_id: str) -> GateVerdictRecord | None:
+        """The release's verdict: its newest gate decision."""
+        query = (
+            select(GateVerdictRow)
+            .where(GateVerdictRow.release_id == release_id)
+            .order_by(GateVerdictRow.created_at.desc(), GateVerdictRow.id.desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.scalars(query)).first()
+        return None if row is None else GateVerdictRecord.model_validate(row)
+
+    async def last_passing_release(self, *, agent_name: str, exclude: str) -> ReleaseRecord | None:
+        """The release (other than `exclude`) whose newest gate verdict passed most recently."""
+        query = (
+            select(GateVerdictRow, ReleaseRow)
+            .join(ReleaseRow, ReleaseRow.id == GateVerdictRow.release_id)
+            .where(ReleaseRow.agent_name == agent_name, ReleaseRow.id != exclude)
+            .order_by(GateVerdictRow.created_at.desc(), GateVerdictRow.id.desc())
+        )
+        seen: set[str] = set()
+        async with self._sessions() as session:
+            for verdict, release in (await session.execute(query)).all():
+                if release.id in seen:
+                    continue  # an older verdict of a release whose newest verdict was seen already
+                seen.add(release.id)
+                if verdict.passed:
+                    return ReleaseRecord.model_validate(release)
+        return None
 
 
 def encode_cursor(run: RunRecord) -> str:

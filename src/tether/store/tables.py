@@ -204,3 +204,121 @@ class WorkerRow(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime] = mapped_column(index=True)
     stopped_at: Mapped[datetime | None]
+
+
+# --- Evals: eval runs, per-case results and gate verdicts (issue #4) ---
+
+
+class EvalRunRow(Base):
+    """One `tether eval run` against a release: which suites, how many trials, the judge used."""
+
+    __tablename__ = "eval_runs"
+    __table_args__ = (Index("ix_eval_runs_release_created", "release_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"))
+    suites: Mapped[list[Any]]
+    trials: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    judge_model: Mapped[str | None] = mapped_column(String(200))
+    judge_prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class EvalCaseResultRow(Base):
+    """One case of an eval run: every trial's outcome, so results link back to their runs."""
+
+    __tablename__ = "eval_case_results"
+    __table_args__ = (
+        UniqueConstraint("eval_run_id", "suite", "case_id", name="uq_eval_case_results_run_suite_case"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    eval_run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id"))
+    suite: Mapped[str] = mapped_column(String(200))
+    case_id: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(32))
+    p0: Mapped[bool] = mapped_column(Boolean)
+    turns: Mapped[int] = mapped_column(Integer)
+    trials: Mapped[int] = mapped_column(Integer)
+    passes: Mapped[int] = mapped_column(Integer)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    trial_results: Mapped[list[Any]]
+    run_ids: Mapped[list[Any]]
+
+
+class GateVerdictRow(Base):
+    """The gate's decision on a release; the newest one is the release's verdict."""
+
+    __tablename__ = "gate_verdicts"
+    __table_args__ = (Index("ix_gate_verdicts_release_created", "release_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"))
+    eval_run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id"))
+    baseline_release_id: Mapped[str | None] = mapped_column(String(40))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    policy: Mapped[dict[str, Any]]
+    checks: Mapped[list[Any]]
+    created_at: Mapped[datetime]
+
+
+# --- Observability: stored trace spans, alert episodes, search indexes (issue #5) ---
+
+
+class SpanRow(Base):
+    """One OpenTelemetry span of a run's trace, kept for the dashboard (OTLP export is separate)."""
+
+    __tablename__ = "spans"
+    __table_args__ = (
+        Index("ix_spans_run_started", "run_id", "started_at"),
+        Index("ix_spans_operation_outcome", "operation", "outcome"),
+    )
+
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    parent_span_id: Mapped[str | None] = mapped_column(String(16))
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    # gen_ai.operation.name (invoke_agent, chat, execute_tool) or approval_wait / guardrail.
+    operation: Mapped[str] = mapped_column(String(40))
+    # What happened, per operation: run status, finish reason, tool status, decision.
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column(Float)
+    attributes: Mapped[dict[str, Any]]
+    events: Mapped[list[Any]]
+
+
+class AlertRow(Base):
+    """One firing episode of an alert rule for a tenant: opened when it fires, closed when it resolves."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_tenant_fired", "tenant_id", "fired_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    # "<tenant>\x1f<rule>" while firing, NULL once resolved: at most one open episode per rule and tenant,
+    # even with several API processes evaluating at once.
+    open_key: Mapped[str | None] = mapped_column(String(420), unique=True)
+    fired_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+# Trace search: "runs of release X" and "runs that called tool Y" without scanning every run.
+Index("ix_runs_release_created", RunRow.release_version, RunRow.created_at)
+Index("ix_steps_name_run", StepRow.name, StepRow.run_id)
