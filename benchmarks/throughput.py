@@ -411,8 +411,8 @@ def render(
         "claimed: the embedded worker and `tether worker` poll when idle; nothing wakes them on submit "
         "(`Worker.wake()` exists but nothing calls it).",
         "- POST /v1/runs with `wait` answers as soon as the API hears the run changed. In (a) the "
-        "worker shares the API's notifier, so it hears at once; in (b) `tether worker` never publishes "
-        "run notifications (not even with Redis), so the API only notices on its 1 s poll: the "
+        "worker shares the API's notifier; in (b) `tether worker` publishes a wake-up through Redis "
+        "for every event it writes (without Redis, the API would notice on its 1 s poll): the "
         "'later than the run finished' row.",
         "- The in-loop latency is what the model and the tool took (the scripted model answers in "
         "microseconds and `lookup_order` is one SQLite query), so almost all of the latency here is "

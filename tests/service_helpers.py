@@ -639,11 +639,13 @@ def audit(
                     result.repeated_idempotent += 1
             if step["name"] == "charge":
                 allowed = 1 + (approvals or {}).get(run_id, 0)
-                if len(ran) > allowed:
-                    result.approval_reused.append(
+                if len(ran) > allowed:  # each retry approval covers exactly one more attempt
+                    line = (
                         f"{run_id}: charge#{step['index']} ran {len(ran)} times, "
                         f"{allowed - 1} retry approval(s)"
                     )
+                    result.approval_reused.append(line)
+                    result.violations.append(line)
                 if charged[step["idempotency_key"]] > len(ran):
                     result.violations.append(f"{run_id}: more charge rows than charge executions")
         if wanted.get("record") is not None and run["status"] == "succeeded":

@@ -255,28 +255,7 @@ class Store:
         """Store a queued run; with `lease` (owner, seconds), one already claimed by that owner, so no
         worker polling the same database can take it between creation and execution."""
         now = self._now()
-        row = RunRow(
-            id=new_id("run"),
-            release_id=release.id,
-            release_version=release.version,
-            user_id=user_id,
-            tenant_id=tenant_id,
-            thread_id=thread_id,
-            status=RunStatus.QUEUED,
-            input=input,
-            steps_used=0,
-            tools_called=[],
-            input_tokens=0,
-            output_tokens=0,
-            estimated_cost_usd=0.0,
-            risk_level="none",
-            run_metadata=metadata or {},
-            cancel_requested=False,
-            attempts=0,
-            event_seq=1,
-            created_at=now,
-            updated_at=now,
-        )
+        row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]
@@ -821,31 +800,9 @@ class Store:
 
         `at` orders the turns: the run loop replays a thread's runs created before the current one.
         """
-        row = RunRow(
-            id=new_id("run"),
-            release_id=release.id,
-            release_version=release.version,
-            user_id=user_id,
-            tenant_id=tenant_id,
-            thread_id=thread_id,
-            status=RunStatus.SUCCEEDED,
-            input=input,
-            output=output,
-            steps_used=0,
-            tools_called=[],
-            input_tokens=0,
-            output_tokens=0,
-            estimated_cost_usd=0.0,
-            risk_level="none",
-            run_metadata=metadata or {},
-            cancel_requested=False,
-            attempts=0,
-            event_seq=1,
-            created_at=at,
-            started_at=at,
-            finished_at=at,
-            updated_at=at,
-        )
+        row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.SUCCEEDED, at)
+        row.output = output
+        row.started_at = row.finished_at = at
         event = EventRow(
             run_id=row.id, seq=1, type="status", data={"status": RunStatus.SUCCEEDED}, created_at=at
         )
@@ -976,6 +933,41 @@ class Store:
                 if verdict.passed:
                     return ReleaseRecord.model_validate(release)
         return None
+
+
+def _new_run_row(
+    release: ReleaseRecord,
+    user_id: str,
+    tenant_id: str,
+    thread_id: str | None,
+    input: str,
+    metadata: dict[str, Any] | None,
+    status: RunStatus,
+    at: datetime,
+) -> RunRow:
+    """A run that has done nothing yet: no steps, tokens, cost or attempts."""
+    return RunRow(
+        id=new_id("run"),
+        release_id=release.id,
+        release_version=release.version,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        thread_id=thread_id,
+        status=status,
+        input=input,
+        steps_used=0,
+        tools_called=[],
+        input_tokens=0,
+        output_tokens=0,
+        estimated_cost_usd=0.0,
+        risk_level="none",
+        run_metadata=metadata or {},
+        cancel_requested=False,
+        attempts=0,
+        event_seq=1,
+        created_at=at,
+        updated_at=at,
+    )
 
 
 def encode_cursor(run: RunRecord) -> str:

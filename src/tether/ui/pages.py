@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -43,6 +43,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
 templates.env.globals.update(runs_link=runs_link, latency=run_latency_ms)
+
+ResponseT = TypeVar("ResponseT", bound=Response)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -95,6 +97,11 @@ async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     page = render(
         request, "login.html", {"token": token, "next": safe_next(next), "error": None}, session=None
     )
+    return _with_login_token(page, request, token)
+
+
+def _with_login_token(page: ResponseT, request: Request, token: str) -> ResponseT:
+    """The login form's double-submit token, in a short-lived cookie only the dashboard reads."""
     page.set_cookie(
         sessions.LOGIN_COOKIE,
         token,
@@ -132,16 +139,7 @@ async def login(request: Request, state: State) -> Response:
             session=None,
             status=401,
         )
-        page.set_cookie(
-            sessions.LOGIN_COOKIE,
-            fresh,
-            httponly=True,
-            samesite="strict",
-            secure=_cookie_secure(request),
-            path=sessions.COOKIE_PATH,
-            max_age=3600,
-        )
-        return page
+        return _with_login_token(page, request, fresh)
     done = RedirectResponse(target, status_code=303)
     done.set_cookie(
         sessions.SESSION_COOKIE,
