@@ -408,8 +408,8 @@ def render(
         "loaded overhead is mostly queueing: a run waits for the runs ahead of it. The executing part "
         "and the unloaded rows are the per-step cost of Tether itself.",
         f"- Unloaded, a run waits on average half a poll interval ({args.poll_s:g} s) or more to be "
-        "claimed: the embedded worker and `tether worker` poll when idle; nothing wakes them on submit "
-        "(`Worker.wake()` exists but nothing calls it).",
+        "claimed by a `tether worker`, which polls when idle; `tether serve`'s embedded worker is woken "
+        "by the API when it accepts a run or records a decision.",
         "- POST /v1/runs with `wait` answers as soon as the API hears the run changed. In (a) the "
         "worker shares the API's notifier; in (b) `tether worker` publishes a wake-up through Redis "
         "for every event it writes (without Redis, the API would notice on its 1 s poll): the "

@@ -379,6 +379,32 @@ def test_create_run_answers_202_with_the_queued_record(idle: TestClient) -> None
     assert idle.get(f"/v1/runs/{run['run_id']}/steps", headers=bearer(key)).json() == []
 
 
+def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
+    example_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An idle worker polls only every 10 minutes here: the runs below finish within `wait` only because
+    # accepting a run and deciding an approval wake it.
+    monkeypatch.setenv("TETHER_WORKER_POLL_S", "600")
+    with serve(example_project, workers=1) as client:
+        key = issue("u1", "t1", (*RW, "approvals"))
+        time.sleep(0.5)  # let the worker finish its first look at the empty queue and go idle
+        succeeded_run(client, key)
+        parked = parked_refund(client, key)
+        approval = parked["pending_approval"]["approval_id"]
+        decided = client.post(
+            f"/v1/runs/{parked['run_id']}/approvals/{approval}",
+            json={"decision": "approve", "reason": "receipt checked"},
+            headers=bearer(key),
+        )
+        assert decided.status_code == 200, decided.text
+        deadline = time.monotonic() + 30
+        while (run := client.get(f"/v1/runs/{parked['run_id']}", headers=bearer(key)).json())[
+            "status"
+        ] != "succeeded":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.1)
+
+
 def test_create_run_with_wait_answers_200_with_the_finished_run(client: TestClient) -> None:
     key = issue("u1", "t1", RW)
     run = succeeded_run(client, key)

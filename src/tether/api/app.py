@@ -80,12 +80,12 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 tenant_monthly_budget_usd=settings.tenant_monthly_budget_usd,
                 redis_url=settings.redis_url,
             )
-            app.state.tether = ServiceState(store, runtime, release, settings, limiter, notifier)
             if options.embedded_worker_concurrency > 0:
                 worker = Worker(
                     runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
                 )
                 worker_task = asyncio.create_task(worker.run())
+            app.state.tether = ServiceState(store, runtime, release, settings, limiter, notifier, worker)
             yield
         finally:
             if worker is not None and worker_task is not None:

@@ -13,6 +13,7 @@ from tether.api.auth import Caller, authenticate
 from tether.api.limits import Limiter
 from tether.runtime.notify import Notifier
 from tether.runtime.service import Runtime
+from tether.runtime.worker import Worker
 from tether.settings import Settings
 from tether.store.records import ReleaseRecord, RunRecord
 from tether.store.repository import NotFoundError, Store
@@ -26,6 +27,12 @@ class ServiceState:
     settings: Settings
     limiter: Limiter
     notifier: Notifier
+    worker: Worker | None = None
+    """The in-process worker of `tether serve`, woken when a run becomes claimable here."""
+
+    def work_available(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
 
 
 def get_state(request: Request) -> ServiceState:

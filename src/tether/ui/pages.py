@@ -395,6 +395,7 @@ async def decide(
         )
     except ConflictError as exc:
         raise PageError(409, "Already decided", str(exc)) from None
+    state.work_available()
     return RedirectResponse(f"/ui/approvals?decided={record.id}&outcome={record.status}", status_code=303)
 
 

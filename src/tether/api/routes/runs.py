@@ -92,6 +92,7 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         )
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
+    state.work_available()
     if body.wait > 0:
         run = await _wait_until_settled(state, run.id, body.wait)
         if run.status.is_final:
@@ -225,6 +226,7 @@ async def decide_approval(
         raise HTTPException(409, str(exc)) from None
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
+    state.work_available()
     return ApprovalOut.of(record)
 
 
