@@ -60,13 +60,26 @@ async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) ->
     assert run.status == RunStatus.RUNNING and run.attempts == 1 and run.lease_owner is not None
 
 
-async def test_a_run_created_claimed_is_never_claimable_by_another_worker(store: Store) -> None:
+async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_dies(store: Store) -> None:
     release = await _release(store)
-    mine = await store.create_run(release=release, user_id="u", input="eval trial", lease=("evals", 30))
+    mine = await store.create_run(release=release, user_id="u", input="eval trial", lease=("evals", 0.05))
+    other = await store.create_run(release=release, user_id="u", input="a live run")
     assert (mine.status, mine.lease_owner, mine.attempts) == (RunStatus.RUNNING, "evals", 1)
-    assert await store.claim_run("worker-a", 30) is None
-    assert await store.claim_run("worker-a", 30, run_id=mine.id) is None
+    assert mine.pinned
     assert [e.data["status"] for e in await store.list_events(mine.id)] == ["queued", "running"]
+    assert await store.fail_abandoned_pinned_runs() == []  # its owner is alive: nothing to do
+    await asyncio.sleep(0.1)  # the owner stops heartbeating: its lease expires
+
+    # No worker takes it over (it ran on its creator's own data); a sweep ends it instead.
+    assert await store.claim_run("worker-a", 30, run_id=mine.id) is None
+    taken = await store.claim_run("worker-a", 30)
+    assert taken is not None and taken.id == other.id
+    assert await store.fail_abandoned_pinned_runs() == [mine.id]
+    ended = await store.get_run(mine.id)
+    assert ended.status == RunStatus.FAILED and "abandoned" in (ended.error or "")
+    assert ended.lease_owner is None and ended.finished_at is not None
+    assert (await store.list_events(mine.id))[-1].data["status"] == "failed"
+    assert await store.fail_abandoned_pinned_runs() == []
 
 
 async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(store: Store) -> None:

@@ -88,6 +88,7 @@ class Runtime:
 
     async def drain(self) -> list[RunRecord]:
         """Run every claimable run to an end or a parking point, then return what was done."""
+        await self.store.fail_abandoned_pinned_runs()
         done: list[RunRecord] = []
         while (run := await self.execute_next()) is not None:
             done.append(run)

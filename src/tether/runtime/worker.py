@@ -100,6 +100,7 @@ class Worker:
                 await self.runtime.store.worker_heartbeat(
                     self.worker_id, concurrency=self.concurrency, active_runs=len(self.active)
                 )
+                await self.runtime.store.fail_abandoned_pinned_runs()
             except Exception:  # a database blip must not kill the worker; the next beat retries
                 log.exception("worker heartbeat failed")
             await asyncio.sleep(self.heartbeat_s)

@@ -104,6 +104,7 @@ class RunRecord(RunTotals):
     cancel_requested: bool
     lease_owner: str | None
     lease_expires_at: datetime | None
+    pinned: bool = False
     attempts: int
     created_at: datetime
     started_at: datetime | None

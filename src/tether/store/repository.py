@@ -252,8 +252,9 @@ class Store:
         tenant_id: str = "default",
         lease: tuple[str, float] | None = None,
     ) -> RunRecord:
-        """Store a queued run; with `lease` (owner, seconds), one already claimed by that owner, so no
-        worker polling the same database can take it between creation and execution."""
+        """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
+        owner: no worker polling the same database ever takes it, and if its owner dies it fails
+        (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere."""
         now = self._now()
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         events = [
@@ -262,6 +263,7 @@ class Store:
         if lease is not None:
             owner, lease_s = lease
             row.status = RunStatus.RUNNING
+            row.pinned = True
             row.lease_owner = owner
             row.lease_expires_at = now + timedelta(seconds=lease_s)
             row.attempts = 1
@@ -348,10 +350,46 @@ class Store:
             )
 
     def _claimable(self, now: datetime) -> Any:
-        return or_(
-            RunRow.status == RunStatus.QUEUED,
-            and_(RunRow.status == RunStatus.RUNNING, RunRow.lease_expires_at < now),
+        return and_(
+            RunRow.pinned.is_(False),
+            or_(
+                RunRow.status == RunStatus.QUEUED,
+                and_(RunRow.status == RunStatus.RUNNING, RunRow.lease_expires_at < now),
+            ),
         )
+
+    async def fail_abandoned_pinned_runs(self) -> list[str]:
+        """End pinned runs whose process died (lease expired) as `failed`: they ran on that process's
+        own data, so no other process may resume them, and none may stay `running` forever."""
+        now = self._now()
+        error = "abandoned: the process that alone executes this run (an eval or a drill) stopped"
+        async with self._sessions.begin() as session:
+            ended = list(
+                (
+                    await session.scalars(
+                        update(RunRow)
+                        .where(
+                            RunRow.pinned.is_(True),
+                            RunRow.status == RunStatus.RUNNING,
+                            RunRow.lease_expires_at < now,
+                        )
+                        .values(
+                            status=RunStatus.FAILED,
+                            error=error,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            finished_at=now,
+                            updated_at=now,
+                        )
+                        .returning(RunRow.id)
+                    )
+                ).all()
+            )
+            for run_id in ended:
+                await self._emit(session, run_id, "status", {"status": RunStatus.FAILED, "error": error})
+        for run_id in ended:
+            await self._notify(run_id)
+        return ended
 
     async def claim_run(self, owner: str, lease_s: float, *, run_id: str | None = None) -> RunRecord | None:
         """Take the lease on one claimable run (queued, or running with an expired lease).
