@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from service_helpers import machine_info
 
 from tether.observe.logs import configure_logging
 from tether.observe.service import Telemetry
@@ -121,19 +123,6 @@ async def bench(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
             await store.close()
 
 
-def _git() -> str:
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _row(label: str, off: float, on: float) -> str:
     return f"| {label} | {off:.3f} | {on:.3f} | {on / off:.3f} | {on - off:.3f} |"
 
@@ -162,9 +151,7 @@ def main() -> None:
         "",
         "| | |",
         "|---|---|",
-        f"| nproc | {os.cpu_count()} |",
-        f"| python | {platform.python_implementation()} {platform.python_version()} |",
-        f"| tether commit | {_git()} |",
+        *(f"| {key} | {value} |" for key, value in machine_info()),
         "",
         "| per step | off | on | on / off | on - off |",
         "|---|---|---|---|---|",

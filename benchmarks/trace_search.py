@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,10 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from service_helpers import machine_info
 
 from tether.store.insights import RunFilter
 from tether.store.repository import Store
@@ -262,19 +264,6 @@ async def measure(store: Store, now: datetime, repeat: int) -> list[tuple[str, i
     return rows
 
 
-def _git() -> str:
-    try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -326,10 +315,8 @@ async def main() -> None:
         "",
         "| | |",
         "|---|---|",
-        f"| nproc | {os.cpu_count()} |",
-        f"| python | {platform.python_implementation()} {platform.python_version()} |",
+        *(f"| {key} | {value} |" for key, value in machine_info()),
         f"| database | {database} {version} |",
-        f"| tether commit | {_git()} |",
         "",
         "| query | runs returned | median ms | worst ms |",
         "|---|---|---|---|",
