@@ -46,12 +46,18 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer tk_..
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: tk_...`")
 
 
-async def authenticated(
-    state: State,
+def presented_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
-) -> Caller:
-    presented = bearer.credentials if bearer is not None else header
+) -> str | None:
+    """The API key the request carries, from either header, not yet checked."""
+    return bearer.credentials if bearer is not None else header
+
+
+PresentedKey = Annotated[str | None, Depends(presented_key)]
+
+
+async def authenticated(state: State, presented: PresentedKey) -> Caller:
     caller = await authenticate(state.store, presented) if presented else None
     if caller is None:
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
@@ -61,6 +67,15 @@ async def authenticated(
             refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
         )
     return caller
+
+
+def readable_user(caller: Caller, user: str | None) -> str | None:
+    """The `user` filter a listing may apply: any (or none) with `runs:read`, else only the caller's own."""
+    if caller.has("runs:read"):
+        return user
+    if user is not None and user != caller.user_id:
+        raise HTTPException(403, "other users' runs need the runs:read scope")
+    return caller.user_id
 
 
 def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:

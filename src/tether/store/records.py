@@ -114,6 +114,13 @@ class RunRecord(RunTotals):
     def totals(self) -> RunTotals:
         return RunTotals.model_validate(self.model_dump(include=set(RunTotals.model_fields)))
 
+    @property
+    def latency_ms(self) -> float | None:
+        """From the first claim to the end (approval waits included); None until the run has both."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
 
 class StepRecord(_Record):
     run_id: str

@@ -32,7 +32,6 @@ from tether.ui.views import (
     chart_series,
     health_cards,
     run_filter,
-    run_latency_ms,
     runs_link,
     span_tree,
     step_tree,
@@ -42,7 +41,7 @@ from tether.ui.views import (
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
-templates.env.globals.update(runs_link=runs_link, latency=run_latency_ms)
+templates.env.globals.update(runs_link=runs_link)
 
 ResponseT = TypeVar("ResponseT", bound=Response)
 

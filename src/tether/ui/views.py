@@ -303,12 +303,6 @@ def run_filter(params: dict[str, str], tenant_id: str, now: datetime) -> RunFilt
     )
 
 
-def run_latency_ms(run: RunRecord) -> float | None:
-    if run.started_at is None or run.finished_at is None:
-        return None
-    return (run.finished_at - run.started_at).total_seconds() * 1000
-
-
 # -- one run -----------------------------------------------------------------------------------
 
 

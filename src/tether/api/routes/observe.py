@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from tether.api.auth import Caller
-from tether.api.deps import State, authenticated, require, visible_run
+from tether.api.deps import PresentedKey, State, authenticated, readable_user, require, visible_run
 from tether.api.schemas import Problem
 from tether.observe.alerts import parse_duration
 from tether.observe.metrics import CONTENT_TYPE
@@ -64,11 +63,7 @@ class TraceOut(BaseModel):
 
     @classmethod
     def of(cls, run: RunRecord) -> TraceOut:
-        latency = (
-            round((run.finished_at - run.started_at).total_seconds() * 1000, 3)
-            if run.finished_at and run.started_at
-            else None
-        )
+        latency = None if run.latency_ms is None else round(run.latency_ms, 3)
         return cls(
             run_id=run.id,
             trace_id=hex_trace_id(run.id),
@@ -137,10 +132,7 @@ async def search_traces(
     """Runs of the caller's tenant matching every filter given, newest first (only the caller's own
     runs without `runs:read`). "Failing runs of release v3 that used issue_refund in the last hour":
     `?release=v3&status=failed&tool=issue_refund&last=1h`."""
-    if not caller.has("runs:read"):
-        if user is not None and user != caller.user_id:
-            raise HTTPException(403, "searching other users' runs needs the runs:read scope")
-        user = caller.user_id
+    user = readable_user(caller, user)
     try:
         since = None if since is None else as_utc(since)
         until = None if until is None else as_utc(until)
@@ -196,17 +188,10 @@ async def list_alerts(
     return AlertList(alerts=alerts)
 
 
-_bearer = HTTPBearer(auto_error=False)
-_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
-async def metrics_reader(
-    request: Request,
-    state: State,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header: Annotated[str | None, Depends(_header)],
-) -> None:
+async def metrics_reader(request: Request, state: State, presented: PresentedKey) -> None:
     """`TETHER_METRICS_ACCESS`: `key` (a key with the metrics or admin scope), `localhost` (loopback
     clients need no key), or `open`."""
     mode = state.settings.metrics_access
@@ -215,7 +200,7 @@ async def metrics_reader(
     client = request.client.host if request.client is not None else ""
     if mode == "localhost" and client in _LOOPBACK:
         return
-    caller = await authenticated(state, bearer, header)
+    caller = await authenticated(state, presented)
     if not caller.has("metrics"):
         raise HTTPException(403, "this needs the metrics or admin scope")
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tether.api.auth import Caller
-from tether.api.deps import ServiceState, State, require, tenant_run, visible_run
+from tether.api.deps import ServiceState, State, readable_user, require, tenant_run, visible_run
 from tether.api.schemas import (
     ApprovalOut,
     CreateRun,
@@ -112,10 +112,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunList:
     """Runs of the caller's tenant, newest first (only the caller's own without `runs:read`)."""
-    if not caller.has("runs:read"):
-        if user is not None and user != caller.user_id:
-            raise HTTPException(403, "listing other users' runs needs the runs:read scope")
-        user = caller.user_id
+    user = readable_user(caller, user)
     try:
         page = await state.store.page_runs(
             tenant_id=caller.tenant_id,
