@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shlex
@@ -541,11 +542,14 @@ def _serve(
         options = _service_options(project, release, concurrency)
         store = await Store.open(options.database_url)
         try:
-            # Fail here, as one clear line, rather than as a traceback from the server's startup.
-            if release:
+            # Resolve the release here, so a problem is one clear line rather than a traceback from the
+            # server's startup, and the app is handed the release instead of snapshotting it again.
+            chosen = (
                 await store.get_release(release)
-            else:
-                await working_copy_release(store, options.project)
+                if release
+                else await working_copy_release(store, options.project)
+            )
+            options = dataclasses.replace(options, release=chosen.version)
             if first_key and not await store.list_api_keys():
                 _, plaintext = await issue_key(
                     store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
