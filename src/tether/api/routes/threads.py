@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from tether.api.auth import Caller
-from tether.api.deps import State, require
+from tether.api.deps import State, readable_user, require
 from tether.api.schemas import CreateThread, Problem, ThreadOut
 from tether.store.repository import ConflictError
 
@@ -31,6 +31,5 @@ async def list_threads(
     state: State, caller: Annotated[Caller, Depends(require("runs:read", "runs:write"))]
 ) -> list[ThreadOut]:
     """The caller's threads (every thread of the tenant with `runs:read`), newest first."""
-    user = None if caller.has("runs:read") else caller.user_id
-    threads = await state.store.list_threads(tenant_id=caller.tenant_id, user_id=user)
+    threads = await state.store.list_threads(tenant_id=caller.tenant_id, user_id=readable_user(caller, None))
     return [ThreadOut(thread_id=t.id, user_id=t.user_id, created_at=t.created_at) for t in threads]
