@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tether.api.auth import authenticate
-from tether.api.deps import ServiceState, State
+from tether.api.deps import ServiceState, State, tenant_run
 from tether.store.insights import RunStats
 from tether.store.records import RunRecord, RunStatus
-from tether.store.repository import ConflictError, NotFoundError
+from tether.store.repository import ConflictError
 from tether.store.telemetry import ERROR_TYPES
 from tether.ui import session as sessions
 from tether.ui.auth import PageError, checked_form, current_session, needs, safe_next
@@ -302,13 +302,11 @@ async def runs(request: Request, state: State, session: Reader) -> HTMLResponse:
 
 
 async def _tenant_run(state: ServiceState, session: Session, run_id: str) -> RunRecord:
+    """The API's tenant rule, answered as a page."""
     try:
-        run = await state.store.get_run(run_id)
-    except NotFoundError:
-        run = None
-    if run is None or run.tenant_id != session.caller.tenant_id:
-        raise PageError(404, "No such run", f"There is no run {run_id!r} in your tenant.")
-    return run
+        return await tenant_run(state, session.caller, run_id)
+    except HTTPException:
+        raise PageError(404, "No such run", f"There is no run {run_id!r} in your tenant.") from None
 
 
 async def _run_context(state: ServiceState, run: RunRecord) -> dict[str, Any]:
