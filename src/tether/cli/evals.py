@@ -1,8 +1,4 @@
-"""`tether eval`, `tether gate`, `tether cost` and `tether readiness`: the evals room on the command line.
-
-Registered on the main `tether` app by `tether.cli`; it reuses that module's session, error
-handling and consoles so these commands behave like every other `tether` command.
-"""
+"""`tether eval`, `tether gate`, `tether cost` and `tether readiness`: the evals room on the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +12,7 @@ from rich.table import Table
 
 from tether.agent.config import ProjectConfig, load_config
 from tether.agent.project import CONFIG_FILE
+from tether.cli.common import JsonOption, ProjectOption, dump_json, err, open_session, out, run_command
 from tether.evals.capture import append_case, case_as_data, case_from_run, parse_expectations
 from tether.evals.cases import Category, load_suites
 from tether.evals.cost import estimate
@@ -26,22 +23,14 @@ from tether.evals.runner import EvalRunner
 from tether.rollout.releases import snapshot_of, working_copy_release
 from tether.store.records import ReleaseRecord
 
-eval_app = typer.Typer(help="Run eval suites and turn runs into eval cases.", no_args_is_help=True)
-cost_app = typer.Typer(help="Cost estimates from measured runs.", no_args_is_help=True)
-
-# The same options as the other `tether` commands (tether.cli defines them for its own).
-ProjectOption = Annotated[
-    Path,
-    typer.Option(
-        "--project", "-p", envvar="TETHER_PROJECT", help="Agent project folder (holds tether.toml)."
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+commands = typer.Typer()
+eval_group = typer.Typer(help="Run eval suites and turn runs into eval cases.", no_args_is_help=True)
+cost_group = typer.Typer(help="Cost estimates from measured runs.", no_args_is_help=True)
 
 RequiredRelease = Annotated[str, typer.Option("--release", help="Release version.")]
 
 
-@eval_app.command("run")
+@eval_group.command("run")
 def eval_run(
     project: ProjectOption = Path("."),
     suite: Annotated[
@@ -57,10 +46,9 @@ def eval_run(
     as_json: JsonOption = False,
 ) -> None:
     """Run every case of the suites K times through the run loop and store the results on the release."""
-    from tether.cli import _dump, _run, _session, err, out  # at call time: tether.cli imports this module
 
     async def body() -> None:
-        async with _session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session:
             suites = load_suites(session.project, suite or None)
             chosen = (
                 await session.store.get_release(release)
@@ -97,7 +85,7 @@ def eval_run(
                 runner.on_trial = advance
                 eval_run_record, results = await runner.run(suites)
         if as_json:
-            _dump(
+            dump_json(
                 {
                     "eval_run": eval_run_record.id,
                     "release": chosen.version,
@@ -130,10 +118,10 @@ def eval_run(
         )
         out.print(f"next: tether gate --release {chosen.version}", highlight=False)
 
-    _run(body)
+    run_command(body)
 
 
-@eval_app.command("add-from-run")
+@eval_group.command("add-from-run")
 def eval_add_from_run(
     run_id: Annotated[str, typer.Argument(help="The run to turn into a case.")],
     suite: Annotated[str, typer.Option("--suite", "-s", help="Suite to append to (created if new).")],
@@ -153,23 +141,23 @@ def eval_add_from_run(
     as_json: JsonOption = False,
 ) -> None:
     """Turn a stored run (input, thread history, what happened) into a case appended to a suite."""
-    from tether.cli import _dump, _run, _session, out  # at call time: tether.cli imports this module
 
     async def body() -> None:
         expectations = parse_expectations(expect or [])
-        async with _session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session:
             case = await case_from_run(
                 session.store, run_id, case_id=case_id, expect=expectations, category=category, p0=p0
             )
             path = append_case(session.project, suite, case)
         if as_json:
-            _dump({"suite": suite, "file": str(path), "case": case_as_data(case)})
+            dump_json({"suite": suite, "file": str(path), "case": case_as_data(case)})
         else:
             out.print(f"added case [bold]{escape(case.id)}[/bold] to {escape(str(path))}")
 
-    _run(body)
+    run_command(body)
 
 
+@commands.command()
 def gate(
     release: RequiredRelease,
     project: ProjectOption = Path("."),
@@ -184,10 +172,9 @@ def gate(
     as_json: JsonOption = False,
 ) -> None:
     """Apply the gate policy in tether.toml to the release's latest eval results; exit 1 when it fails."""
-    from tether.cli import _dump, _run, _session, out  # at call time: tether.cli imports this module
 
     async def body() -> bool:
-        async with _session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session:
             chosen = await session.store.get_release(release)
             policy = _project_config(session.project, chosen).gate
             result = await run_gate(session.store, chosen, policy, baseline=baseline)
@@ -197,7 +184,7 @@ def gate(
         if junit is not None:
             junit.write_text(junit_xml(result), encoding="utf-8")
         if as_json:
-            _dump(
+            dump_json(
                 {
                     "release": chosen.version,
                     "passed": result.passed,
@@ -221,7 +208,7 @@ def gate(
             out.print(f"gate {verdict} for {escape(chosen.version)}{escape(base)}")
         return result.passed
 
-    if not _run(body):
+    if not run_command(body):
         raise typer.Exit(1)
 
 
@@ -231,7 +218,7 @@ def _project_config(project: Path, release: ReleaseRecord) -> ProjectConfig:
     return load_config(path) if path.is_file() else snapshot_of(release).parsed_config()
 
 
-@cost_app.command("estimate")
+@cost_group.command("estimate")
 def cost_estimate(
     release: RequiredRelease,
     runs_per_day: Annotated[float, typer.Option("--runs-per-day", min=0, help="Expected runs a day.")],
@@ -243,10 +230,9 @@ def cost_estimate(
     as_json: JsonOption = False,
 ) -> None:
     """Project daily and monthly spend from the release's measured eval runs; exit 1 when over budget."""
-    from tether.cli import _dump, _run, _session, out  # at call time: tether.cli imports this module
 
     async def body() -> bool:
-        async with _session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session:
             chosen = await session.store.get_release(release)
             eval_run = await session.store.latest_eval_run(chosen.id)
             if eval_run is None:
@@ -267,7 +253,7 @@ def cost_estimate(
             warning_fraction=gate_config.cost_ceiling_warning,
         )
         if as_json:
-            _dump(result.as_dict())
+            dump_json(result.as_dict())
             return not result.over_budget
         table = Table("per run", "mean", "p50", "p95", "max")
         c, t = result.cost, result.tokens
@@ -300,10 +286,11 @@ def cost_estimate(
             out.print(f"monthly budget ${result.monthly_budget_usd:,.2f}: {state}")
         return not result.over_budget
 
-    if not _run(body):
+    if not run_command(body):
         raise typer.Exit(1)
 
 
+@commands.command()
 def readiness(
     release: RequiredRelease,
     project: ProjectOption = Path("."),
@@ -315,10 +302,9 @@ def readiness(
     ] = 1000,
 ) -> None:
     """Write the one-page production readiness review, executing its three drills; exit 1 if a drill fails."""
-    from tether.cli import _run, _session, out  # at call time: tether.cli imports this module
 
     async def body() -> bool:
-        async with _session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session:
             chosen = await session.store.get_release(release)
             review = await build_review(
                 session.store, session.runtime.settings, session.project, chosen, runs_per_day=runs_per_day
@@ -333,13 +319,5 @@ def readiness(
         out.print(f"{verdict}: wrote {escape(str(md_path))} and {escape(str(html_path))}")
         return all(d.passed for d in review.drills)
 
-    if not _run(body):
+    if not run_command(body):
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `eval`, `gate`, `cost` and `readiness` to the `tether` app (called by tether.cli)."""
-    app.add_typer(eval_app, name="eval")
-    app.add_typer(cost_app, name="cost")
-    app.command()(gate)
-    app.command()(readiness)

@@ -1,0 +1,51 @@
+"""The `tether` Typer app: every command group assembled in one place, and the entry point.
+
+To add a command, put it in the module of its group (or a new module with a `commands` or `group`
+Typer) and add that Typer here; modules import only `tether.cli.common`, never each other.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from tether.cli import db, evals, keys, observe, project, releases, runs, service
+from tether.cli.common import err
+from tether.observe.logs import configure_logging, secrets_from_environment
+from tether.settings import Settings
+
+app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
+
+# Top-level commands, in the order `tether --help` lists them.
+app.add_typer(project.commands)  # init
+app.add_typer(runs.commands)  # run, approve
+app.add_typer(service.commands)  # worker, serve, api, openapi
+app.add_typer(evals.commands)  # gate, readiness
+# Command groups.
+app.add_typer(keys.group, name="keys")
+app.add_typer(runs.group, name="runs")
+app.add_typer(releases.group, name="release")
+app.add_typer(db.group, name="db")
+app.add_typer(observe.traces_group, name="traces")
+app.add_typer(observe.alerts_group, name="alerts")
+app.add_typer(evals.eval_group, name="eval")
+app.add_typer(evals.cost_group, name="cost")
+
+
+def main() -> None:
+    """The `tether` console script: settings are checked and logging configured before any command."""
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise SystemExit(2) from None
+    names = [name.strip() for name in settings.log_secret_env.split(",") if name.strip()]
+    service_command = len(sys.argv) > 1 and sys.argv[1] in ("serve", "api", "worker")
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level or ("INFO" if service_command else "WARNING"),
+        secrets=secrets_from_environment(extra_names=names),
+    )
+    app()

@@ -1,0 +1,177 @@
+"""What every `tether` command shares: consoles, common options, error handling, the session.
+
+Command modules import from here and never from each other, so there is one obvious place for each
+command group and no import cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tether.agent.config import ConfigError
+from tether.agent.project import CONFIG_FILE
+from tether.models.pricing import UnknownPriceError
+from tether.observe.service import Telemetry
+from tether.runtime.notify import notifier_for
+from tether.runtime.service import Runtime
+from tether.settings import Settings
+from tether.store import db
+from tether.store.records import ApprovalRecord, RunRecord, RunStatus
+from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+ProjectOption = Annotated[
+    Path,
+    typer.Option(
+        "--project", "-p", envvar="TETHER_PROJECT", help="Agent project folder (holds tether.toml)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+T = TypeVar("T")
+_USER_ERRORS = (
+    ConfigError,
+    UnknownPriceError,
+    NotFoundError,
+    ConflictError,
+    db.DatabaseError,
+    ValueError,
+    FileExistsError,
+    LeaseLostError,
+)
+
+
+def run_command(coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a command body; known failures become one clear line on stderr and exit code 2."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except _USER_ERRORS as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        if os.environ.get("TETHER_DEBUG", "").lower() in ("1", "true", "yes"):
+            raise
+        err.print(
+            f"[red]internal error:[/red] {exc!r} (set TETHER_DEBUG=1 for the traceback)", highlight=False
+        )
+        raise typer.Exit(1) from None
+
+
+@dataclass
+class Session:
+    project: Path
+    store: Store
+    runtime: Runtime
+    telemetry: Telemetry | None = None
+
+
+@asynccontextmanager
+async def open_session(project: Path) -> AsyncIterator[Session]:
+    """The project's store, runtime and telemetry for one command."""
+    settings = Settings()
+    if settings.database_url is None and not (project / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"{project} is not an agent project (no {CONFIG_FILE}); pass --project or set TETHER_DATABASE_URL"
+        )
+    url = settings.database_url or db.default_url(project)
+    # Every event a CLI process or worker writes wakes the API nodes streaming that run.
+    notifier = notifier_for(settings.redis_url)
+    try:
+        store = await Store.open(url, on_event=notifier.publish)
+        data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
+        telemetry = Telemetry(store, settings)
+        try:
+            runtime = Runtime(store, settings, data_dir=data_dir, observer=telemetry.observer)
+            yield Session(project, store, runtime, telemetry)
+        finally:
+            await telemetry.close()
+            await store.close()
+    finally:
+        await notifier.close()
+
+
+def dump_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def run_json(run: RunRecord, approvals: list[ApprovalRecord]) -> dict[str, Any]:
+    data = run.model_dump(mode="json", by_alias=True)
+    data["run_id"] = data.pop("id")
+    pending = [a for a in approvals if a.status == "pending"]
+    data["pending_approval"] = pending[0].model_dump(mode="json") if pending else None
+    return data
+
+
+STATUS_STYLE = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.WAITING_FOR_APPROVAL: "yellow",
+    RunStatus.ESCALATED: "yellow",
+    RunStatus.BUDGET_EXHAUSTED: "red",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "dim",
+}
+
+
+def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | None = None) -> None:
+    style = STATUS_STYLE.get(run.status, "cyan")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("run_id", run.id),
+        ("status", f"[{style}]{run.status}[/{style}]"),
+        ("release", run.release_version),
+        ("user", run.user_id),
+        ("thread", run.thread_id or "-"),
+        ("steps", str(run.steps_used)),
+        ("tools called", ", ".join(run.tools_called) or "-"),
+        ("tokens", f"{run.input_tokens} in / {run.output_tokens} out"),
+        ("cost", f"${run.estimated_cost_usd:.6f}"),
+        ("risk", run.risk_level),
+        ("created", run.created_at.isoformat(timespec="seconds")),
+    ]
+    if run.finished_at:
+        rows.append(("finished", run.finished_at.isoformat(timespec="seconds")))
+    if run.error:
+        rows.append(("error", run.error))
+    for key, value in rows:
+        table.add_row(key, value if key == "status" else escape(value))
+    out.print(table)
+    for approval in approvals:
+        if approval.status == "pending":
+            out.print(
+                f"\n[yellow]waiting for approval[/yellow] of [bold]{escape(approval.tool)}[/bold]"
+                f"({escape(json.dumps(approval.arguments))}): {escape(approval.reason)}",
+                highlight=False,
+            )
+            where = f" --project {shlex.quote(str(project))}" if project and project != Path.cwd() else ""
+            where = escape(where)
+            out.print(f"  approve: tether approve {run.id}{where}", highlight=False)
+            out.print(f'  reject:  tether approve {run.id}{where} --reject --reason "..."', highlight=False)
+    if run.output:
+        out.print("\n[bold]output[/bold]")
+        out.print(run.output, highlight=False, markup=False)
+
+
+async def show_run(session: Session, run: RunRecord, as_json: bool) -> None:
+    approvals = await session.store.list_approvals(run_id=run.id)
+    if as_json:
+        dump_json(run_json(run, approvals))
+    else:
+        print_run(run, approvals, session.project)

@@ -1,0 +1,176 @@
+"""`tether serve`, `tether api`, `tether worker` and `tether openapi`: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from tether.agent.config import ConfigError
+from tether.agent.project import CONFIG_FILE
+from tether.api.app import ServiceOptions, create_app
+from tether.api.auth import issue_key
+from tether.cli.common import JsonOption, ProjectOption, dump_json, err, open_session, out, run_command
+from tether.rollout.releases import working_copy_release
+from tether.runtime.worker import Worker
+from tether.settings import Settings
+from tether.store.repository import Store
+
+commands = typer.Typer()
+
+
+@commands.command()
+def worker(
+    project: ProjectOption = Path("."),
+    drain: Annotated[bool, typer.Option("--drain", help="Finish every claimable run, then exit.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Runs executed at once.")] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve this worker's Prometheus counters on 127.0.0.1:PORT."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Execute queued runs and resume runs whose process died (lease expired).
+
+    Without --drain it runs until SIGTERM or Ctrl-C, then stops claiming, lets each in-flight run
+    finish its current step, and hands the rest back to the queue.
+    """
+
+    async def serve_forever() -> None:
+        async with open_session(project.resolve()) as session:
+            settings = session.runtime.settings
+            runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
+            if metrics_port is not None and session.telemetry is not None:
+                session.telemetry.serve_metrics(metrics_port)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, runner.stop)
+            err.print(f"worker {runner.worker_id} running (concurrency {concurrency}); Ctrl-C to stop")
+            await runner.run()
+            err.print(f"worker stopped after {runner.completed} run(s)")
+
+    if not drain:
+        run_command(serve_forever)
+        return
+
+    async def body() -> None:
+        async with open_session(project.resolve()) as session:
+            done = await session.runtime.drain()
+        if as_json:
+            dump_json([{"run_id": r.id, "status": r.status} for r in done])
+            return
+        for record in done:
+            out.print(f"{record.id}  {record.status}", highlight=False)
+        out.print(f"drained {len(done)} run(s)")
+
+    run_command(body)
+
+
+def _service_options(project: Path, release: str | None, concurrency: int) -> ServiceOptions:
+    project = project.resolve()
+    settings = Settings()
+    if settings.database_url is None and not (project / CONFIG_FILE).is_file():
+        raise ConfigError(f"{project} is not an agent project (no {CONFIG_FILE}); pass --project")
+    return ServiceOptions(
+        project=project, release=release, embedded_worker_concurrency=concurrency, settings=settings
+    )
+
+
+def _serve(
+    project: Path, release: str | None, concurrency: int, host: str, port: int, *, first_key: bool
+) -> None:
+    async def body() -> None:
+        options = _service_options(project, release, concurrency)
+        store = await Store.open(options.database_url)
+        try:
+            # Resolve the release here, so a problem is one clear line rather than a traceback from the
+            # server's startup, and the app is handed the release instead of snapshotting it again.
+            chosen = (
+                await store.get_release(release)
+                if release
+                else await working_copy_release(store, options.project)
+            )
+            options = dataclasses.replace(options, release=chosen.version)
+            if first_key and not await store.list_api_keys():
+                _, plaintext = await issue_key(
+                    store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
+                )
+                url = f"http://{host}:{port}"
+                out.print("[bold]Created an admin API key (shown once; keep it safe):[/bold]")
+                out.print(f"  {plaintext}", highlight=False)
+                out.print("Try it:", highlight=False)
+                out.print(
+                    f"  curl -s -X POST {url}/v1/runs -H 'Authorization: Bearer {plaintext}' "
+                    f"-H 'Content-Type: application/json' "
+                    f"""-d '{{"input": "What is your return policy?", "wait": 10}}'""",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            # The dashboard is mounted by create_app, so both `serve` and `api` serve it.
+            out.print(f"Dashboard: http://{host}:{port}/ui/ (log in with an API key)", highlight=False)
+        finally:
+            await store.close()
+        # Logging is configured once, by `main` (JSON or console); the app logs each request itself.
+        config = uvicorn.Config(
+            create_app(options),
+            host=host,
+            port=port,
+            log_level="info",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        await uvicorn.Server(config).serve()
+
+    run_command(body)
+
+
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+ReleaseOption = Annotated[str | None, typer.Option(help="Release for new runs (default: the working copy).")]
+
+
+@commands.command()
+def serve(
+    project: ProjectOption = Path("."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Runs the built-in worker executes at once.")
+    ] = 4,
+    release: ReleaseOption = None,
+) -> None:
+    """API and a worker in one process (embedded SQLite by default). Prints an admin key on first start."""
+    _serve(project, release, concurrency, host, port, first_key=True)
+
+
+@commands.command()
+def api(
+    project: ProjectOption = Path("."),
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    release: ReleaseOption = None,
+) -> None:
+    """The HTTP API alone; run `tether worker` processes beside it against the same database."""
+    _serve(project, release, 0, host, port, first_key=False)
+
+
+@commands.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI document (generated from the code)."""
+    document = create_app(ServiceOptions(project=Path("."))).openapi()
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
