@@ -13,8 +13,6 @@ from rich.markup import escape
 
 from tether.cli import db, evals, keys, observe, project, releases, runs, service
 from tether.cli.common import err
-from tether.observe.logs import configure_logging, secrets_from_environment
-from tether.settings import Settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
 
@@ -35,17 +33,28 @@ app.add_typer(evals.cost_group, name="cost")
 
 
 def main() -> None:
-    """The `tether` console script: settings are checked and logging configured before any command."""
+    """The `tether` console script: settings are checked and logging configured before any command.
+
+    Help alone needs neither, so `tether --help` does not import them.
+    """
+    args = sys.argv[1:]
+    if args and "--help" not in args:
+        _configure(service_command=args[0] in ("serve", "api", "worker"))
+    app()
+
+
+def _configure(*, service_command: bool) -> None:
+    from tether.observe.logs import configure_logging, secrets_from_environment
+    from tether.settings import Settings
+
     try:
         settings = Settings()
     except ValueError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from None
     names = [name.strip() for name in settings.log_secret_env.split(",") if name.strip()]
-    service_command = len(sys.argv) > 1 and sys.argv[1] in ("serve", "api", "worker")
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level or ("INFO" if service_command else "WARNING"),
         secrets=secrets_from_environment(extra_names=names),
     )
-    app()

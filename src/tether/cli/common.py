@@ -1,37 +1,36 @@
 """What every `tether` command shares: consoles, common options, error handling, the session.
 
 Command modules import from here and never from each other, so there is one obvious place for each
-command group and no import cycle.
+command group and no import cycle. Importing the CLI must stay cheap (`tether --help` starts in a
+fraction of a second): anything heavier than Typer, Rich and the run records is imported inside the
+function that needs it, and tests/test_cli_startup.py checks that this holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tether.agent.config import ConfigError
-from tether.agent.project import CONFIG_FILE
-from tether.models.pricing import UnknownPriceError
-from tether.observe.service import Telemetry
-from tether.runtime.notify import notifier_for
-from tether.runtime.service import Runtime
-from tether.settings import Settings
-from tether.store import db
-from tether.store.records import ApprovalRecord, RunRecord, RunStatus
-from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store
+if TYPE_CHECKING:
+    from tether.observe.service import Telemetry
+    from tether.runtime.service import Runtime
+    from tether.settings import Settings
+    from tether.store.records import ApprovalRecord, RunRecord
+    from tether.store.repository import Store
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -44,27 +43,58 @@ ProjectOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
+
+class StatusChoice(StrEnum):
+    """The run statuses, named here so that --help does not import the store (pydantic, SQLAlchemy);
+    tests/test_cli_startup.py keeps it equal to tether.store.records.RunStatus."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ESCALATED = "escalated"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+StatusOption = Annotated[StatusChoice | None, typer.Option(help="Only runs with this status.")]
+
 T = TypeVar("T")
-_USER_ERRORS = (
-    ConfigError,
-    UnknownPriceError,
-    NotFoundError,
-    ConflictError,
-    db.DatabaseError,
-    ValueError,
-    FileExistsError,
-    LeaseLostError,
-)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The failures a user can fix (imported only when something failed: they live in heavy rooms)."""
+    from tether.agent.config import ConfigError
+    from tether.models.pricing import UnknownPriceError
+    from tether.store import db
+    from tether.store.repository import ConflictError, LeaseLostError, NotFoundError
+
+    return (
+        ConfigError,
+        UnknownPriceError,
+        NotFoundError,
+        ConflictError,
+        db.DatabaseError,
+        ValueError,
+        FileExistsError,
+        LeaseLostError,
+    )
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one `error:` line on stderr; raise the returned Exit."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
 
 
 def run_command(coro: Callable[[], Awaitable[T]]) -> T:
     """Run a command body; known failures become one clear line on stderr and exit code 2."""
     try:
         return asyncio.run(coro())  # type: ignore[arg-type]
-    except _USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
     except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            raise fail(str(exc)) from None
         if os.environ.get("TETHER_DEBUG", "").lower() in ("1", "true", "yes"):
             raise
         err.print(
@@ -73,18 +103,53 @@ def run_command(coro: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
-@dataclass
 class Session:
-    project: Path
-    store: Store
-    runtime: Runtime
-    telemetry: Telemetry | None = None
+    """One command's view of the project: its store, and (built on first use) runtime and telemetry.
+
+    Commands that only read the store never pay for importing the run loop, model clients or
+    OpenTelemetry.
+    """
+
+    def __init__(self, project: Path, store: Store, settings: Settings) -> None:
+        self.project = project
+        self.store = store
+        self.settings = settings
+
+    @functools.cached_property
+    def telemetry(self) -> Telemetry:
+        from tether.observe.service import Telemetry
+
+        return Telemetry(self.store, self.settings)
+
+    @functools.cached_property
+    def runtime(self) -> Runtime:
+        from tether.runtime.service import Runtime
+
+        data_dir = Path(self.settings.data_dir) if self.settings.data_dir else self.project / "data"
+        return Runtime(self.store, self.settings, data_dir=data_dir, observer=self.telemetry.observer)
+
+    async def close(self) -> None:
+        if "telemetry" in self.__dict__:
+            await self.telemetry.close()
+        await self.store.close()
+
+
+def load_settings() -> Settings:
+    from tether.settings import Settings
+
+    return Settings()
 
 
 @asynccontextmanager
 async def open_session(project: Path) -> AsyncIterator[Session]:
-    """The project's store, runtime and telemetry for one command."""
-    settings = Settings()
+    """The project's store (and on demand its runtime and telemetry) for one command."""
+    from tether.agent.config import ConfigError
+    from tether.agent.project import CONFIG_FILE
+    from tether.runtime.notify import notifier_for
+    from tether.store import db
+    from tether.store.repository import Store
+
+    settings = load_settings()
     if settings.database_url is None and not (project / CONFIG_FILE).is_file():
         raise ConfigError(
             f"{project} is not an agent project (no {CONFIG_FILE}); pass --project or set TETHER_DATABASE_URL"
@@ -94,14 +159,11 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
     notifier = notifier_for(settings.redis_url)
     try:
         store = await Store.open(url, on_event=notifier.publish)
-        data_dir = Path(settings.data_dir) if settings.data_dir else project / "data"
-        telemetry = Telemetry(store, settings)
+        session = Session(project, store, settings)
         try:
-            runtime = Runtime(store, settings, data_dir=data_dir, observer=telemetry.observer)
-            yield Session(project, store, runtime, telemetry)
+            yield session
         finally:
-            await telemetry.close()
-            await store.close()
+            await session.close()
     finally:
         await notifier.close()
 
@@ -119,12 +181,12 @@ def run_json(run: RunRecord, approvals: list[ApprovalRecord]) -> dict[str, Any]:
 
 
 STATUS_STYLE = {
-    RunStatus.SUCCEEDED: "green",
-    RunStatus.WAITING_FOR_APPROVAL: "yellow",
-    RunStatus.ESCALATED: "yellow",
-    RunStatus.BUDGET_EXHAUSTED: "red",
-    RunStatus.FAILED: "red",
-    RunStatus.CANCELLED: "dim",
+    "succeeded": "green",
+    "waiting_for_approval": "yellow",
+    "escalated": "yellow",
+    "budget_exhausted": "red",
+    "failed": "red",
+    "cancelled": "dim",
 }
 
 

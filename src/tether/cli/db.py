@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from tether.cli.common import ProjectOption, open_session, out, run_command
-from tether.store import db
 
 group = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 
@@ -17,6 +16,8 @@ def db_upgrade(project: ProjectOption = Path(".")) -> None:
     """Apply pending database migrations (also done automatically on first use)."""
 
     async def body() -> None:
+        from tether.store import db
+
         async with open_session(project.resolve()) as session:
             current = await db.is_current(session.store.engine)
         out.print("database schema is current" if current else "database schema is NOT current")

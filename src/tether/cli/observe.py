@@ -9,34 +9,37 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.agent.config import load_config
-from tether.agent.project import CONFIG_FILE
-from tether.api.routes.observe import TraceOut
 from tether.cli.common import (
     STATUS_STYLE,
     JsonOption,
     ProjectOption,
+    StatusOption,
     dump_json,
     open_session,
     out,
     run_command,
 )
-from tether.observe.alerts import AlertEvaluator, parse_duration, rules_for
-from tether.store.insights import RunFilter
-from tether.store.records import RunStatus
-from tether.store.repository import utc_now
-from tether.store.telemetry import ERROR_TYPES
 
 traces_group = typer.Typer(help="Search runs by what happened in them (their traces).", no_args_is_help=True)
 alerts_group = typer.Typer(help="Evaluate and list alerts.", no_args_is_help=True)
+
+# Named here for --help, which must not import the store; a test keeps it equal to its ERROR_TYPES.
+ERROR_TYPE_NAMES = (
+    "model_error",
+    "internal_error",
+    "release_error",
+    "other_failure",
+    "budget_exhausted",
+    "cancelled",
+)
 
 
 @traces_group.command("search")
 def traces_search(
     project: ProjectOption = Path("."),
     release: Annotated[str | None, typer.Option(help="Release version.")] = None,
-    status: Annotated[RunStatus | None, typer.Option(help="Run status.")] = None,
-    error_type: Annotated[str | None, typer.Option(help=f"One of: {', '.join(ERROR_TYPES)}.")] = None,
+    status: StatusOption = None,
+    error_type: Annotated[str | None, typer.Option(help=f"One of: {', '.join(ERROR_TYPE_NAMES)}.")] = None,
     tool: Annotated[str | None, typer.Option(help="Runs whose model called this tool.")] = None,
     tool_failed: Annotated[bool, typer.Option("--tool-failed", help="Runs with a failed tool call.")] = False,
     user: Annotated[str | None, typer.Option(help="User id.")] = None,
@@ -56,10 +59,15 @@ def traces_search(
     `tether traces search --release v3 --status failed --tool issue_refund --last 1h`."""
 
     async def body() -> None:
+        from tether.api.routes.observe import TraceOut
+        from tether.observe.alerts import parse_duration
+        from tether.store.insights import RunFilter
+        from tether.store.repository import utc_now
+
         if feedback not in (None, "positive", "negative", "any"):
             raise ValueError("--feedback must be positive, negative or any")
-        if error_type is not None and error_type not in ERROR_TYPES:
-            raise ValueError(f"--error-type must be one of: {', '.join(ERROR_TYPES)}")
+        if error_type is not None and error_type not in ERROR_TYPE_NAMES:
+            raise ValueError(f"--error-type must be one of: {', '.join(ERROR_TYPE_NAMES)}")
         since = utc_now() - parse_duration(last) if last else None
         async with open_session(project.resolve()) as session:
             page = await session.store.insights.search_runs(
@@ -111,6 +119,10 @@ def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False
     """Evaluate the project's alert rules once; store and send (TETHER_ALERT_WEBHOOK_URL) what changed."""
 
     async def body() -> None:
+        from tether.agent.config import load_config
+        from tether.agent.project import CONFIG_FILE
+        from tether.observe.alerts import AlertEvaluator, rules_for
+
         async with open_session(project.resolve()) as session:
             config = load_config(session.project / CONFIG_FILE)
             evaluator = AlertEvaluator(

@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 
 from tether.cli.common import err, out
-from tether.scaffold import scaffold
 
 commands = typer.Typer()
 
@@ -18,6 +17,8 @@ commands = typer.Typer()
 @commands.command()
 def init(directory: Annotated[Path, typer.Argument(help="Folder for the new agent project.")]) -> None:
     """Create a working agent project (config, prompt, a tool and an offline scripted model)."""
+    from tether.scaffold import scaffold
+
     try:
         written = scaffold(directory)
     except FileExistsError as exc:

@@ -9,9 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.agent.release import diff_snapshots
 from tether.cli.common import JsonOption, ProjectOption, dump_json, open_session, out, run_command
-from tether.rollout.releases import create_release, snapshot_of
 
 group = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
 
@@ -25,6 +23,8 @@ def release_create(
     """Snapshot the project into an immutable release (unchanged inputs reuse the existing one)."""
 
     async def body() -> None:
+        from tether.rollout.releases import create_release
+
         async with open_session(project.resolve()) as session:
             result = await create_release(session.store, session.project, version=version)
         release = result.release
@@ -51,6 +51,8 @@ def release_list(
     """Releases, newest first."""
 
     async def body() -> None:
+        from tether.rollout.releases import snapshot_of
+
         async with open_session(project.resolve()) as session:
             releases = await session.store.list_releases(include_adhoc=adhoc)
         if as_json:
@@ -77,6 +79,9 @@ def release_show(
     """A release's content (and a diff of prompts, config and tools against another)."""
 
     async def body() -> None:
+        from tether.agent.release import diff_snapshots
+        from tether.rollout.releases import snapshot_of
+
         async with open_session(project.resolve()) as session:
             release = await session.store.get_release(name)
             other = await session.store.get_release(diff) if diff else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from tether.cli.common import (
     STATUS_STYLE,
     JsonOption,
     ProjectOption,
+    StatusOption,
     dump_json,
     open_session,
     out,
@@ -23,8 +24,9 @@ from tether.cli.common import (
     run_json,
     show_run,
 )
-from tether.rollout.releases import working_copy_release
-from tether.store.records import RunStatus, StepKind, StepRecord
+
+if TYPE_CHECKING:
+    from tether.store.records import StepRecord
 
 commands = typer.Typer()
 group = typer.Typer(help="Inspect runs.", no_args_is_help=True)
@@ -43,6 +45,8 @@ def run(
     """Run the agent on one task and print the run record."""
 
     async def body() -> None:
+        from tether.rollout.releases import working_copy_release
+
         async with open_session(project.resolve()) as session:
             chosen = (
                 await session.store.get_release(release)
@@ -86,15 +90,18 @@ def approve(
 @group.command("list")
 def runs_list(
     project: ProjectOption = Path("."),
-    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    status: StatusOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """The most recent runs, newest first."""
 
     async def body() -> None:
+        from tether.store.records import RunStatus
+
         async with open_session(project.resolve()) as session:
-            records = await session.store.list_runs(status=status, limit=limit)
+            wanted = RunStatus(status) if status else None
+            records = await session.store.list_runs(status=wanted, limit=limit)
         if as_json:
             dump_json([run_json(r, []) for r in records])
             return
@@ -117,6 +124,8 @@ def runs_list(
 
 
 def _step_label(step: StepRecord) -> str:
+    from tether.store.records import StepKind
+
     status_style = {"succeeded": "green", "failed": "red", "started": "yellow"}[step.status]
     if step.kind == StepKind.MODEL_CALL:
         calls = (step.message or {}).get("tool_calls") or []
@@ -137,6 +146,8 @@ def runs_show(
     """One run with its steps as a tree."""
 
     async def body() -> None:
+        from tether.store.records import StepKind
+
         async with open_session(project.resolve()) as session:
             record = await session.store.get_run(run_id)
             steps = await session.store.list_steps(run_id)

@@ -8,20 +8,23 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from tether.agent.config import ConfigError
-from tether.agent.project import CONFIG_FILE
-from tether.api.app import ServiceOptions, create_app
-from tether.api.auth import issue_key
-from tether.cli.common import JsonOption, ProjectOption, dump_json, err, open_session, out, run_command
-from tether.rollout.releases import working_copy_release
-from tether.runtime.worker import Worker
-from tether.settings import Settings
-from tether.store.repository import Store
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    err,
+    load_settings,
+    open_session,
+    out,
+    run_command,
+)
+
+if TYPE_CHECKING:
+    from tether.api.app import ServiceOptions
 
 commands = typer.Typer()
 
@@ -44,10 +47,12 @@ def worker(
     """
 
     async def serve_forever() -> None:
+        from tether.runtime.worker import Worker
+
         async with open_session(project.resolve()) as session:
             settings = session.runtime.settings
             runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
-            if metrics_port is not None and session.telemetry is not None:
+            if metrics_port is not None:
                 session.telemetry.serve_metrics(metrics_port)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -74,8 +79,12 @@ def worker(
 
 
 def _service_options(project: Path, release: str | None, concurrency: int) -> ServiceOptions:
+    from tether.agent.config import ConfigError
+    from tether.agent.project import CONFIG_FILE
+    from tether.api.app import ServiceOptions
+
     project = project.resolve()
-    settings = Settings()
+    settings = load_settings()
     if settings.database_url is None and not (project / CONFIG_FILE).is_file():
         raise ConfigError(f"{project} is not an agent project (no {CONFIG_FILE}); pass --project")
     return ServiceOptions(
@@ -87,6 +96,13 @@ def _serve(
     project: Path, release: str | None, concurrency: int, host: str, port: int, *, first_key: bool
 ) -> None:
     async def body() -> None:
+        import uvicorn
+
+        from tether.api.app import create_app
+        from tether.api.auth import issue_key
+        from tether.rollout.releases import working_copy_release
+        from tether.store.repository import Store
+
         options = _service_options(project, release, concurrency)
         store = await Store.open(options.database_url)
         try:
@@ -167,6 +183,8 @@ def openapi(
     output: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
 ) -> None:
     """Print the HTTP API's OpenAPI document (generated from the code)."""
+    from tether.api.app import ServiceOptions, create_app
+
     document = create_app(ServiceOptions(project=Path("."))).openapi()
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if output is None:

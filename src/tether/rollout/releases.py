@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tether.agent.project import ProjectSnapshot, snapshot_project
-from tether.runtime.models import check_prices
 from tether.store.records import ReleaseRecord
 from tether.store.repository import ConflictError, Store
 
@@ -27,6 +26,9 @@ def snapshot_of(release: ReleaseRecord) -> ProjectSnapshot:
 
 def _read(project_dir: Path) -> ProjectSnapshot:
     snapshot = snapshot_project(project_dir)
+    # Imported here: reading releases (`tether release list`) needs no model prices or clients.
+    from tether.runtime.models import check_prices
+
     check_prices(snapshot.parsed_config())
     return snapshot
 

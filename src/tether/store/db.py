@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from filelock import AsyncFileLock
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,6 +60,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _alembic_config(connection: Connection) -> Config:
+    # Alembic is imported only when a schema is checked or migrated: a process whose database is
+    # already current (every CLI command after the first) never pays for it.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -66,10 +71,15 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(connection), "head")
 
 
 def _is_current(connection: Connection) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     heads = set(ScriptDirectory.from_config(_alembic_config(connection)).get_heads())
     return set(MigrationContext.configure(connection).get_current_heads()) == heads
 
@@ -96,11 +106,43 @@ async def _one_migrator(engine: AsyncEngine) -> AsyncIterator[None]:
             yield
 
 
+_REVISION_LINE = re.compile(r"^(down_)?revision\b[^=\n]*=(.*)$", re.MULTILINE)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The newest migration(s), read from the `revision` and `down_revision` lines of the version
+    files without importing Alembic (tests check this agrees with Alembic's own answer)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            names = re.findall(r"[\"']([^\"']+)[\"']", value)
+            (parents if down else revisions).update(names)
+    return frozenset(revisions - parents)
+
+
+async def stamped_at_head(engine: AsyncEngine) -> bool:
+    """Whether the database records exactly the newest migration(s): the cheap check that lets a
+    current database skip Alembic. Any doubt (no table yet, unreadable) answers False."""
+    heads = head_revisions()
+    if not heads:
+        return False
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return {row[0] for row in rows} == heads
+    except SQLAlchemyError:
+        return False
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Apply every pending migration (a no-op when the schema is current).
 
     Processes starting together (an API and its workers) must not migrate at once.
     """
+    if await stamped_at_head(engine):
+        return
     async with _one_migrator(engine):
         await _upgrade_with_retry(engine)
 
