@@ -41,8 +41,8 @@ def test_a_run_with_thread_history_round_trips_into_a_passing_case(cli: Any, mak
 
 def test_default_expectations_record_tools_and_a_parked_call(cli: Any, make_project: Any) -> None:
     project = make_project(tools=TOOLS, policy=POLICY)
-    remembered = cli.json("run", "--project", project, "remember eggs")
-    parked = cli.json("run", "--project", project, "wipe please")
+    remembered = cli.json("run", "--project", project, "--user", "u1", "remember eggs")
+    parked = cli.json("run", "--project", project, "--user", "u1", "wipe please")
     assert parked["status"] == "waiting_for_approval"
     cli(
         "eval",
@@ -90,7 +90,7 @@ def test_explicit_expectations_and_a_jsonl_suite(cli: Any, make_project: Any) ->
     (project / "evals" / "regress.jsonl").write_text(
         json.dumps({"id": "a", "input": "x", "expect": {"max_steps": 9}})
     )
-    run = cli.json("run", "--project", project, "remember tea")
+    run = cli.json("run", "--project", project, "--user", "u1", "remember tea")
     cli(
         "eval",
         "add-from-run",

@@ -140,7 +140,7 @@ def test_every_model_failing_fails_the_run_cleanly(cli: Cli, make_project: Proje
 
 def test_unknown_provider_or_price_is_refused_before_any_run(cli: Cli, make_project: ProjectFactory) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, model='primary = "mystery:model-x"')
-    result = cli("run", "--project", project, "hello", expect=2)
+    result = cli("run", "--project", project, "--user", "u1", "hello", expect=2)
     assert "unknown provider 'mystery'" in result.output
 
     local = make_project(
@@ -149,7 +149,7 @@ def test_unknown_provider_or_price_is_refused_before_any_run(cli: Cli, make_proj
         model='primary = "local:my-llama"',
         extra='[providers.local]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"',
     )
-    result = cli("run", "--project", local, "hello", expect=2)
+    result = cli("run", "--project", local, "--user", "u1", "hello", expect=2)
     assert """no price known for 'local:my-llama': add [prices."local:my-llama"]""" in result.output
     assert cli.json("runs", "list", "--project", local) == []  # nothing was queued
 

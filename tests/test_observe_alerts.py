@@ -92,9 +92,15 @@ def test_rules_fire_and_resolve_stored_and_sent_to_the_webhook(
     cli: Cli, make_project: ProjectFactory, webhook: Webhook
 ) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, extra=PRICES + RULES)
-    assert cli.json("run", "--project", project, 'lookup {"order": "1"}')["status"] == "succeeded"
-    assert cli.json("run", "--project", project, 'explode {"reason": "x"}')["status"] == "succeeded"
-    assert cli.json("run", "--project", project, "escalate")["status"] == "escalated"
+    assert (
+        cli.json("run", "--project", project, "--user", "u1", 'lookup {"order": "1"}')["status"]
+        == "succeeded"
+    )
+    assert (
+        cli.json("run", "--project", project, "--user", "u1", 'explode {"reason": "x"}')["status"]
+        == "succeeded"
+    )
+    assert cli.json("run", "--project", project, "--user", "u1", "escalate")["status"] == "escalated"
 
     checked = cli.json("alerts", "check", "--project", project)
     fired = {c["rule"]: c for c in checked["changed"]}
@@ -136,8 +142,8 @@ def test_the_service_evaluates_alerts_and_lists_them_per_tenant(
     cli: Cli, make_project: ProjectFactory, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, extra=PRICES + RULES)
-    cli.json("run", "--project", project, "escalate")
-    cli.json("run", "--project", project, "escalate")
+    cli.json("run", "--project", project, "--user", "u1", "escalate")
+    cli.json("run", "--project", project, "--user", "u1", "escalate")
     monkeypatch.setenv("TETHER_ALERT_INTERVAL_S", "0.1")
 
     async def keys() -> tuple[str, str, str]:

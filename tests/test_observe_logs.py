@@ -147,5 +147,7 @@ def test_the_cli_keeps_json_output_clean_without_logging_configured(
     cli: Cli, make_project: ProjectFactory
 ) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, extra=PRICES)
-    run = cli.json("run", "--project", project, 'lookup {"order": "1"}')  # stdout is pure JSON
+    run = cli.json(
+        "run", "--project", project, "--user", "u1", 'lookup {"order": "1"}'
+    )  # stdout is pure JSON
     assert run["status"] == "succeeded"

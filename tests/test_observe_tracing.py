@@ -179,7 +179,7 @@ def test_a_run_is_one_trace_of_genai_spans_sent_over_otlp_and_stored(
 
 def test_a_failing_tool_is_an_error_span(cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver) -> None:
     project = _project(make_project)
-    run = cli.json("run", "--project", project, 'explode {"reason": "disk full"}')
+    run = cli.json("run", "--project", project, "--user", "u1", 'explode {"reason": "disk full"}')
     spans = _stored_spans(run["run_id"])
     (tool,) = [s for s in spans if s.operation == "execute_tool"]
     assert tool.status == "error" and tool.outcome == "failed"
@@ -191,7 +191,7 @@ def test_a_run_resumed_after_approval_continues_the_same_trace(
     cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver
 ) -> None:
     project = _project(make_project)
-    parked = cli.json("run", "--project", project, 'refund {"order": "77"}')
+    parked = cli.json("run", "--project", project, "--user", "u1", 'refund {"order": "77"}')
     assert parked["status"] == "waiting_for_approval"
     done = cli.json("approve", parked["run_id"], "--project", project, "--by", "alice")
     assert done["status"] == "succeeded"

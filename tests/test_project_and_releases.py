@@ -315,7 +315,9 @@ def test_release_show_diff_against_unknown_is_a_clean_error(cli: Cli, example_pr
 
 
 def test_run_with_unknown_release_is_a_clean_error(cli: Cli, example_project: Path) -> None:
-    result = cli("run", "--project", example_project, "--release", "ghost", "hello there", expect=2)
+    result = cli(
+        "run", "--project", example_project, "--user", "u1", "--release", "ghost", "hello there", expect=2
+    )
     assert "ghost" in result.stderr
     assert "Traceback" not in result.output
 

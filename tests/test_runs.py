@@ -221,9 +221,11 @@ def test_runs_list_and_show(cli: Cli, example_project: Path) -> None:
 def test_bad_input_is_a_clear_error(cli: Cli, example_project: Path, tmp_path: Path) -> None:
     empty = cli("run", "--project", example_project, "--user", "u1", "   ", expect=2)
     assert "input is empty" in empty.output
-    nowhere = cli("run", "--project", tmp_path / "nothing-here", "hello", expect=2)
+    nowhere = cli("run", "--project", tmp_path / "nothing-here", "--user", "u1", "hello", expect=2)
     assert "tether.toml" in nowhere.output and "not found" in nowhere.output
-    unknown_release = cli("run", "--project", example_project, "--release", "v-nope", "hello", expect=2)
+    unknown_release = cli(
+        "run", "--project", example_project, "--user", "u1", "--release", "v-nope", "hello", expect=2
+    )
     assert "no release 'v-nope'" in unknown_release.output
 
 

@@ -56,7 +56,7 @@ def shop(tmp_path: Path, cli: Cli) -> Path:
     project = write_shop_project(tmp_path / "shop")
     cli("release", "create", "--project", project, "--version", "v1")
     for text in ("lookup 1", "lookup broken"):
-        cli("run", "--project", project, "--release", "v1", text)
+        cli("run", "--project", project, "--user", "u1", "--release", "v1", text)
     (project / "prompts" / "system.md").write_text("You are a concise shop assistant.")
     cli("release", "create", "--project", project, "--version", "v2")
     return project

@@ -172,7 +172,7 @@ def dashboard_service(workdir: Path, *, history: bool = False) -> Iterator[Dashb
     )
     tether("release", "create", "--project", project, "--version", "v1", env=env)
     for text in ("lookup 10001", "lookup broken"):
-        tether("run", "--project", project, "--release", "v1", text, env=env)
+        tether("run", "--project", project, "--user", "u1", "--release", "v1", text, env=env)
     (project / "prompts" / "system.md").write_text("You are a concise shop assistant.")
     tether("release", "create", "--project", project, "--version", "v2", env=env)
     if history:

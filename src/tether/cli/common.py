@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -168,6 +169,26 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
         await notifier.close()
 
 
+_UNBOUNDED = 1_000_000
+
+
+def print_table(table: Table) -> None:
+    """Print a table without cutting any word of a cell, so ids and versions can always be copied.
+
+    Rich fits a table to the terminal (80 columns when piped) by truncating cells (`run_0ac…`).
+    Here every column keeps at least the width of its longest word, and lines are not cropped:
+    when the terminal is too narrow, a line is longer than the terminal (which wraps it) rather
+    than an id being shortened.
+    """
+    wide = out.options.update_width(_UNBOUNDED)
+    for column in table.columns:
+        cells = [*([column.header] if table.show_header else []), *column.cells]
+        if cells:
+            words = max(Measurement.get(out, wide, cell).minimum for cell in cells)
+            column.min_width = max(column.min_width or 0, words)
+    out.print(table, crop=False)
+
+
 def dump_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
@@ -214,7 +235,7 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
         rows.append(("error", run.error))
     for key, value in rows:
         table.add_row(key, value if key == "status" else escape(value))
-    out.print(table)
+    print_table(table)
     for approval in approvals:
         if approval.status == "pending":
             out.print(
@@ -224,8 +245,12 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
             )
             where = f" --project {shlex.quote(str(project))}" if project and project != Path.cwd() else ""
             where = escape(where)
-            out.print(f"  approve: tether approve {run.id}{where}", highlight=False)
-            out.print(f'  reject:  tether approve {run.id}{where} --reject --reason "..."', highlight=False)
+            out.print(f"  approve: tether approve {run.id}{where}", highlight=False, soft_wrap=True)
+            out.print(
+                f'  reject:  tether approve {run.id}{where} --reject --reason "..."',
+                highlight=False,
+                soft_wrap=True,
+            )
     if run.output:
         out.print("\n[bold]output[/bold]")
         out.print(run.output, highlight=False, markup=False)

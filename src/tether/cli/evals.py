@@ -11,7 +11,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, err, open_session, out, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    err,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from tether.agent.config import ProjectConfig
@@ -118,7 +127,7 @@ def eval_run(
                 str(sum(t["input_tokens"] + t["output_tokens"] for t in r.trial_results) // n),
                 f"${sum(t['cost_usd'] for t in r.trial_results) / n:.6f}",
             )
-        out.print(table)
+        print_table(table)
         s = eval_run_record.summary
         out.print(
             f"eval run {eval_run_record.id} on {chosen.version}: {s['passes']}/{s['trials']} trials passed "
@@ -223,7 +232,7 @@ def gate(
                 table.add_row(
                     check.name, mark, escape(check.value), escape(check.threshold), escape(check.detail)
                 )
-            out.print(table)
+            print_table(table)
             verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
             base = f" (baseline {result.baseline.version})" if result.baseline else " (no baseline)"
             out.print(f"gate {verdict} for {escape(chosen.version)}{escape(base)}")
@@ -296,7 +305,7 @@ def cost_estimate(
                 f"${pc.p95:.6f}",
                 f"${pc.max:.6f}",
             )
-        out.print(table)
+        print_table(table)
         out.print(
             f"from {result.runs_measured} measured runs of eval run {eval_run.id}; "
             f"at {runs_per_day:,.0f} runs/day: "

@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, open_session, out, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 group = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -81,7 +89,7 @@ def keys_list(project: ProjectOption = Path("."), as_json: JsonOption = False) -
                 r.created_at.isoformat(timespec="seconds"),
                 r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
             )
-        out.print(table)
+        print_table(table)
 
     run_command(body)
 

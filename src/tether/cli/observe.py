@@ -17,6 +17,7 @@ from tether.cli.common import (
     dump_json,
     open_session,
     out,
+    print_table,
     run_command,
 )
 
@@ -108,7 +109,7 @@ def traces_search(
                 f"${t.cost_usd:.6f}",
                 t.created_at.isoformat(timespec="seconds"),
             )
-        out.print(table)
+        print_table(table)
         out.print(f"{len(found)} run(s)" + (" (more: raise --limit)" if page.next_cursor else ""))
 
     run_command(body)
@@ -174,6 +175,6 @@ def alerts_list(
                 a.fired_at.isoformat(timespec="seconds"),
                 a.resolved_at.isoformat(timespec="seconds") if a.resolved_at else "-",
             )
-        out.print(table)
+        print_table(table)
 
     run_command(body)

@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, open_session, out, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 group = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
 
@@ -64,7 +72,7 @@ def release_list(
             table.add_row(
                 r.version, r.kind, r.content_hash[:12], model, r.created_at.isoformat(timespec="seconds")
             )
-        out.print(table)
+        print_table(table)
 
     run_command(body)
 
@@ -120,7 +128,7 @@ def release_show(
             ("created", release.created_at.isoformat(timespec="seconds")),
         ):
             table.add_row(f"[bold]{key}[/bold]", value)
-        out.print(table)
+        print_table(table)
         if other is not None:
             out.print(f"\n[bold]changes since {other.version}[/bold]")
             out.print(changes or "(no differences)", highlight=False, markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,36 +16,116 @@ from tether.cli.common import (
     STATUS_STYLE,
     JsonOption,
     ProjectOption,
+    Session,
     StatusOption,
     dump_json,
+    err,
+    fail,
     open_session,
     out,
     print_run,
+    print_table,
     run_command,
     run_json,
     show_run,
 )
 
 if TYPE_CHECKING:
-    from tether.store.records import StepRecord
+    from tether.store.records import RunRecord, StepRecord
 
 commands = typer.Typer()
 group = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+
+
+# How often a command waiting for a run held by another process looks at it again: a store read,
+# cheap enough to be prompt and rare enough not to load the database.
+WAIT_POLL_S = 0.5
+
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        "-u",
+        envvar="TETHER_USER",
+        help="Who the run is for (required; the agent acts on this user's account).",
+    ),
+]
+
+
+async def run_to_rest(session: Session, run_id: str, *, executors: list[str]) -> RunRecord:
+    """Drive the run here, or wait for whoever executes it, until it ends or parks for approval.
+
+    When live workers serve this database (`tether serve`, `tether worker`), the run is theirs and
+    this only waits; it takes the run over if it is left queued with no live worker, or its
+    holder's lease runs out. Without workers it executes the run in this process.
+    """
+    from tether.store.records import RunStatus
+    from tether.store.repository import utc_now
+
+    fresh_s = session.settings.worker_fresh_s
+    result = await session.store.get_run(run_id) if executors else await session.runtime.execute(run_id)
+    told = False
+    while not result.status.is_final and result.status != RunStatus.WAITING_FOR_APPROVAL:
+        if not told:
+            holder = result.lease_owner or (", ".join(executors) if executors else "another process")
+            err.print(
+                f"run {run_id} is {result.status} ({'held by' if result.lease_owner else 'left to'} "
+                f"worker {holder}); waiting for its answer. Ctrl-C stops waiting, not the run; "
+                f"follow it with: tether runs show {run_id}",
+                highlight=False,
+            )
+            told = True
+        await asyncio.sleep(WAIT_POLL_S)
+        result = await session.store.get_run(run_id)
+        expired = result.lease_expires_at is not None and result.lease_expires_at < utc_now()
+        orphaned = result.status == RunStatus.QUEUED and not await session.store.live_workers(
+            within_s=fresh_s
+        )
+        if expired or orphaned:
+            result = await session.runtime.execute(run_id)  # claims it only if still claimable
+    return result
+
+
+async def live_executors(session: Session) -> list[str]:
+    """The ids of live workers on this database (the one inside `tether serve` included)."""
+    workers = await session.store.live_workers(within_s=session.settings.worker_fresh_s)
+    return [w.id for w in workers]
+
+
+def _interrupted(run_id: str | None) -> typer.Exit:
+    if run_id is not None:
+        err.print(
+            f"stopped waiting; run {run_id} is not cancelled. Follow it with: tether runs show {run_id} "
+            f"(cancel: tether runs cancel {run_id})",
+            highlight=False,
+        )
+    return typer.Exit(130)
 
 
 @commands.command()
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
     project: ProjectOption = Path("."),
-    user: Annotated[str, typer.Option("--user", "-u", help="Who the run is for.")] = "local",
+    user: UserOption = None,
     thread: Annotated[str | None, typer.Option(help="Continue this thread (created if new).")] = None,
     release: Annotated[str | None, typer.Option(help="Release version (default: the working copy).")] = None,
     queue_only: Annotated[bool, typer.Option("--queue", help="Only queue it, for `tether worker`.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the agent on one task and print the run record."""
+    """Run the agent on one task for a user and print the run record.
+
+    If `tether serve` or `tether worker` is running on the same database, its worker executes the
+    run and this command waits for the answer; otherwise the run executes in this process.
+    """
+    if not user or not user.strip():
+        raise fail(
+            "who is this run for? Pass --user USER_ID (or set TETHER_USER): "
+            "the agent acts on that user's account and thread"
+        )
+    started: str | None = None
 
     async def body() -> None:
+        nonlocal started
         from tether.rollout.releases import working_copy_release
 
         async with open_session(project.resolve()) as session:
@@ -54,37 +135,76 @@ def run(
                 else await working_copy_release(session.store, session.project)
             )
             queued = await session.runtime.submit(chosen, user_id=user, input=task, thread_id=thread)
-            result = queued if queue_only else await session.runtime.execute(queued.id)
+            started = queued.id
+            if not as_json:
+                err.print(f"run {queued.id} for user {user} on release {chosen.version}", highlight=False)
+            if queue_only:
+                result = queued
+            else:
+                result = await run_to_rest(session, queued.id, executors=await live_executors(session))
             await show_run(session, result, as_json)
+            if not as_json:
+                _next_steps(result)
 
-    run_command(body)
+    try:
+        run_command(body)
+    except KeyboardInterrupt:
+        raise _interrupted(started) from None
+
+
+def _next_steps(run: RunRecord) -> None:
+    """One line on what to do now that the command is done with the run."""
+    if run.status == "queued":
+        err.print(
+            f"next: a worker runs it (`tether worker`, or `tether serve`); follow: tether runs show {run.id}",
+            highlight=False,
+        )
+    elif run.status != "waiting_for_approval":  # a parked run already lists its approve/reject commands
+        err.print(f"next: every step of it: tether runs show {run.id}", highlight=False)
 
 
 @commands.command()
 def approve(
     run_id: Annotated[str, typer.Argument(help="The run waiting for approval.")],
     project: ProjectOption = Path("."),
-    reject: Annotated[bool, typer.Option("--reject", help="Reject the pending call instead.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (shown to the agent on rejection).")] = None,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject the pending call instead (needs --reason).")
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why (recorded; shown to the agent on rejection, where it is required)."),
+    ] = None,
     by: Annotated[str, typer.Option(help="Who decides (recorded).")] = "cli",
     queue_only: Annotated[
         bool, typer.Option("--queue", help="Leave the resumed run to `tether worker`.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Approve (or --reject) a run's pending tool call, then resume the run."""
+    """Approve (or --reject with a --reason) a run's pending tool call, then resume the run.
+
+    If a worker (`tether serve`, `tether worker`) serves this database, it resumes the run and this
+    command waits for the answer.
+    """
+    if reject and not (reason and reason.strip()):
+        raise fail('a rejection needs a reason the agent can act on: --reject --reason "..."')
 
     async def body() -> None:
         async with open_session(project.resolve()) as session:
             decision = await session.runtime.decide(run_id, approve=not reject, reason=reason, decided_by=by)
             if not as_json:
                 out.print(f"{decision.status} {decision.tool} for run {run_id}", highlight=False)
-            result = (
-                await session.store.get_run(run_id) if queue_only else await session.runtime.execute(run_id)
-            )
+            if queue_only:
+                result = await session.store.get_run(run_id)
+            else:
+                result = await run_to_rest(session, run_id, executors=await live_executors(session))
             await show_run(session, result, as_json)
+            if not as_json:
+                _next_steps(result)
 
-    run_command(body)
+    try:
+        run_command(body)
+    except KeyboardInterrupt:
+        raise _interrupted(run_id) from None
 
 
 @group.command("list")
@@ -118,7 +238,7 @@ def runs_list(
                 f"${r.estimated_cost_usd:.6f}",
                 r.created_at.isoformat(timespec="seconds"),
             )
-        out.print(table)
+        print_table(table)
 
     run_command(body)
 
