@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,8 @@ def snapshot_project(root: Path) -> ProjectSnapshot:
     if f"{config.agent.tools_module.replace('.', '/')}.py" not in sources:
         raise ConfigError(f"{root / CONFIG_FILE}: tools module {config.agent.tools_module!r} not found")
     snapshot = ProjectSnapshot(config=config.model_dump(mode="json"), prompts=prompts, sources=sources)
-    load_agent(snapshot)  # fails early on unknown enabled_tools or a broken tools module
-    agent = load_agent(snapshot, all_tools=True)
+    load_agent(snapshot, origin=root)  # fails early on unknown enabled_tools or a broken tools module
+    agent = load_agent(snapshot, all_tools=True, origin=root)
     snapshot.tools = [agent.tools[name].metadata() for name in sorted(agent.tools)]
     return snapshot
 
@@ -145,8 +146,40 @@ def _import_package(snapshot: ProjectSnapshot) -> str:
     return package
 
 
-def load_agent(snapshot: ProjectSnapshot, *, all_tools: bool = False) -> AgentDefinition:
-    """Build the runnable agent a snapshot describes. Only enabled tools unless `all_tools`."""
+def _where(exc: BaseException, code_dir: Path, origin: Path | None) -> str:
+    """The project file and line an import error points at, named as the user knows it.
+
+    The code runs from the code cache, so Python reports cache paths; they are mapped back to the
+    project folder (`origin`), or to the path inside the project when the code comes from a stored
+    release. Empty when no frame is in the project's code.
+    """
+    places: list[tuple[str, int | None]] = [
+        (frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__)
+    ]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        places.append((exc.filename, exc.lineno))
+    for filename, line in reversed(places):
+        path = Path(filename)
+        if code_dir in path.parents:
+            relative = path.relative_to(code_dir)
+            shown = origin / relative if origin is not None else relative
+            return f"{shown}, line {line}" if line else str(shown)
+    return ""
+
+
+def _import_failure(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{type(exc).__name__}: {exc.msg}" + (f": {exc.text.strip()}" if exc.text else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def load_agent(
+    snapshot: ProjectSnapshot, *, all_tools: bool = False, origin: Path | None = None
+) -> AgentDefinition:
+    """Build the runnable agent a snapshot describes. Only enabled tools unless `all_tools`.
+
+    `origin` is the project folder the snapshot was read from, used to name files in errors.
+    """
     config = snapshot.parsed_config()
     with _load_lock:
         package = _import_package(snapshot)
@@ -155,8 +188,11 @@ def load_agent(snapshot: ProjectSnapshot, *, all_tools: bool = False) -> AgentDe
         except ConfigError:
             raise
         except Exception as exc:
+            where = _where(exc, _code_dir(snapshot.code_hash).resolve(), origin)
             raise ConfigError(
-                f"importing tools module {config.agent.tools_module!r} failed: {exc!r}"
+                f"importing tools module {config.agent.tools_module!r} failed"
+                + (f" at {where}" if where else "")
+                + f": {_import_failure(exc)}"
             ) from exc
     tools = collect_tools(module)
     if not all_tools and config.agent.enabled_tools is not None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import re
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints, overload
 
+import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from tether.models.base import ToolSpec
@@ -114,29 +114,41 @@ class Tool:
         return await asyncio.wait_for(call, timeout=self.timeout_s)
 
 
-_PARAM_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
-
-
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into (summary, {param: description})."""
+    """Split a docstring (Google, NumPy, reST or Epydoc style) into (summary, {param: description}).
+
+    The summary is the text before the first section, joined into one line: it is what the model
+    reads about the tool.
+    """
     if not doc:
         return "", {}
-    text = inspect.cleandoc(doc)
-    sections = re.split(r"^\s*(Args|Arguments|Parameters|Returns|Raises):\s*$", text, flags=re.MULTILINE)
-    summary = sections[0].strip()
-    params: dict[str, str] = {}
-    for title, body in zip(sections[1::2], sections[2::2], strict=False):
-        if title not in {"Args", "Arguments", "Parameters"}:
-            continue
-        current: str | None = None
-        for line in body.splitlines():
-            match = _PARAM_LINE.match(line)
-            if match and not line.startswith(" " * 8):
-                current = match.group(1).lstrip("*")
-                params[current] = match.group(2).strip()
-            elif current and line.strip():
-                params[current] += " " + line.strip()
+    parsed = docstring_parser.parse(doc)
+    summary = " ".join(part for part in (parsed.short_description, parsed.long_description) if part)
+    params = {p.arg_name.lstrip("*"): " ".join(p.description.split()) for p in parsed.params if p.description}
     return " ".join(summary.split()), params
+
+
+def documentation_gaps(tools: Iterable[Tool]) -> list[str]:
+    """What the model will not be told about these tools: a missing docstring, undescribed arguments.
+
+    The model knows a tool only by its name, its docstring and its argument descriptions, so each
+    gap is worth a warning when a release is made or a run starts.
+    """
+    gaps: list[str] = []
+    for t in tools:
+        summary, _ = _parse_docstring(t.fn.__doc__)
+        if not summary:
+            gaps.append(
+                f"tool {t.name} has no docstring: the model only sees its name and argument types "
+                "(add a one-line summary and an Args: section)"
+            )
+        missing = [n for n, f in t.args_model.model_fields.items() if not f.description]
+        if missing:
+            gaps.append(
+                f"tool {t.name}: no description for argument(s) {', '.join(missing)} "
+                "(describe each in the docstring's Args: section)"
+            )
+    return gaps
 
 
 def _is_context(annotation: Any) -> bool:

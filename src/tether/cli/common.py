@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tether.observe.service import Telemetry
     from tether.runtime.service import Runtime
     from tether.settings import Settings
-    from tether.store.records import ApprovalRecord, RunRecord
+    from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord
     from tether.store.repository import Store
 
 out = Console()
@@ -187,6 +187,16 @@ def print_table(table: Table) -> None:
             words = max(Measurement.get(out, wide, cell).minimum for cell in cells)
             column.min_width = max(column.min_width or 0, words)
     out.print(table, crop=False)
+
+
+def warn_about_tools(release: ReleaseRecord) -> None:
+    """Warn (stderr) about tools the model is told too little about: no docstring, undescribed args."""
+    from tether.agent.project import load_agent
+    from tether.agent.tools import documentation_gaps
+    from tether.rollout.releases import snapshot_of
+
+    for gap in documentation_gaps(load_agent(snapshot_of(release)).tools.values()):
+        err.print(f"[yellow]warning:[/yellow] {escape(gap)}", highlight=False)
 
 
 def dump_json(value: Any) -> None:

@@ -17,6 +17,7 @@ from tether.cli.common import (
     out,
     print_table,
     run_command,
+    warn_about_tools,
 )
 
 group = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
@@ -36,6 +37,7 @@ def release_create(
         async with open_session(project.resolve()) as session:
             result = await create_release(session.store, session.project, version=version)
         release = result.release
+        warn_about_tools(release)
         if as_json:
             dump_json(
                 {"version": release.version, "content_hash": release.content_hash, "created": result.created}

@@ -28,6 +28,7 @@ from tether.cli.common import (
     run_command,
     run_json,
     show_run,
+    warn_about_tools,
 )
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ def run(
                 if release
                 else await working_copy_release(session.store, session.project)
             )
+            warn_about_tools(chosen)
             queued = await session.runtime.submit(chosen, user_id=user, input=task, thread_id=thread)
             started = queued.id
             if not as_json:

@@ -21,6 +21,7 @@ from tether.cli.common import (
     open_session,
     out,
     run_command,
+    warn_about_tools,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def _serve(
                 else await working_copy_release(store, options.project)
             )
             options = dataclasses.replace(options, release=chosen.version)
+            warn_about_tools(chosen)
             if first_key and not await store.list_api_keys():
                 _, plaintext = await issue_key(
                     store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
