@@ -82,3 +82,17 @@ def test_an_outage_tool_that_is_not_enabled_is_a_clear_error(
     cli("release", "create", "--project", project, "--version", "v1")
     result = cli("readiness", "--project", project, "--release", "v1", "--out", tmp_path / "r", expect=2)
     assert "outage_tool 'nope' is not an enabled tool of v1" in result.output
+
+
+def test_not_ready_exits_1_unless_only_the_drills_are_asked_about(
+    cli: Any, make_project: Any, tmp_path: Path
+) -> None:
+    """Drills pass but no gate has run: NOT READY is exit 1 (it was 0); --drills-only exits 0."""
+    project = make_project(tools=TOOLS, policy=POLICY, extra=READINESS)
+    cli("release", "create", "--project", project, "--version", "v1")
+    args = ("readiness", "--project", project, "--release", "v1", "--out", tmp_path / "r")
+    verdict = cli(*args, "--runs-per-day", "5000", expect=1)
+    assert "NOT READY" in verdict.output
+    assert "tether eval run --release v1 && tether gate --release v1" in verdict.output  # what to do
+    drills = cli(*args, "--drills-only", expect=0)
+    assert "NOT READY" in drills.output  # the verdict is still said, only the exit code differs

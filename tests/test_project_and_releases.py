@@ -440,3 +440,19 @@ def test_release_version_name_cannot_be_reused(cli: Cli, example_project: Path) 
     assert "Traceback" not in result.output
     listed = cli.json("release", "list", "--project", example_project)
     assert [r["version"] for r in listed] == ["v1"]
+
+
+def test_release_show_diff_without_a_name_compares_with_the_previous_release(
+    cli: Cli, example_project: Path
+) -> None:
+    cli("release", "create", "--project", example_project, "--version", "r1")
+    prompt = example_project / "prompts" / "system.md"
+    prompt.write_text(prompt.read_text() + "\nAlways greet the customer by name.\n")
+    made = cli("release", "create", "--project", example_project, "--version", "r2")
+    assert "tether release show r2 --diff" in made.output  # it says what to do next
+    shown = cli("release", "show", "r2", "--project", example_project, "--diff")
+    assert "changes since r1" in shown.output and "greet the customer by name" in shown.output
+    named = cli.json("release", "show", "r2", "r1", "--project", example_project, "--diff")
+    assert "greet the customer by name" in named["diff"]
+    first = cli("release", "show", "r1", "--project", example_project, "--diff", expect=2)
+    assert "r1 is the first release" in first.output

@@ -335,10 +335,24 @@ def readiness(
         "readiness"
     ),
     runs_per_day: Annotated[
-        float, typer.Option("--runs-per-day", min=0, help="Traffic for the cost section.")
+        float,
+        typer.Option(
+            "--runs-per-day", min=0, help="Traffic for the cost section (use your cost estimate's)."
+        ),
     ] = 1000,
+    drills_only: Annotated[
+        bool,
+        typer.Option(
+            "--drills-only",
+            help="Exit by the drills alone, ignoring the gate verdict (e.g. before any eval has run).",
+        ),
+    ] = False,
 ) -> None:
-    """Write the one-page production readiness review, executing its three drills; exit 1 if a drill fails."""
+    """Write the one-page production readiness review, executing its three drills.
+
+    Exits 1 when the verdict is NOT READY (the gate has not passed, or a drill failed); with
+    --drills-only, only when a drill failed.
+    """
 
     async def body() -> bool:
         from tether.evals.readiness import build_review, write
@@ -356,7 +370,23 @@ def readiness(
             )
         verdict = "[green]READY[/green]" if review.ready else "[red]NOT READY[/red]"
         out.print(f"{verdict}: wrote {escape(str(md_path))} and {escape(str(html_path))}")
-        return all(d.passed for d in review.drills)
+        v = chosen.version
+        if review.verdict is None:
+            out.print(
+                f"why: no gate verdict for {v}. "
+                f"Next: tether eval run --release {v} && tether gate --release {v}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif not review.verdict.passed:
+            out.print(
+                f"why: the gate failed for {v}. Next: tether gate --release {v} --report-md gate.md",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if not all(d.passed for d in review.drills):
+            out.print(f"why: a drill failed; see {escape(str(md_path))}", highlight=False)
+        return all(d.passed for d in review.drills) if drills_only else review.ready
 
     if not run_command(body):
         raise typer.Exit(1)

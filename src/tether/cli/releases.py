@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,10 @@ from tether.cli.common import (
     run_command,
     warn_about_tools,
 )
+
+if TYPE_CHECKING:
+    from tether.store.records import ReleaseRecord
+    from tether.store.repository import Store
 
 group = typer.Typer(help="Create and inspect releases.", no_args_is_help=True)
 
@@ -48,6 +52,16 @@ def release_create(
             note = f"; not creating {escape(version)}" if version and version != release.version else ""
             short = release.content_hash[:12]
             out.print(f"unchanged: already released as [bold]{release.version}[/bold] ({short}){note}")
+        if not as_json:
+            v = release.version
+            out.print(
+                f"next: tether release show {v} --diff   (what changed since the release before)\n"
+                f"      tether eval run --release {v}, then tether gate --release {v}\n"
+                f'      tether run --release {v} --user USER "..."',
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
     run_command(body)
 
@@ -79,14 +93,40 @@ def release_list(
     run_command(body)
 
 
+async def _previous(store: Store, release: ReleaseRecord) -> ReleaseRecord:
+    """The named release created just before this one."""
+    older = [
+        r
+        for r in await store.list_releases()
+        if r.created_at < release.created_at or (r.created_at == release.created_at and r.id < release.id)
+    ]
+    if not older:
+        raise ValueError(
+            f"{release.version} is the first release: there is nothing before it to diff against "
+            "(name one: tether release show VERSION --diff OTHER)"
+        )
+    return max(older, key=lambda r: (r.created_at, r.id))
+
+
 @group.command("show")
 def release_show(
     name: Annotated[str, typer.Argument(help="Release version.")],
+    against: Annotated[
+        str | None,
+        typer.Argument(help="With --diff: the release to compare with (default: the one before NAME)."),
+    ] = None,
     project: ProjectOption = Path("."),
-    diff: Annotated[str | None, typer.Option("--diff", help="Show what changed since this release.")] = None,
+    diff: Annotated[
+        bool,
+        typer.Option("--diff", help="Show what changed (prompts, config, tools) since the previous release."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """A release's content (and a diff of prompts, config and tools against another)."""
+    """A release's content, and with --diff what changed since the release before it (or AGAINST).
+
+    `tether release show v3 --diff` compares v3 with the release created before it;
+    `tether release show v3 --diff v1` compares it with v1.
+    """
 
     async def body() -> None:
         from tether.agent.release import diff_snapshots
@@ -94,7 +134,11 @@ def release_show(
 
         async with open_session(project.resolve()) as session:
             release = await session.store.get_release(name)
-            other = await session.store.get_release(diff) if diff else None
+            other = None
+            if against:
+                other = await session.store.get_release(against)
+            elif diff:
+                other = await _previous(session.store, release)
         snapshot = snapshot_of(release)
         changes = (
             diff_snapshots(snapshot_of(other), snapshot, old_name=other.version, new_name=release.version)
