@@ -557,7 +557,7 @@ def test_refund_waits_for_approval_and_resumes_when_approved(client: TestClient)
     assert done["pending_approval"] is None
 
     assert "already decided" in problem(
-        client.post(url, json={"decision": "reject"}, headers=bearer(reviewer)), 409
+        client.post(url, json={"decision": "reject", "reason": "too late"}, headers=bearer(reviewer)), 409
     )
     assert client.get("/v1/approvals", headers=bearer(reviewer)).json() == []
 
@@ -567,6 +567,8 @@ def test_rejected_refund_ends_with_an_answer_that_gives_the_reason(client: TestC
     run = parked_refund(client, key)
     url = f"/v1/runs/{run['run_id']}/approvals/{run['pending_approval']['approval_id']}"
     reason = "the item was a final-sale clearance purchase"
+    for silent in ({"decision": "reject"}, {"decision": "reject", "reason": "  "}):  # one rule: say why
+        assert "needs a reason" in problem(client.post(url, json=silent, headers=bearer(reviewer)), 422)
     decided = client.post(url, json={"decision": "reject", "reason": reason}, headers=bearer(reviewer))
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "rejected" and decided.json()["decision_reason"] == reason

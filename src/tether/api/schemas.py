@@ -57,7 +57,16 @@ class CreateRun(_In):
 
 class Decision(_In):
     decision: Literal["approve", "reject"]
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(
+        default=None, max_length=2000, description="Why; required to reject (the agent is shown it)."
+    )
+
+    @model_validator(mode="after")
+    def _rejection_has_a_reason(self) -> Decision:
+        # One rule for the API, the CLI and the dashboard: a rejection says why.
+        if self.decision == "reject" and not (self.reason and self.reason.strip()):
+            raise ValueError("a rejection needs a reason (the agent is shown it)")
+        return self
 
 
 class Feedback(_In):

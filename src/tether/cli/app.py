@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from tether.cli import db, evals, keys, observe, project, releases, runs, service
-from tether.cli.common import err
+from tether.cli.common import err, load_settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
 
@@ -45,10 +45,9 @@ def main() -> None:
 
 def _configure(*, service_command: bool) -> None:
     from tether.observe.logs import configure_logging, secrets_from_environment
-    from tether.settings import Settings
 
     try:
-        settings = Settings()
+        settings = load_settings()
     except ValueError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from None

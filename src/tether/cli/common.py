@@ -136,9 +136,24 @@ class Session:
 
 
 def load_settings() -> Settings:
+    """The process settings; a bad TETHER_* value is one `error:` line naming the variable."""
+    from pydantic import ValidationError
+
     from tether.settings import Settings
 
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ValueError(describe_bad_settings(exc)) from None
+
+
+def describe_bad_settings(exc: Any) -> str:
+    """`bad setting TETHER_X='value': what is wrong` for each problem of a pydantic ValidationError."""
+    problems = [
+        f"TETHER_{'_'.join(str(p) for p in e['loc']).upper()}={e['input']!r}: {e['msg']}"
+        for e in exc.errors()
+    ]
+    return "bad setting " + "; ".join(problems)
 
 
 @asynccontextmanager
