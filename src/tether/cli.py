@@ -24,7 +24,8 @@ from rich.tree import Tree
 
 from tether import cli_evals
 from tether.agent.config import ConfigError, load_config
-from tether.agent.project import CONFIG_FILE
+from tether.agent.data import DataError, require_seed, reset_data
+from tether.agent.project import CONFIG_FILE, load_agent, snapshot_project
 from tether.agent.release import diff_snapshots
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import SCOPES, issue_key
@@ -58,6 +59,8 @@ traces_app = typer.Typer(help="Search runs by what happened in them (their trace
 alerts_app = typer.Typer(help="Evaluate and list alerts.", no_args_is_help=True)
 app.add_typer(traces_app, name="traces")
 app.add_typer(alerts_app, name="alerts")
+data_app = typer.Typer(help="Manage the agent's working data folder.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -715,6 +718,29 @@ def db_upgrade(project: ProjectOption = Path(".")) -> None:
         out.print("database schema is current" if current else "database schema is NOT current")
 
     _run(body)
+
+
+@data_app.command("reset")
+def data_reset(
+    project: ProjectOption = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Rebuild the project's working data from its `[data] seed`, discarding what runs wrote there."""
+    root = project.resolve()
+    settings = Settings()
+    target = Path(settings.data_dir) if settings.data_dir else root / "data"
+    try:
+        agent = load_agent(snapshot_project(root))
+        seed = require_seed(agent)
+        question = f"Replace {target} with fresh data from {seed}? What runs wrote there is lost"
+        if not yes and not typer.confirm(question, err=True):
+            err.print("nothing changed")
+            raise typer.Exit(1)
+        reset_data(agent, target)
+    except (ConfigError, DataError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"reset {escape(str(target))} from [data] seed {seed}", highlight=False)
 
 
 cli_evals.register(app)  # `tether eval`, `gate`, `cost` and `readiness` (the evals room's commands)
