@@ -87,7 +87,9 @@ def test_the_readme_tour_in_order_ends_with_a_passing_gate_and_ready_review(
     assert gate.exit_code == 0, gate.stdout
     assert json.loads(gate.stdout)["passed"] is True
     review = cli("readiness", *p, "--release", version[1], "--out", isolated_env / "readiness", expect=None)
-    assert review.exit_code == 0 and "READY" in review.stdout and "NOT READY" not in review.stdout, review.stdout
+    assert review.exit_code == 0 and "READY" in review.stdout and "NOT READY" not in review.stdout, (
+        review.stdout
+    )
     # Evals and drills ran on copies: the working data still holds the tour's refund.
     assert _eligibility(isolated_env / "data", "12346")["reason"] == "this order has already been refunded"
 

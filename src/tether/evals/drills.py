@@ -23,7 +23,7 @@ from tether.evals.trial_data import TrialData
 from tether.runtime.agents import AgentCache, LoadedRelease
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import ReleaseRecord, RunRecord, RunStatus, StepKind, StepStatus
+from tether.store.records import ReleaseRecord, RunOrigin, RunRecord, RunStatus, StepKind, StepStatus
 from tether.store.repository import Store
 
 
@@ -83,7 +83,12 @@ async def _execute(
         if agents is not None:
             runtime.agents = agents
         claimed = await runtime.submit(
-            release, user_id=user, input=text, metadata={"readiness_drill": drill}, claim=True
+            release,
+            user_id=user,
+            input=text,
+            origin=RunOrigin.DRILL,
+            metadata={"readiness_drill": drill},
+            claim=True,
         )
         started = time.monotonic()
         run = await runtime.drive(claimed)

@@ -27,7 +27,7 @@ from tether.evals.trial_data import TrialData
 from tether.runtime.agents import AgentCache
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import EvalCaseResultRecord, EvalRunRecord, ReleaseRecord, RunStatus
+from tether.store.records import EvalCaseResultRecord, EvalRunRecord, ReleaseRecord, RunOrigin, RunStatus
 from tether.store.repository import Store
 
 ProgressHook = Callable[[str, bool], None]
@@ -172,6 +172,7 @@ class EvalRunner:
                 self.release,
                 user_id=case.user,
                 input=case.input,
+                origin=RunOrigin.EVAL,
                 thread_id=thread_id,
                 metadata=metadata,
                 claim=True,  # created leased to us: a worker on this database never runs it on real data
