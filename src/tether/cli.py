@@ -42,7 +42,16 @@ from tether.scaffold import scaffold
 from tether.settings import Settings
 from tether.store import db
 from tether.store.insights import RunFilter
-from tether.store.records import ApprovalRecord, RunRecord, RunStatus, StepKind, StepRecord
+from tether.store.records import (
+    PRODUCTION_ORIGINS,
+    ApprovalRecord,
+    RunOrigin,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    parse_origins,
+)
 from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store, utc_now
 from tether.store.telemetry import ERROR_TYPES
 
@@ -72,6 +81,13 @@ ProjectOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+OriginOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--origin",
+        help="api, cli, eval, drill, shadow, canary, production or all (repeatable; default: production).",
+    ),
+]
 
 T = TypeVar("T")
 _USER_ERRORS = (
@@ -164,6 +180,7 @@ def _print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | 
     rows: list[tuple[str, str]] = [
         ("run_id", run.id),
         ("status", f"[{style}]{run.status}[/{style}]"),
+        ("origin", run.origin),
         ("release", run.release_version),
         ("user", run.user_id),
         ("thread", run.thread_id or "-"),
@@ -238,7 +255,9 @@ def run(
                 if release
                 else await working_copy_release(session.store, session.project)
             )
-            queued = await session.runtime.submit(chosen, user_id=user, input=task, thread_id=thread)
+            queued = await session.runtime.submit(
+                chosen, user_id=user, input=task, origin=RunOrigin.CLI, thread_id=thread
+            )
             result = queued if queue_only else await session.runtime.execute(queued.id)
             await _show(session, result, as_json)
 
@@ -323,23 +342,26 @@ def worker(
 def runs_list(
     project: ProjectOption = Path("."),
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    origin: OriginOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """The most recent runs, newest first."""
+    """The most recent runs, newest first: production runs (api, cli) unless --origin says otherwise."""
 
     async def body() -> None:
+        origins = parse_origins(origin)
         async with _session(project.resolve()) as session:
-            records = await session.store.list_runs(status=status, limit=limit)
+            records = await session.store.list_runs(status=status, origins=origins, limit=limit)
         if as_json:
             _dump([_run_json(r, []) for r in records])
             return
-        table = Table("run_id", "status", "release", "user", "steps", "tokens", "cost", "created")
+        table = Table("run_id", "status", "origin", "release", "user", "steps", "tokens", "cost", "created")
         for r in records:
             style = _STATUS_STYLE.get(r.status, "cyan")
             table.add_row(
                 r.id,
                 f"[{style}]{r.status}[/{style}]",
+                r.origin,
                 r.release_version,
                 r.user_id,
                 str(r.steps_used),
@@ -348,6 +370,8 @@ def runs_list(
                 r.created_at.isoformat(timespec="seconds"),
             )
         out.print(table)
+        if origins == PRODUCTION_ORIGINS:
+            err.print("production runs (api, cli) only; --origin all adds eval and drill runs", style="dim")
 
     _run(body)
 
@@ -764,6 +788,7 @@ def traces_search(
     guardrail: Annotated[str | None, typer.Option(help="`any` or a guardrail that did not allow.")] = None,
     feedback: Annotated[str | None, typer.Option(help="positive, negative or any.")] = None,
     tenant: Annotated[str, typer.Option(help="Tenant (CLI runs belong to `default`).")] = "default",
+    origin: OriginOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -794,6 +819,7 @@ def traces_search(
                     since=since,
                     guardrail=guardrail,
                     feedback=feedback,  # type: ignore[arg-type]  # checked above
+                    origins=parse_origins(origin),
                 ),
                 limit=limit,
             )
