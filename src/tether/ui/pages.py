@@ -26,6 +26,7 @@ from tether.ui.auth import PageError, checked_form, current_session, needs, safe
 from tether.ui.format import FILTERS
 from tether.ui.session import Session
 from tether.ui.views import (
+    ORIGIN_CHOICES,
     STATUSES,
     WINDOWS,
     BadInput,
@@ -292,6 +293,7 @@ async def runs(request: Request, state: State, session: Reader) -> HTMLResponse:
             "tools": tools,
             "windows": list(WINDOWS),
             "error_types": ERROR_TYPES,
+            "origins": ORIGIN_CHOICES,
         },
         session=session,
         status=status,
@@ -323,7 +325,6 @@ async def _run_context(state: ServiceState, run: RunRecord) -> dict[str, Any]:
         "steps": steps,
         "approvals": approvals,
         "events": events,
-        "guardrails": [s for s in spans if s.operation == "guardrail"],
         "live": not run.status.is_final,
         "now": now,
     }
