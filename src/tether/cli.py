@@ -85,6 +85,7 @@ OriginOption = Annotated[
     list[str] | None,
     typer.Option(
         "--origin",
+        metavar="ORIGIN",
         help="api, cli, eval, drill, shadow, canary, production or all (repeatable; default: production).",
     ),
 ]
@@ -749,7 +750,8 @@ def data_reset(
     project: ProjectOption = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Rebuild the project's working data from its `[data] seed`, discarding what runs wrote there."""
+    """Rebuild the project's working data folder with the seed function tether.toml names (`seed` in
+    the data section), discarding what runs wrote there."""
     root = project.resolve()
     settings = Settings()
     target = Path(settings.data_dir) if settings.data_dir else root / "data"
