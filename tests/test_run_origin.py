@@ -20,7 +20,7 @@ from evals_helpers import POLICY, TOOLS, write_suite
 from fastapi.testclient import TestClient
 from test_api import bearer, issue, serve
 
-from tether.store.records import PRODUCTION_ORIGINS, RunOrigin, parse_origins
+from tether.store.records import PRODUCTION_ORIGINS, ApprovalKind, RunOrigin, parse_origins
 from tether.store.repository import Store, utc_now
 
 RULES = """
@@ -108,17 +108,20 @@ def test_drill_runs_are_drill_and_eval_history_turns_are_eval(
     p = ("--project", example_project)
     version = cli.json("release", "create", *p)["version"]
     cli("readiness", *p, "--release", version, "--out", isolated_env / "review", expect=None)
-    assert [origin for _, origin in _stored()] == ["drill", "drill", "drill"]
+    drills = dict(_stored())
+    assert list(drills.values()) == ["drill", "drill", "drill"]
     ran = cli.json("eval", "run", *p, "--release", version, "--suite", "conversations", "--trials", "1")
     assert ran["summary"]["trials"] > 0
-    assert {origin for _, origin in _stored()[3:]} == {"eval"}  # trials and their seeded history turns
+    evals = {run_id: origin for run_id, origin in _stored() if run_id not in drills}
+    assert len(evals) > ran["summary"]["trials"]  # the trials and their cases' seeded earlier turns
+    assert set(evals.values()) == {"eval"}
     assert cli.json("runs", "list", *p) == []
 
 
 def test_the_api_records_api_and_lists_production_unless_asked(
     example_project: Path, cli: Cli, make_project: ProjectFactory
 ) -> None:
-    key = issue(user="u1", tenant="default", scopes=("runs:write", "runs:read"))
+    key = issue(user="u1", tenant="default", scopes=("runs:write", "runs:read", "approvals"))
     with serve(example_project, workers=0) as client:
         created = client.post("/v1/runs", json={"input": "Where is my order 12345?"}, headers=bearer(key))
         assert created.status_code == 202 and created.json()["origin"] == "api"
@@ -133,6 +136,8 @@ def test_the_api_records_api_and_lists_production_unless_asked(
         assert bad.status_code == 400 and "unknown origin 'nope'" in bad.json()["detail"]
         traces = client.get("/v1/traces", params={"origin": "eval"}, headers=bearer(key))
         assert traces.status_code == 200 and [t["origin"] for t in traces.json()["traces"]] == ["eval"]
+        # The eval run is parked on an approval: the inbox (API and dashboard) does not offer it.
+        assert client.get("/v1/approvals", headers=bearer(key)).json() == []
 
 
 def _ids(client: TestClient, key: str, **params: Any) -> list[str]:
@@ -147,7 +152,21 @@ async def _add_eval_run(project: Path) -> None:
     store = await Store.open(os.environ["TETHER_DATABASE_URL"])
     try:
         release = await working_copy_release(store, project)
-        await store.create_run(release=release, user_id="u1", input="an eval trial", origin=RunOrigin.EVAL)
+        trial = await store.create_run(
+            release=release, user_id="u1", input="an eval trial", origin=RunOrigin.EVAL, lease=("evals", 600)
+        )
+        await store.wait_for_approval(
+            trial.id,
+            "evals",
+            600,
+            tool_call_id="call_1",
+            kind=ApprovalKind.GATE,
+            tool="issue_refund",
+            arguments={"order_id": "12346"},
+            reason="needs approval",
+            totals=trial.totals(),
+        )
+        assert len(await store.list_approvals(status="pending", tenant_id="default")) == 1
     finally:
         await store.close()
 

@@ -644,15 +644,26 @@ class Store:
             )
 
     async def list_approvals(
-        self, *, run_id: str | None = None, status: str | None = None, tenant_id: str | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        origins: Collection[RunOrigin] | None = None,
     ) -> list[ApprovalRecord]:
+        """Approvals oldest first; `origins` keeps those of runs from these origins (the inbox passes
+        production: an eval's or drill's parked call is never put in front of a human)."""
         query = select(ApprovalRow).order_by(ApprovalRow.created_at, ApprovalRow.id)
         if run_id is not None:
             query = query.where(ApprovalRow.run_id == run_id)
         if status is not None:
             query = query.where(ApprovalRow.status == status)
+        if tenant_id is not None or origins is not None:
+            query = query.join(RunRow, RunRow.id == ApprovalRow.run_id)
         if tenant_id is not None:
-            query = query.join(RunRow, RunRow.id == ApprovalRow.run_id).where(RunRow.tenant_id == tenant_id)
+            query = query.where(RunRow.tenant_id == tenant_id)
+        if origins is not None:
+            query = query.where(RunRow.origin.in_([str(o) for o in origins]))
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [ApprovalRecord.model_validate(row) for row in rows]
