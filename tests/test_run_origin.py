@@ -264,3 +264,26 @@ async def test_migration_0007_classifies_existing_runs(
     finally:
         await engine.dispose()
     assert dict((str(r), str(o)) for r, o in rows) == expected
+
+
+async def test_eval_and_drill_runs_do_not_spend_a_users_budget(store: Store, make_project: Any) -> None:
+    from tether.rollout.releases import working_copy_release
+    from tether.store.records import RunStatus, RunTotals
+
+    project = make_project(tools=TOOLS, policy=POLICY)
+    release = await working_copy_release(store, project)
+    for origin, cost in (
+        (RunOrigin.API, 0.25),
+        (RunOrigin.CLI, 0.5),
+        (RunOrigin.EVAL, 4.0),
+        (RunOrigin.DRILL, 8.0),
+    ):
+        run = await store.create_run(
+            release=release, user_id="u1", input="x", origin=origin, tenant_id="t", lease=("me", 600)
+        )
+        await store.finish_run(
+            run.id, "me", 600, status=RunStatus.SUCCEEDED, totals=RunTotals(estimated_cost_usd=cost)
+        )
+    since = utc_now() - timedelta(hours=1)
+    assert await store.spend(since=since, user_id="u1") == pytest.approx(0.75)
+    assert await store.spend(since=since, tenant_id="t") == pytest.approx(0.75)
