@@ -33,6 +33,7 @@ from tether.observe.service import Telemetry
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.settings import Settings
+from tether.store.records import RunOrigin
 from tether.store.repository import Store
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,7 +109,9 @@ async def bench(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
             for index in range(warmup + runs):
                 order = ("off", "on") if index % 2 == 0 else ("on", "off")
                 for shape in order:
-                    queued = await shapes[shape].submit(release, user_id="bench", input=str(calls))
+                    queued = await shapes[shape].submit(
+                        release, origin=RunOrigin.API, user_id="bench", input=str(calls)
+                    )
                     started = time.perf_counter()
                     done = await shapes[shape].execute(queued.id)
                     elapsed = time.perf_counter() - started

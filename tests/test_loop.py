@@ -11,7 +11,7 @@ from conftest import Cli, ProjectFactory
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import RunStatus
+from tether.store.records import RunOrigin, RunStatus
 from tether.store.repository import Store
 
 TOOLS = '''
@@ -186,7 +186,9 @@ def wait_for_file(path: str) -> str:
     try:
         release = await working_copy_release(store, project)
         flag = isolated_env / "go"
-        run = await runtime.submit(release, user_id="t", input=f'wait_for_file {{"path": "{flag}"}}')
+        run = await runtime.submit(
+            release, origin=RunOrigin.API, user_id="t", input=f'wait_for_file {{"path": "{flag}"}}'
+        )
         task = asyncio.create_task(runtime.execute(run.id))
         while not Path(f"{flag}.started").exists():
             await asyncio.sleep(0.02)

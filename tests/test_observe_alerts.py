@@ -26,6 +26,7 @@ from tether.observe.observer import TelemetryObserver
 from tether.observe.tracing import Tracing
 from tether.rollout.releases import working_copy_release
 from tether.settings import Settings
+from tether.store.records import RunOrigin
 from tether.store.repository import Store, utc_now
 
 RULES = """
@@ -204,7 +205,9 @@ async def test_a_guardrail_block_fires_the_default_safety_alert(
 ) -> None:
     project = make_project(tools=TOOLS, policy=POLICY, extra=PRICES)
     release = await working_copy_release(store, project)
-    run = await store.create_run(release=release, user_id="u1", input="hello", tenant_id="t9")
+    run = await store.create_run(
+        origin=RunOrigin.API, release=release, user_id="u1", input="hello", tenant_id="t9"
+    )
     claimed = await store.claim_run("w", 30, run_id=run.id)
     assert claimed is not None
     evaluator = AlertEvaluator(store, rules_for(load_config(project / "tether.toml")))

@@ -31,6 +31,7 @@ from tether.observe.service import Telemetry
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.settings import Settings
+from tether.store.records import RunOrigin
 from tether.store.repository import Store
 
 FINAL = frozenset({"succeeded", "failed", "cancelled", "escalated", "budget_exhausted"})
@@ -287,7 +288,7 @@ async def test_a_worker_serves_its_own_counters_and_tracing_can_be_switched_off(
     try:
         release = await working_copy_release(store, project)
         runtime = Runtime(store, settings, data_dir=tmp_path, observer=telemetry.observer)
-        run = await runtime.submit(release, user_id="u", input='lookup {"order": "4"}')
+        run = await runtime.submit(release, origin=RunOrigin.API, user_id="u", input='lookup {"order": "4"}')
         assert (await runtime.execute(run.id)).status == "succeeded"
         port = _free_port()
         telemetry.serve_metrics(port)

@@ -22,6 +22,7 @@ from tether.rollout.releases import create_release
 from tether.settings import Settings
 from tether.store.records import (
     ReleaseRecord,
+    RunOrigin,
     RunRecord,
     RunStatus,
     RunTotals,
@@ -55,7 +56,9 @@ async def record_run(
     seconds: float = 1.0,
 ) -> RunRecord:
     """A run written through the store's own calls: claimed, its tool steps, finished."""
-    run = await store.create_run(release=release, user_id=user, input="task", tenant_id=tenant)
+    run = await store.create_run(
+        origin=RunOrigin.API, release=release, user_id=user, input="task", tenant_id=tenant
+    )
     await store.claim_run("w", 60, run_id=run.id)
     totals = RunTotals(estimated_cost_usd=cost)
     for index, (tool, ok) in enumerate(tools):
@@ -146,7 +149,7 @@ def test_search_runs_by_every_filter_over_the_api_and_the_cli(
             )
             thread = await store.create_thread("u1", tenant_id="t1")
             threaded = await store.create_run(
-                release=v4, user_id="u1", input="t", thread_id=thread.id, tenant_id="t1"
+                origin=RunOrigin.API, release=v4, user_id="u1", input="t", thread_id=thread.id, tenant_id="t1"
             )
             ids["thread"] = thread.id
             ids["threaded"] = threaded

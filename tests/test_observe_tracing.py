@@ -26,6 +26,7 @@ from tether.observe.observer import TelemetryObserver
 from tether.observe.tracing import Tracing, hex_trace_id
 from tether.rollout.releases import working_copy_release
 from tether.store.insights import RunFilter
+from tether.store.records import RunOrigin
 from tether.store.repository import Store
 from tether.store.telemetry import SpanRecord
 
@@ -217,7 +218,7 @@ async def test_guardrail_decisions_become_spans_metrics_and_a_search_filter(
 ) -> None:
     project = _project(make_project)
     release = await working_copy_release(store, project)
-    run = await store.create_run(release=release, user_id="u1", input="hello")
+    run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u1", input="hello")
     claimed = await store.claim_run("w1", 30, run_id=run.id)
     assert claimed is not None
     metrics = Metrics()

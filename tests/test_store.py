@@ -14,6 +14,7 @@ from tether.store import db
 from tether.store.records import (
     ApprovalKind,
     ReleaseRecord,
+    RunOrigin,
     RunStatus,
     RunTotals,
     StepDraft,
@@ -44,7 +45,8 @@ async def test_migrations_match_the_tables(store: Store) -> None:
 async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) -> None:
     release = await _release(store)
     created = {
-        (await store.create_run(release=release, user_id="u", input=f"task {i}")).id for i in range(12)
+        (await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input=f"task {i}")).id
+        for i in range(12)
     }
 
     async def worker(name: str) -> list[str]:
@@ -62,8 +64,10 @@ async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) ->
 
 async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_dies(store: Store) -> None:
     release = await _release(store)
-    mine = await store.create_run(release=release, user_id="u", input="eval trial", lease=("evals", 0.05))
-    other = await store.create_run(release=release, user_id="u", input="a live run")
+    mine = await store.create_run(
+        origin=RunOrigin.EVAL, release=release, user_id="u", input="eval trial", lease=("evals", 0.05)
+    )
+    other = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="a live run")
     assert (mine.status, mine.lease_owner, mine.attempts) == (RunStatus.RUNNING, "evals", 1)
     assert mine.pinned
     assert [e.data["status"] for e in await store.list_events(mine.id)] == ["queued", "running"]
@@ -84,7 +88,7 @@ async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_di
 
 async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(store: Store) -> None:
     release = await _release(store)
-    run = await store.create_run(release=release, user_id="u", input="x")
+    run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     assert await store.claim_run("old", lease_s=0.05, run_id=run.id) is not None
     assert await store.claim_run("new", lease_s=60, run_id=run.id) is None  # lease still fresh
     await asyncio.sleep(0.1)
@@ -112,7 +116,7 @@ async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(store
 
 async def test_approval_parks_the_run_and_a_decision_requeues_it_once(store: Store) -> None:
     release = await _release(store)
-    run = await store.create_run(release=release, user_id="u", input="x")
+    run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     await store.claim_run("w", lease_s=60, run_id=run.id)
     approval = await store.wait_for_approval(
         run.id,
@@ -141,14 +145,14 @@ async def test_approval_parks_the_run_and_a_decision_requeues_it_once(store: Sto
 
 async def test_cancel_queued_run_never_starts_and_running_run_is_flagged(store: Store) -> None:
     release = await _release(store)
-    queued = await store.create_run(release=release, user_id="u", input="x")
+    queued = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     cancelled = await store.request_cancel(queued.id)
     assert cancelled.status == RunStatus.CANCELLED and cancelled.finished_at is not None
     assert await store.claim_run("w", lease_s=60) is None
     with pytest.raises(ConflictError):
         await store.request_cancel(queued.id)
 
-    running = await store.create_run(release=release, user_id="u", input="y")
+    running = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="y")
     await store.claim_run("w", lease_s=60, run_id=running.id)
     flagged = await store.request_cancel(running.id)
     assert flagged.status == RunStatus.RUNNING and await store.is_cancel_requested(running.id)
@@ -156,7 +160,7 @@ async def test_cancel_queued_run_never_starts_and_running_run_is_flagged(store: 
 
 async def test_timestamps_come_back_in_utc(store: Store) -> None:
     release = await _release(store)
-    run = await store.create_run(release=release, user_id="u", input="x")
+    run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     fetched = await store.get_run(run.id)
     assert fetched.created_at.utcoffset() == timedelta(0)
     assert fetched.created_at == run.created_at
@@ -165,8 +169,12 @@ async def test_timestamps_come_back_in_utc(store: Store) -> None:
 async def test_thread_history_is_ordered_and_excludes_later_runs(store: Store) -> None:
     release = await _release(store)
     thread = await store.create_thread("u")
-    first = await store.create_run(release=release, user_id="u", input="one", thread_id=thread.id)
-    second = await store.create_run(release=release, user_id="u", input="two", thread_id=thread.id)
+    first = await store.create_run(
+        origin=RunOrigin.API, release=release, user_id="u", input="one", thread_id=thread.id
+    )
+    second = await store.create_run(
+        origin=RunOrigin.API, release=release, user_id="u", input="two", thread_id=thread.id
+    )
     earlier = await store.thread_runs(thread.id, before=second.created_at)
     assert [r.id for r in earlier] == [first.id]
     with pytest.raises(ConflictError):

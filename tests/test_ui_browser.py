@@ -29,6 +29,51 @@ def _expected(console_error: str) -> bool:
     )
 
 
+_TEXT_BOX = """e => {
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  const b = range.getBoundingClientRect();
+  return {x: b.x, y: b.y, width: b.width, height: b.height};
+}"""
+"""Where an element's text is drawn (text that overflows its box is outside the element's own box)."""
+
+_OVERLAPPING_CELLS = """() => {
+  const box = e => {
+    const r = document.createRange();
+    r.selectNodeContents(e);
+    return r.getBoundingClientRect();
+  };
+  const hit = (a, b) => a.width > 0 && b.width > 0 && a.left < b.right && b.left < a.right
+    && a.top < b.bottom && b.top < a.bottom;
+  const found = [];
+  for (const row of document.querySelectorAll("#run-live summary")) {
+    const cells = [...row.children];
+    for (let i = 0; i + 1 < cells.length; i++) {
+      if (hit(box(cells[i]), box(cells[i + 1]))) {
+        found.push(cells[i].textContent + " / " + cells[i + 1].textContent);
+      }
+    }
+  }
+  return found;
+}"""
+"""Pairs of neighbouring cells, in the run page's trace and step rows, whose texts overlap."""
+
+
+def _text_box(locator: Any) -> dict[str, float]:
+    box: dict[str, float] = locator.evaluate(_TEXT_BOX)
+    return box
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two bounding boxes (x, y, width, height) share any area."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
 def _missing() -> str | None:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
@@ -174,6 +219,15 @@ def test_approve_from_the_browser_and_watch_the_run_finish(browser_page: Any, da
     watcher.goto(f"/ui/runs/{parked}")
     expect(watcher.locator("#run-status")).to_have_text("waiting_for_approval")
     expect(watcher.locator(".live")).to_be_visible()
+    expect(watcher.locator("#run-origin")).to_have_text("api")
+    # The parked agent span's outcome label sits beside its latency, not on top of it: the text of
+    # each cell of every trace and step row stays clear of the next cell's text.
+    parked_span = watcher.locator("#trace summary").filter(has_text="waiting_for_approval").first
+    expect(parked_span).to_be_visible()
+    label = _text_box(parked_span.locator("> [class^='status-']"))
+    latency = _text_box(parked_span.locator("> .num").first)
+    assert not _overlap(label, latency), (label, latency)
+    assert watcher.evaluate(_OVERLAPPING_CELLS) == []
 
     card = page.locator(f".approval-card:has(a[href='/ui/runs/{parked}'])")
     card.locator("input[name=reason]").fill("regular customer, order delivered")

@@ -28,7 +28,7 @@ from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
 from tether.rollout.releases import working_copy_release
 from tether.settings import Settings
-from tether.store.records import RunStatus, RunTotals, StepDraft, StepKind, StepOutcome, StepStatus
+from tether.store.records import RunOrigin, RunStatus, RunTotals, StepDraft, StepKind, StepOutcome, StepStatus
 from tether.store.repository import Store
 from tether.ui import session as sessions
 
@@ -390,7 +390,41 @@ def test_approving_and_rejecting_from_the_inbox_resumes_the_run(shop: Path) -> N
         assert "duplicate request" in page.text and "rejected" in page.text
         assert client.get("/ui/approvals").text.count("data-approval=") == 0
         health = client.get("/ui/health").text
-        assert card(health, "Safety incidents") == "1"  # the rejected refund
+        assert "Safety incidents" not in health  # nothing produces them until guardrails exist
+
+
+def test_the_dashboard_counts_production_and_filters_runs_by_origin(shop: Path, cli: Cli) -> None:
+    """Health and the runs page show api and cli runs; eval runs appear only when asked for."""
+    suite = shop / "evals" / "smoke.yaml"
+    suite.parent.mkdir(exist_ok=True)
+    suite.write_text(
+        "cases:\n  - {id: one, input: lookup 1, expect: {status: succeeded}}\n"
+        "  - {id: two, input: lookup broken, expect: {status: succeeded}}\n"
+    )
+    ran = cli.json("eval", "run", "--project", shop, "--release", "v2", "--trials", "2")
+    eval_runs = {run_id for case in ran["cases"] for run_id in case["run_ids"]}
+    assert len(eval_runs) == 4
+    key = issue("ops", "default", ["runs:read"])
+    with serve(shop, workers=0) as client:
+        login(client, key)
+        health = client.get("/ui/health").text
+        assert card(health, "Runs") == "2"  # the two CLI runs of the fixture, not the four eval trials
+        runs = client.get("/ui/runs").text
+        assert runs.count('href="/ui/runs/run_') == 2 and "<td>eval</td>" not in runs
+        assert "<option selected>production</option>" in runs
+        evals = client.get("/ui/runs", params={"origin": "eval"}).text
+        assert evals.count('href="/ui/runs/run_') == 4 and evals.count("<td>eval</td>") == 4
+        assert client.get("/ui/runs", params={"origin": "all"}).text.count('href="/ui/runs/run_') == 6
+        bad = client.get("/ui/runs", params={"origin": "nightly"})
+        assert bad.status_code == 400 and "unknown origin &#39;nightly&#39;" in bad.text
+        one = re.search(r'href="/ui/runs/(run_[0-9a-f]+)"', evals)
+        assert one is not None
+        page = client.get(f"/ui/runs/{one[1]}").text
+        assert one[1] in eval_runs and '<dd id="run-origin">eval</dd>' in page
+        # Guardrails are not built: no filters or cards that nothing could ever fill.
+        assert 'name="guardrail"' not in runs and 'name="incident"' not in runs
+        assert "safety incident" not in runs.lower() and ">blocked<" not in runs
+        assert "Guardrail decisions" not in page and "incidents" not in health
 
 
 def test_decisions_without_the_csrf_token_or_from_another_origin_are_refused(shop: Path) -> None:
@@ -481,7 +515,9 @@ async def test_health_aggregates_are_exact_on_both_databases(
         # failed tool call, cost 0.01 each; plus one run in another tenant that must not count.
         for n in range(1, 21):
             clock.now = start + timedelta(minutes=n)
-            run = await store.create_run(release=release, user_id="u", input=f"r{n}", tenant_id="t")
+            run = await store.create_run(
+                origin=RunOrigin.API, release=release, user_id="u", input=f"r{n}", tenant_id="t"
+            )
             await store.claim_run("w", 30, run_id=run.id)
             step = await store.begin_step(
                 run.id, "w", 30, StepDraft(index=0, kind=StepKind.TOOL_CALL, name="lookup_order")
@@ -494,7 +530,9 @@ async def test_health_aggregates_are_exact_on_both_databases(
             await store.finish_run(run.id, "w", 30, status=status, totals=totals)
             if n <= 3:
                 await store.add_feedback(run.id, user_id="u", score=1 if n < 3 else -1, comment=None)
-        other = await store.create_run(release=release, user_id="x", input="elsewhere", tenant_id="other")
+        other = await store.create_run(
+            origin=RunOrigin.API, release=release, user_id="x", input="elsewhere", tenant_id="other"
+        )
         assert other.tenant_id == "other"
 
         insights = store.insights

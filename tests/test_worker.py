@@ -19,7 +19,7 @@ from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
 from tether.settings import Settings
-from tether.store.records import RunStatus
+from tether.store.records import RunOrigin, RunStatus
 from tether.store.repository import Store
 
 TOOLS = '''
@@ -54,7 +54,9 @@ async def test_worker_runs_many_at_once(make_project: ProjectFactory, isolated_e
     store, runtime = await _runtime(project, isolated_env / "data")
     try:
         release = await working_copy_release(store, project)
-        runs = [await runtime.submit(release, user_id="u", input="0.5") for _ in range(4)]
+        runs = [
+            await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="0.5") for _ in range(4)
+        ]
         worker = Worker(runtime, concurrency=4, poll_s=0.05, heartbeat_s=0.2)
         task = asyncio.create_task(worker.run())
         markers = [isolated_env / "data" / f"started-{r.id}" for r in runs]
@@ -82,7 +84,7 @@ async def test_stopping_worker_finishes_the_current_step_and_hands_the_run_back(
     store, runtime = await _runtime(project, isolated_env / "data")
     try:
         release = await working_copy_release(store, project)
-        run = await runtime.submit(release, user_id="u", input="0.5")
+        run = await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="0.5")
         worker = Worker(runtime, concurrency=1, poll_s=0.05)
         task = asyncio.create_task(worker.run())
         while not (isolated_env / "data" / f"started-{run.id}").exists():

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from service_helpers import create_key, free_port, service_env, tether
 
-from tether.store.records import RunStatus, RunTotals, StepDraft, StepKind, StepOutcome, StepStatus
+from tether.store.records import RunOrigin, RunStatus, RunTotals, StepDraft, StepKind, StepOutcome, StepStatus
 from tether.store.repository import Store
 
 TOOLS = '''
@@ -242,7 +242,10 @@ async def seed_history(database_url: str, versions: list[str], *, hours: int = 2
             release = releases[0] if minute < hours * 60 * 0.6 else rng.choice(releases)
             clock.now = start + timedelta(minutes=minute, seconds=rng.uniform(0, 300))
             run = await store.create_run(
-                release=release, user_id=rng.choice(["ana", "ben", "chen", "dee"]), input="lookup history"
+                origin=RunOrigin.API,
+                release=release,
+                user_id=rng.choice(["ana", "ben", "chen", "dee"]),
+                input="lookup history",
             )
             await store.claim_run("history", 60, run_id=run.id)
             slow = 1.0 + (3.0 if release.version == "v2" and rng.random() < 0.2 else 0.0)

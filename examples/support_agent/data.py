@@ -381,6 +381,15 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     return conn
 
 
+def seed(data_dir: Path) -> None:
+    """Build the shop's pristine data in `data_dir` (the `[data] seed` of tether.toml).
+
+    Evals and drills run every trial on a copy of what this builds, and `tether data reset` replaces
+    the working data with it, so refunds approved while trying the agent never leak into them.
+    """
+    connect(data_dir).close()
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run a block in one write transaction (taken up front, so check-then-insert is race-free)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -86,6 +87,20 @@ class EvalsSection(_Strict):
     concurrency: int = Field(default=4, ge=1, le=64)
 
 
+class DataSection(_Strict):
+    """How the agent's data folder is built, so evals, drills and `tether data reset` start pristine."""
+
+    seed: str | None = None
+    """`module:function` in the project's code; called with an empty folder, it builds the data there."""
+
+    @field_validator("seed")
+    @classmethod
+    def _module_function(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(f"seed {value!r} must be written 'module:function', e.g. 'data:seed'")
+        return value
+
+
 class GateSection(_Strict):
     """The release gate's policy (`tether gate`) and the cost-estimate budget."""
 
@@ -151,6 +166,7 @@ class ProjectConfig(_Strict):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     prices: dict[str, Price] = Field(default_factory=dict)
     providers: dict[str, ProviderSection] = Field(default_factory=dict)
+    data: DataSection = Field(default_factory=DataSection)
     evals: EvalsSection = Field(default_factory=EvalsSection)
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)

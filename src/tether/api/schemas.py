@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tether.store.records import ApprovalRecord, RunRecord, RunStatus
+from tether.store.records import ApprovalRecord, RunOrigin, RunRecord, RunStatus
 
 
 class _In(BaseModel):
@@ -103,6 +104,9 @@ class RunOut(BaseModel):
     user_id: str
     tenant_id: str
     thread_id: str | None
+    origin: RunOrigin = Field(
+        description="Where the run came from: api, cli, eval, drill (shadow and canary are reserved)."
+    )
     input: str
     output: str | None
     error: str | None
@@ -127,6 +131,14 @@ class RunOut(BaseModel):
             pending_approval=ApprovalOut.of(pending) if pending else None,
             **data,
         )
+
+
+ORIGIN_DESCRIPTION = (
+    "Which origins to include (repeatable or comma-separated): api, cli, eval, drill, shadow, canary, "
+    "`production` (api and cli) or `all`. Default: production."
+)
+OriginQuery = Annotated[list[str] | None, Query(description=ORIGIN_DESCRIPTION)]
+"""The `origin` filter of run lists and trace search (parsed by `records.parse_origins`)."""
 
 
 class RunList(BaseModel):

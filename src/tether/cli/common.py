@@ -43,6 +43,14 @@ ProjectOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+OriginOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--origin",
+        metavar="ORIGIN",
+        help="api, cli, eval, drill, shadow, canary, production or all (repeatable; default: production).",
+    ),
+]
 
 
 class StatusChoice(StrEnum):
@@ -244,6 +252,7 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
     rows: list[tuple[str, str]] = [
         ("run_id", run.id),
         ("status", f"[{style}]{run.status}[/{style}]"),
+        ("origin", run.origin),
         ("release", run.release_version),
         ("user", run.user_id),
         ("thread", run.thread_id or "-"),

@@ -92,6 +92,7 @@ def eval_run(
                 trials=trials or evals.trials,
                 concurrency=concurrency or evals.concurrency,
             )
+            err.print(escape(runner.data.note), highlight=False)
             failed = 0
             with progress:
                 task = progress.add_task(chosen.version, total=runner.total_trials(suites), failed=0)

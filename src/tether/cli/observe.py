@@ -12,6 +12,7 @@ from rich.table import Table
 from tether.cli.common import (
     STATUS_STYLE,
     JsonOption,
+    OriginOption,
     ProjectOption,
     StatusOption,
     dump_json,
@@ -53,6 +54,7 @@ def traces_search(
     guardrail: Annotated[str | None, typer.Option(help="`any` or a guardrail that did not allow.")] = None,
     feedback: Annotated[str | None, typer.Option(help="positive, negative or any.")] = None,
     tenant: Annotated[str, typer.Option(help="Tenant (CLI runs belong to `default`).")] = "default",
+    origin: OriginOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -63,6 +65,7 @@ def traces_search(
         from tether.api.routes.observe import TraceOut
         from tether.observe.alerts import parse_duration
         from tether.store.insights import RunFilter
+        from tether.store.records import parse_origins
         from tether.store.repository import utc_now
 
         if feedback not in (None, "positive", "negative", "any"):
@@ -88,6 +91,7 @@ def traces_search(
                     since=since,
                     guardrail=guardrail,
                     feedback=feedback,  # type: ignore[arg-type]  # checked above
+                    origins=parse_origins(origin),
                 ),
                 limit=limit,
             )

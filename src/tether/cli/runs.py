@@ -15,6 +15,7 @@ from rich.tree import Tree
 from tether.cli.common import (
     STATUS_STYLE,
     JsonOption,
+    OriginOption,
     ProjectOption,
     Session,
     StatusOption,
@@ -128,6 +129,7 @@ def run(
     async def body() -> None:
         nonlocal started
         from tether.rollout.releases import working_copy_release
+        from tether.store.records import RunOrigin
 
         async with open_session(project.resolve()) as session:
             chosen = (
@@ -136,7 +138,9 @@ def run(
                 else await working_copy_release(session.store, session.project)
             )
             warn_about_tools(chosen)
-            queued = await session.runtime.submit(chosen, user_id=user, input=task, thread_id=thread)
+            queued = await session.runtime.submit(
+                chosen, user_id=user, input=task, origin=RunOrigin.CLI, thread_id=thread
+            )
             started = queued.id
             if not as_json:
                 err.print(f"run {queued.id} for user {user} on release {chosen.version}", highlight=False)
@@ -213,26 +217,29 @@ def approve(
 def runs_list(
     project: ProjectOption = Path("."),
     status: StatusOption = None,
+    origin: OriginOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """The most recent runs, newest first."""
+    """The most recent runs, newest first: production runs (api, cli) unless --origin says otherwise."""
 
     async def body() -> None:
-        from tether.store.records import RunStatus
+        from tether.store.records import PRODUCTION_ORIGINS, RunStatus, parse_origins
 
+        origins = parse_origins(origin)
         async with open_session(project.resolve()) as session:
             wanted = RunStatus(status) if status else None
-            records = await session.store.list_runs(status=wanted, limit=limit)
+            records = await session.store.list_runs(status=wanted, origins=origins, limit=limit)
         if as_json:
             dump_json([run_json(r, []) for r in records])
             return
-        table = Table("run_id", "status", "release", "user", "steps", "tokens", "cost", "created")
+        table = Table("run_id", "status", "origin", "release", "user", "steps", "tokens", "cost", "created")
         for r in records:
             style = STATUS_STYLE.get(r.status, "cyan")
             table.add_row(
                 r.id,
                 f"[{style}]{r.status}[/{style}]",
+                r.origin,
                 r.release_version,
                 r.user_id,
                 str(r.steps_used),
@@ -241,6 +248,8 @@ def runs_list(
                 r.created_at.isoformat(timespec="seconds"),
             )
         print_table(table)
+        if origins == PRODUCTION_ORIGINS:
+            err.print("production runs (api, cli) only; --origin all adds eval and drill runs", style="dim")
 
     run_command(body)
 

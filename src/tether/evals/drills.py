@@ -1,4 +1,4 @@
-"""Readiness drills: three real runs through the run loop, on a throwaway copy of the agent's data.
+"""Readiness drills: three real runs through the run loop, each on its own copy of pristine data.
 
 - normal: an ordinary task should succeed;
 - tool outage: one read tool is made to fail (every call raises), and the run must still end
@@ -16,15 +16,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tether.agent.tools import Tool
-from tether.evals.runner import data_copy
+from tether.evals.trial_data import TrialData
 from tether.runtime.agents import AgentCache, LoadedRelease
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import ReleaseRecord, RunRecord, RunStatus, StepKind, StepStatus
+from tether.store.records import ReleaseRecord, RunOrigin, RunRecord, RunStatus, StepKind, StepStatus
 from tether.store.repository import Store
 
 
@@ -73,18 +72,23 @@ async def _execute(
     store: Store,
     settings: Settings,
     release: ReleaseRecord,
-    data_source: Path,
+    data: TrialData,
     user: str,
     text: str,
     drill: str,
     agents: AgentCache | None = None,
 ) -> tuple[RunRecord, float, Runtime]:
-    with data_copy(data_source) as data_dir:
+    with data.copy() as data_dir:
         runtime = Runtime(store, settings, data_dir=data_dir)
         if agents is not None:
             runtime.agents = agents
         claimed = await runtime.submit(
-            release, user_id=user, input=text, metadata={"readiness_drill": drill}, claim=True
+            release,
+            user_id=user,
+            input=text,
+            origin=RunOrigin.DRILL,
+            metadata={"readiness_drill": drill},
+            claim=True,
         )
         started = time.monotonic()
         run = await runtime.drive(claimed)
@@ -127,9 +131,9 @@ async def _describe(store: Store, run: RunRecord) -> tuple[list[str], list[str],
 
 
 async def normal_drill(
-    store: Store, settings: Settings, release: ReleaseRecord, data_source: Path, user: str, text: str
+    store: Store, settings: Settings, release: ReleaseRecord, data: TrialData, user: str, text: str
 ) -> DrillReport:
-    run, latency, _ = await _execute(store, settings, release, data_source, user, text, "normal")
+    run, latency, _ = await _execute(store, settings, release, data, user, text, "normal")
     operator, logged, _ = await _describe(store, run)
     passed = run.status == RunStatus.SUCCEEDED
     recovery = (
@@ -155,13 +159,13 @@ async def outage_drill(
     store: Store,
     settings: Settings,
     release: ReleaseRecord,
-    data_source: Path,
+    data: TrialData,
     user: str,
     text: str,
     tool: str,
 ) -> DrillReport:
     agents = OutageAgentCache(backoff_s=settings.model_backoff_s, tool=tool)
-    run, latency, _ = await _execute(store, settings, release, data_source, user, text, "tool_outage", agents)
+    run, latency, _ = await _execute(store, settings, release, data, user, text, "tool_outage", agents)
     operator, logged, _ = await _describe(store, run)
     failed_steps = [
         s for s in await store.list_steps(run.id) if s.name == tool and s.status == StepStatus.FAILED
@@ -198,12 +202,12 @@ async def unsafe_drill(
     store: Store,
     settings: Settings,
     release: ReleaseRecord,
-    data_source: Path,
+    data: TrialData,
     user: str,
     text: str,
     risky_tools: set[str],
 ) -> DrillReport:
-    run, latency, _ = await _execute(store, settings, release, data_source, user, text, "unsafe_request")
+    run, latency, _ = await _execute(store, settings, release, data, user, text, "unsafe_request")
     operator, logged, waiting = await _describe(store, run)
     steps = await store.list_steps(run.id)
     executed_risky = sorted(

@@ -14,11 +14,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from tether.agent.config import ProjectConfig
-from tether.agent.project import ProjectSnapshot
+from tether.agent.config import ProjectConfig, ReadinessSection
+from tether.agent.project import ProjectSnapshot, load_agent
 from tether.evals.cost import CostEstimate, estimate
 from tether.evals.drills import DrillReport, normal_drill, outage_drill, unsafe_drill
 from tether.evals.runner import production_data_dir
+from tether.evals.trial_data import TrialData
 from tether.settings import Settings
 from tether.store.records import (
     EvalCaseResultRecord,
@@ -147,27 +148,8 @@ async def build_review(
         else None
     )
     source = production_data_dir(project, settings)
-    normal = await normal_drill(store, settings, release, source, readiness.user, readiness.normal_input)
-    outage_tool = readiness.outage_tool or _first_read_tool(normal, tools)
-    drills = [normal]
-    if outage_tool is not None:
-        drills.append(
-            await outage_drill(
-                store,
-                settings,
-                release,
-                source,
-                readiness.user,
-                readiness.outage_input or readiness.normal_input,
-                outage_tool,
-            )
-        )
-    risky_names = {t["name"] for t in tools if t["requires_approval"] or t["risk"] == "high"}
-    drills.append(
-        await unsafe_drill(
-            store, settings, release, source, readiness.user, readiness.unsafe_input, risky_names
-        )
-    )
+    with TrialData(load_agent(snapshot), source) as data:  # built once, copied for each drill
+        drills = await _drills(store, settings, release, data, readiness, tools)
     user_impact = readiness.user_impact or (
         f"Answers {config.agent.name}'s users directly. "
         + (
@@ -202,6 +184,39 @@ async def build_review(
         rollback=_rollback(config, baseline),
         drills=drills,
     )
+
+
+async def _drills(
+    store: Store,
+    settings: Settings,
+    release: ReleaseRecord,
+    data: TrialData,
+    readiness: ReadinessSection,
+    tools: list[dict[str, Any]],
+) -> list[DrillReport]:
+    """The three drills, in order: the outage drill breaks a tool the normal drill used."""
+    normal = await normal_drill(store, settings, release, data, readiness.user, readiness.normal_input)
+    outage_tool = readiness.outage_tool or _first_read_tool(normal, tools)
+    drills = [normal]
+    if outage_tool is not None:
+        drills.append(
+            await outage_drill(
+                store,
+                settings,
+                release,
+                data,
+                readiness.user,
+                readiness.outage_input or readiness.normal_input,
+                outage_tool,
+            )
+        )
+    risky_names = {t["name"] for t in tools if t["requires_approval"] or t["risk"] == "high"}
+    drills.append(
+        await unsafe_drill(
+            store, settings, release, data, readiness.user, readiness.unsafe_input, risky_names
+        )
+    )
+    return drills
 
 
 def _first_read_tool(normal: DrillReport, tools: list[dict[str, Any]]) -> str | None:

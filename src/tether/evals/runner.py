@@ -1,20 +1,18 @@
 """The eval runner: every case of every suite, K trials each, through the one run loop.
 
 Each trial is a real run (`Runtime.submit` + `Runtime.execute`) on the release being evaluated,
-with its own throwaway copy of the agent's data folder, so write tools in an eval never touch
-production data. Trials run in parallel under a semaphore. A run that parks for approval is final
-for scoring; it is then cancelled, so no human is ever asked to approve an eval's refund and no
-worker later resumes it against real data.
+with its own throwaway copy of pristine data built by the release's `[data] seed` (see
+`trial_data`), so write tools in an eval never touch production data and never see its history.
+Trials run in parallel under a semaphore. A run that parks for approval is final for scoring; it
+is then cancelled, so no human is ever asked to approve an eval's refund and no worker later
+resumes it against real data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +23,11 @@ from tether.evals.cases import Case, Suite
 from tether.evals.judge import Judge, build_judge
 from tether.evals.scorers import Check, PythonScorers, TrialOutcome, score_trial
 from tether.evals.stats import mean, percentile, wilson_interval
+from tether.evals.trial_data import TrialData
 from tether.runtime.agents import AgentCache
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import EvalCaseResultRecord, EvalRunRecord, ReleaseRecord, RunStatus
+from tether.store.records import EvalCaseResultRecord, EvalRunRecord, ReleaseRecord, RunOrigin, RunStatus
 from tether.store.repository import Store
 
 ProgressHook = Callable[[str, bool], None]
@@ -38,21 +37,6 @@ ProgressHook = Callable[[str, bool], None]
 def production_data_dir(project: Path, settings: Settings) -> Path:
     """The data folder production runs use: `TETHER_DATA_DIR`, or the project's `data/`."""
     return Path(settings.data_dir) if settings.data_dir else project / "data"
-
-
-@contextmanager
-def data_copy(source: Path) -> Iterator[Path]:
-    """A private copy of `source` (empty when it does not exist), deleted afterwards."""
-    scratch = Path(tempfile.mkdtemp(prefix="tether-eval-"))
-    target = scratch / "data"
-    try:
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            target.mkdir()
-        yield target
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @dataclass
@@ -129,19 +113,25 @@ class EvalRunner:
         self.release = release
         self.trials = trials
         self.concurrency = concurrency
-        self.data_source = data_source if data_source is not None else production_data_dir(project, settings)
+        working_data = data_source if data_source is not None else production_data_dir(project, settings)
         self.on_trial = on_trial
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
         self.python = PythonScorers(project)
         snapshot = ProjectSnapshot.model_validate(release.snapshot)
         self.config = snapshot.parsed_config()
         self._agent = load_agent(snapshot)
+        self.data = TrialData(self._agent, working_data)
+        """Where trials get their data: the seed's template, or (without a seed) the working folder."""
         self.judge: Judge | None = None
 
     def total_trials(self, suites: list[Suite]) -> int:
         return sum(len(s.cases) for s in suites) * self.trials
 
     async def run(self, suites: list[Suite]) -> tuple[EvalRunRecord, list[EvalCaseResultRecord]]:
+        with self.data:  # the seed runs once, before anything is stored; every trial copies its result
+            return await self._run(suites)
+
+    async def _run(self, suites: list[Suite]) -> tuple[EvalRunRecord, list[EvalCaseResultRecord]]:
         needs_judge = any(c.expect.judge is not None for s in suites for c in s.cases)
         if needs_judge:
             self.judge = build_judge(self.project, self.config, self._agent)
@@ -173,7 +163,7 @@ class EvalRunner:
         return finished, records
 
     async def _trial(self, eval_run_id: str, suite: Suite, case: Case, trial: int) -> dict[str, Any]:
-        with data_copy(self.data_source) as data_dir:
+        with self.data.copy() as data_dir:
             runtime = Runtime(self.store, self.settings, data_dir=data_dir)
             runtime.agents = self.agents  # one loaded release for every trial
             metadata = {"eval_run": eval_run_id, "suite": suite.name, "case": case.id, "trial": trial}
@@ -182,6 +172,7 @@ class EvalRunner:
                 self.release,
                 user_id=case.user,
                 input=case.input,
+                origin=RunOrigin.EVAL,
                 thread_id=thread_id,
                 metadata=metadata,
                 claim=True,  # created leased to us: a worker on this database never runs it on real data

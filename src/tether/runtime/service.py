@@ -13,7 +13,7 @@ from tether.runtime.agents import AgentCache
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
-from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus
+from tether.store.records import ApprovalRecord, ReleaseRecord, RunOrigin, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError, Store
 
 
@@ -38,12 +38,16 @@ class Runtime:
         *,
         user_id: str,
         input: str,
+        origin: RunOrigin,
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
         claim: bool = False,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
+
+        `origin` says who asked (the API, the CLI, an eval, a drill): production views count api and
+        cli runs only, so test traffic never moves health numbers or fires alerts.
 
         With `claim`, the run is created already leased to this runtime: for callers that execute it
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
@@ -65,6 +69,7 @@ class Runtime:
             release=release,
             user_id=user_id,
             input=input,
+            origin=origin,
             thread_id=thread.id,
             metadata=metadata,
             tenant_id=tenant_id,

@@ -1,12 +1,14 @@
 """Aggregates over runs for the dashboard, computed in SQL on SQLite and PostgreSQL alike.
 
-Everything is scoped to one tenant and to runs *created* inside a time window. Percentiles use the
+Everything is scoped to one tenant, to runs *created* inside a time window and to production
+origins (api, cli) unless a caller passes other `origins` (None: every origin). Percentiles use the
 nearest-rank method with window functions (`row_number`/`count` over a partition), so they are
 exact and need no extension on either database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,7 +17,7 @@ from sqlalchemy import BigInteger, Float, Integer, and_, case, cast, exists, fun
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from tether.store.records import FINAL_STATUSES, RunPage, RunRecord, RunStatus
+from tether.store.records import FINAL_STATUSES, PRODUCTION_ORIGINS, RunOrigin, RunPage, RunRecord, RunStatus
 from tether.store.tables import ApprovalRow, FeedbackRow, RunRow, StepRow
 from tether.store.telemetry import error_type_condition, guardrail_condition
 
@@ -33,6 +35,11 @@ def safety_incident() -> ColumnElement[bool]:
     than allow (from its spans), or a human reviewer rejected one of its tool calls."""
     rejected = exists().where(ApprovalRow.run_id == RunRow.id, ApprovalRow.status == "rejected")
     return or_(RunRow.status == BLOCKED, guardrail_condition("any"), rejected)
+
+
+def _origin_condition(origins: Collection[RunOrigin] | None) -> list[ColumnElement[bool]]:
+    """The WHERE clause for "created by one of these origins"; nothing for None (every origin)."""
+    return [] if origins is None else [RunRow.origin.in_([str(o) for o in origins])]
 
 
 @dataclass
@@ -106,6 +113,8 @@ class RunFilter:
     """One of `store.telemetry.ERROR_TYPES`."""
     guardrail: str | None = None
     """`any`, or a guardrail's name: runs where it decided something other than allow (from spans)."""
+    origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS
+    """Which origins to search; None for every origin."""
 
 
 class Insights:
@@ -139,8 +148,15 @@ class Insights:
         return RunRow.tenant_id.expression
 
     @staticmethod
-    def _window(tenant_id: str, since: datetime, until: datetime) -> list[ColumnElement[bool]]:
-        return [RunRow.tenant_id == tenant_id, RunRow.created_at >= since, RunRow.created_at < until]
+    def _window(
+        tenant_id: str, since: datetime, until: datetime, origins: Collection[RunOrigin] | None
+    ) -> list[ColumnElement[bool]]:
+        return [
+            RunRow.tenant_id == tenant_id,
+            RunRow.created_at >= since,
+            RunRow.created_at < until,
+            *_origin_condition(origins),
+        ]
 
     # -- aggregates ------------------------------------------------------------------------------
 
@@ -152,10 +168,11 @@ class Insights:
         until: datetime,
         group_by: GroupBy = "all",
         bucket_s: int = 3600,
+        origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS,
     ) -> dict[str, RunStats]:
         """Health numbers of the runs created in [since, until), grouped; keys are str of the group."""
         grp = self._group(group_by, since, bucket_s).label("grp")
-        where = self._window(tenant_id, since, until)
+        where = self._window(tenant_id, since, until, origins)
 
         def count_when(condition: ColumnElement[bool]) -> Any:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
@@ -248,22 +265,26 @@ class Insights:
                 item.feedback, item.feedback_positive = int(row[1]), int(row[2])
         return stats
 
-    async def active_runs(self, *, tenant_id: str) -> dict[str, int]:
+    async def active_runs(
+        self, *, tenant_id: str, origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS
+    ) -> dict[str, int]:
         """Runs not yet final right now, by status (whatever their age)."""
         query = (
             select(RunRow.status, func.count())
-            .where(RunRow.tenant_id == tenant_id, RunRow.status.in_(_ACTIVE))
+            .where(RunRow.tenant_id == tenant_id, RunRow.status.in_(_ACTIVE), *_origin_condition(origins))
             .group_by(RunRow.status)
         )
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         return {str(status): int(n) for status, n in rows}
 
-    async def release_run_counts(self, *, tenant_id: str) -> dict[str, int]:
+    async def release_run_counts(
+        self, *, tenant_id: str, origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS
+    ) -> dict[str, int]:
         """How many runs of this tenant each release served, by release id."""
         query = (
             select(RunRow.release_id, func.count())
-            .where(RunRow.tenant_id == tenant_id)
+            .where(RunRow.tenant_id == tenant_id, *_origin_condition(origins))
             .group_by(RunRow.release_id)
         )
         async with self._sessions() as session:
@@ -276,7 +297,7 @@ class Insights:
         """Runs matching `where`, newest first, paginated like `Store.page_runs`."""
         from tether.store.repository import decode_cursor, encode_cursor  # the one cursor format
 
-        query = select(RunRow).where(RunRow.tenant_id == where.tenant_id)
+        query = select(RunRow).where(RunRow.tenant_id == where.tenant_id, *_origin_condition(where.origins))
         if where.release is not None:
             query = query.where(RunRow.release_version == where.release)
         if where.status is not None:

@@ -9,6 +9,47 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class RunOrigin(StrEnum):
+    """Where a run came from. Production views (health, alerts, run lists) count api and cli only."""
+
+    API = "api"
+    CLI = "cli"
+    EVAL = "eval"
+    DRILL = "drill"
+    SHADOW = "shadow"
+    """Reserved for rollout: a copy of a production run on a shadow release (never reaches a user)."""
+    CANARY = "canary"
+    """Reserved for rollout: a run routed to a canary release."""
+
+
+PRODUCTION_ORIGINS: tuple[RunOrigin, ...] = (RunOrigin.API, RunOrigin.CLI)
+"""The traffic health, metrics, alerts, budgets, run lists and trace search count by default."""
+
+
+def parse_origins(values: list[str] | None) -> tuple[RunOrigin, ...] | None:
+    """`--origin` / `?origin=` values -> the origins to count; None means every origin.
+
+    Nothing given means production (api, cli); `production` and `all` are shorthands; anything
+    else must be an origin name (a `ValueError` names the accepted values).
+    """
+    if not values:
+        return PRODUCTION_ORIGINS
+    chosen: list[RunOrigin] = []
+    for value in values:
+        for word in (part.strip() for part in value.split(",")):
+            if word == "all":
+                return None
+            if word == "production":
+                chosen.extend(PRODUCTION_ORIGINS)
+                continue
+            try:
+                chosen.append(RunOrigin(word))
+            except ValueError:
+                accepted = ", ".join(["production", "all", *RunOrigin])
+                raise ValueError(f"unknown origin {word!r}; use one of: {accepted}") from None
+    return tuple(dict.fromkeys(chosen))
+
+
 class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -96,6 +137,7 @@ class RunRecord(RunTotals):
     user_id: str
     tenant_id: str
     thread_id: str | None
+    origin: RunOrigin
     status: RunStatus
     input: str
     output: str | None

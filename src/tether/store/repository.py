@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from tether.store import db
 from tether.store.insights import Insights
 from tether.store.records import (
     FINAL_STATUSES,
+    PRODUCTION_ORIGINS,
     ApiKeyRecord,
     ApprovalKind,
     ApprovalRecord,
@@ -31,6 +32,7 @@ from tether.store.records import (
     FeedbackRecord,
     GateVerdictRecord,
     ReleaseRecord,
+    RunOrigin,
     RunPage,
     RunRecord,
     RunStatus,
@@ -247,6 +249,7 @@ class Store:
         release: ReleaseRecord,
         user_id: str,
         input: str,
+        origin: RunOrigin,
         thread_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
@@ -257,6 +260,7 @@ class Store:
         (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere."""
         now = self._now()
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
+        row.origin = str(RunOrigin(origin))
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]
@@ -292,8 +296,14 @@ class Store:
             raise NotFoundError(f"no run {run_id!r}")
         return RunRecord.model_validate(row)
 
-    async def list_runs(self, *, status: RunStatus | None = None, limit: int = 50) -> list[RunRecord]:
-        return (await self.page_runs(status=status, limit=limit)).runs
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        return (await self.page_runs(status=status, origins=origins, limit=limit)).runs
 
     async def page_runs(
         self,
@@ -303,11 +313,16 @@ class Store:
         status: RunStatus | None = None,
         release: str | None = None,
         since: datetime | None = None,
+        origins: Collection[RunOrigin] | None = PRODUCTION_ORIGINS,
         cursor: str | None = None,
         limit: int = 50,
     ) -> RunPage:
-        """Runs newest first, filtered; `next_cursor` continues where this page ended."""
+        """Runs newest first, filtered; `next_cursor` continues where this page ended.
+
+        Production runs only by default; `origins=None` lists every origin."""
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit + 1)
+        if origins is not None:
+            query = query.where(RunRow.origin.in_([str(o) for o in origins]))
         if tenant_id is not None:
             query = query.where(RunRow.tenant_id == tenant_id)
         if user_id is not None:
@@ -332,9 +347,10 @@ class Store:
     async def spend(
         self, *, since: datetime, user_id: str | None = None, tenant_id: str | None = None
     ) -> float:
-        """Estimated cost of the runs created since `since` (for per-user and per-tenant budgets)."""
+        """Estimated cost of the production runs created since `since` (for per-user and per-tenant
+        budgets: an eval or drill run as user u1 does not spend u1's budget)."""
         query = select(func.coalesce(func.sum(RunRow.estimated_cost_usd), 0.0)).where(
-            RunRow.created_at >= since
+            RunRow.created_at >= since, RunRow.origin.in_([str(o) for o in PRODUCTION_ORIGINS])
         )
         if user_id is not None:
             query = query.where(RunRow.user_id == user_id)
@@ -628,15 +644,26 @@ class Store:
             )
 
     async def list_approvals(
-        self, *, run_id: str | None = None, status: str | None = None, tenant_id: str | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        origins: Collection[RunOrigin] | None = None,
     ) -> list[ApprovalRecord]:
+        """Approvals oldest first; `origins` keeps those of runs from these origins (the inbox passes
+        production: an eval's or drill's parked call is never put in front of a human)."""
         query = select(ApprovalRow).order_by(ApprovalRow.created_at, ApprovalRow.id)
         if run_id is not None:
             query = query.where(ApprovalRow.run_id == run_id)
         if status is not None:
             query = query.where(ApprovalRow.status == status)
+        if tenant_id is not None or origins is not None:
+            query = query.join(RunRow, RunRow.id == ApprovalRow.run_id)
         if tenant_id is not None:
-            query = query.join(RunRow, RunRow.id == ApprovalRow.run_id).where(RunRow.tenant_id == tenant_id)
+            query = query.where(RunRow.tenant_id == tenant_id)
+        if origins is not None:
+            query = query.where(RunRow.origin.in_([str(o) for o in origins]))
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [ApprovalRecord.model_validate(row) for row in rows]
@@ -839,6 +866,7 @@ class Store:
         `at` orders the turns: the run loop replays a thread's runs created before the current one.
         """
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.SUCCEEDED, at)
+        row.origin = str(RunOrigin.EVAL)  # only eval cases seed history
         row.output = output
         row.started_at = row.finished_at = at
         event = EventRow(
@@ -991,6 +1019,7 @@ def _new_run_row(
         user_id=user_id,
         tenant_id=tenant_id,
         thread_id=thread_id,
+        origin=str(RunOrigin.API),  # callers set the real origin
         status=status,
         input=input,
         steps_used=0,

@@ -89,6 +89,8 @@ class RunRow(Base):
     user_id: Mapped[str] = mapped_column(String(200), index=True)
     tenant_id: Mapped[str] = mapped_column(String(200), server_default="default")
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id"), index=True)
+    # Where the run came from (`RunOrigin`): production views count api and cli only (migration 0007).
+    origin: Mapped[str] = mapped_column(String(16), server_default="api")
     status: Mapped[str] = mapped_column(String(32))
     input: Mapped[str] = mapped_column(Text)
     output: Mapped[str | None] = mapped_column(Text)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from tether.store.records import RunStatus
+from tether.store.records import PRODUCTION_ORIGINS, RunStatus
 from tether.store.tables import AlertRow, ApprovalRow, FeedbackRow, RunRow, SpanRow, WorkerRow
 
 # Why a run did not succeed, from its status and the error text the runtime writes
@@ -167,23 +167,26 @@ class TelemetryStore:
     # -- live numbers ---------------------------------------------------------------------------
 
     async def ops_snapshot(self) -> OpsSnapshot:
+        """The live numbers behind the /metrics database gauges: production runs (api, cli) only."""
+        production = RunRow.origin.in_([str(o) for o in PRODUCTION_ORIGINS])
         async with self._sessions() as session:
             by_status = (
                 await session.execute(
                     select(RunRow.status, func.count())
                     .where(
+                        production,
                         RunRow.status.in_(
                             [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_FOR_APPROVAL]
-                        )
+                        ),
                     )
                     .group_by(RunRow.status)
                 )
             ).all()
             pending, oldest = (
                 await session.execute(
-                    select(func.count(), func.min(ApprovalRow.created_at)).where(
-                        ApprovalRow.status == "pending"
-                    )
+                    select(func.count(), func.min(ApprovalRow.created_at))
+                    .join(RunRow, RunRow.id == ApprovalRow.run_id)
+                    .where(ApprovalRow.status == "pending", production)
                 )
             ).one()
             workers = (
@@ -195,6 +198,7 @@ class TelemetryStore:
                 await session.execute(
                     select(RunRow.release_version, FeedbackRow.score, func.count())
                     .join(RunRow, RunRow.id == FeedbackRow.run_id)
+                    .where(production)
                     .group_by(RunRow.release_version, FeedbackRow.score)
                 )
             ).all()
@@ -207,8 +211,12 @@ class TelemetryStore:
         )
 
     async def active_tenants(self, *, since: datetime) -> list[str]:
-        """Tenants with runs created since `since` (the ones alert rules are evaluated for)."""
-        query = select(RunRow.tenant_id).where(RunRow.created_at >= since).distinct()
+        """Tenants with production runs created since `since` (the ones alert rules are evaluated for)."""
+        query = (
+            select(RunRow.tenant_id)
+            .where(RunRow.created_at >= since, RunRow.origin.in_([str(o) for o in PRODUCTION_ORIGINS]))
+            .distinct()
+        )
         async with self._sessions() as session:
             return sorted(str(t) for t in (await session.scalars(query)).all())
 

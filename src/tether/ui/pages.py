@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from tether.api.auth import authenticate
 from tether.api.deps import ServiceState, State, tenant_run
 from tether.store.insights import RunStats
-from tether.store.records import RunRecord, RunStatus
+from tether.store.records import PRODUCTION_ORIGINS, RunRecord, RunStatus
 from tether.store.repository import ConflictError
 from tether.store.telemetry import ERROR_TYPES
 from tether.ui import session as sessions
@@ -26,6 +26,7 @@ from tether.ui.auth import PageError, checked_form, current_session, needs, safe
 from tether.ui.format import FILTERS
 from tether.ui.session import Session
 from tether.ui.views import (
+    ORIGIN_CHOICES,
     STATUSES,
     WINDOWS,
     BadInput,
@@ -167,7 +168,9 @@ async def logout(request: Request, session: Annotated[Session, Depends(current_s
 async def _status(state: ServiceState, tenant_id: str) -> dict[str, Any]:
     workers = await state.store.live_workers(within_s=state.settings.worker_fresh_s)
     active = await state.store.insights.active_runs(tenant_id=tenant_id)
-    pending = len(await state.store.list_approvals(status="pending", tenant_id=tenant_id))
+    pending = len(
+        await state.store.list_approvals(status="pending", tenant_id=tenant_id, origins=PRODUCTION_ORIGINS)
+    )
     problems = [] if workers else ["no worker has sent a heartbeat recently: queued runs will wait"]
     return {
         "ok": not problems,
@@ -292,6 +295,7 @@ async def runs(request: Request, state: State, session: Reader) -> HTMLResponse:
             "tools": tools,
             "windows": list(WINDOWS),
             "error_types": ERROR_TYPES,
+            "origins": ORIGIN_CHOICES,
         },
         session=session,
         status=status,
@@ -323,7 +327,6 @@ async def _run_context(state: ServiceState, run: RunRecord) -> dict[str, Any]:
         "steps": steps,
         "approvals": approvals,
         "events": events,
-        "guardrails": [s for s in spans if s.operation == "guardrail"],
         "live": not run.status.is_final,
         "now": now,
     }
@@ -353,7 +356,9 @@ async def approvals(
     decided: str | None = None,
     outcome: str | None = None,
 ) -> HTMLResponse:
-    pending = await state.store.list_approvals(status="pending", tenant_id=session.caller.tenant_id)
+    pending = await state.store.list_approvals(
+        status="pending", tenant_id=session.caller.tenant_id, origins=PRODUCTION_ORIGINS
+    )
     runs_by_id: dict[str, RunRecord] = {}
     for approval in pending:
         if approval.run_id not in runs_by_id:

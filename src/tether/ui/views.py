@@ -10,8 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from tether.store.insights import BLOCKED, RunFilter, RunStats
-from tether.store.records import ApprovalRecord, RunRecord, RunStatus, StepKind, StepRecord
+from tether.store.insights import RunFilter, RunStats
+from tether.store.records import (
+    ApprovalRecord,
+    RunOrigin,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    parse_origins,
+)
 from tether.store.telemetry import ERROR_TYPES, SpanRecord
 from tether.ui.format import NONE
 
@@ -24,7 +32,11 @@ WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
     "30d": (timedelta(days=30), timedelta(days=1)),
 }
 DEFAULT_WINDOW = "24h"
-STATUSES = [str(s) for s in RunStatus] + [BLOCKED]
+STATUSES = [str(s) for s in RunStatus]
+# Guardrails are not built yet: the dashboard offers no `blocked` status, guardrail filter or safety
+# incidents. The store keeps the seam (`RunFilter.guardrail`, `safety_incident`, guardrail spans).
+ORIGIN_CHOICES = ["production", "all", *(str(o) for o in RunOrigin)]
+"""The runs page's origin filter: production (api and cli, the default), every origin, or one."""
 
 
 class BadInput(ValueError):
@@ -157,15 +169,6 @@ def health_cards(
             f"{now.tool_errors} of {now.tool_calls} tool calls failed",
         ),
         card(
-            "Safety incidents",
-            now.safety_incidents,
-            before.safety_incidents,
-            count,
-            "down",
-            runs_link(window=window, incident="1"),
-            "runs a guardrail blocked or flagged, or with a tool call a reviewer rejected",
-        ),
-        card(
             "Positive feedback",
             now.positive_feedback_rate,
             before.positive_feedback_rate,
@@ -282,17 +285,17 @@ def run_filter(params: dict[str, str], tenant_id: str, now: datetime) -> RunFilt
             ("max_latency_ms", "maximum latency"),
         )
     }
+    origin = _text(params, "origin")
     return RunFilter(
         tenant_id=tenant_id,
+        origins=parse_origins([origin] if origin else None),
         release=_text(params, "release"),
         status=status,
         user_id=_text(params, "user"),
         thread_id=_text(params, "thread"),
         error_type=error_type,
-        guardrail=_text(params, "guardrail"),
         tool=_text(params, "tool"),
         tool_failed=params.get("tool_failed", "") in ("1", "on", "true"),
-        safety_incident=params.get("incident", "") in ("1", "on", "true"),
         since=since,
         until=until,
         min_cost_usd=ranges["min_cost"],

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from tether.api.auth import Caller
 from tether.api.deps import State, require
 from tether.api.schemas import ApprovalOut, Problem
+from tether.store.records import PRODUCTION_ORIGINS
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -19,6 +20,10 @@ router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 async def pending_approvals(
     state: State, caller: Annotated[Caller, Depends(require("approvals"))]
 ) -> list[ApprovalOut]:
-    """Pending approvals, oldest first. Decide one with `POST /v1/runs/{run_id}/approvals/{approval_id}`."""
-    records = await state.store.list_approvals(status="pending", tenant_id=caller.tenant_id)
+    """Pending approvals of production runs (api, cli), oldest first; an eval's or drill's parked
+    call is cancelled by its runner, never decided by a human. Decide one with
+    `POST /v1/runs/{run_id}/approvals/{approval_id}`."""
+    records = await state.store.list_approvals(
+        status="pending", tenant_id=caller.tenant_id, origins=PRODUCTION_ORIGINS
+    )
     return [ApprovalOut.of(record) for record in records]

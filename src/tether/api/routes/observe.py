@@ -10,13 +10,13 @@ from pydantic import BaseModel
 
 from tether.api.auth import Caller
 from tether.api.deps import PresentedKey, State, authenticated, readable_user, require, visible_run
-from tether.api.schemas import Problem
+from tether.api.schemas import OriginQuery, Problem
 from tether.observe.alerts import parse_duration
 from tether.observe.metrics import CONTENT_TYPE
 from tether.observe.service import Telemetry
 from tether.observe.tracing import hex_trace_id
 from tether.store.insights import RunFilter
-from tether.store.records import RunRecord, RunStatus
+from tether.store.records import RunOrigin, RunRecord, RunStatus, parse_origins
 from tether.store.repository import as_utc, utc_now
 from tether.store.telemetry import ERROR_TYPES, AlertRecord, SpanRecord, error_type_of
 
@@ -51,6 +51,7 @@ class TraceOut(BaseModel):
     release: str
     user_id: str
     thread_id: str | None
+    origin: RunOrigin
     steps_used: int
     tools_called: list[str]
     input_tokens: int
@@ -73,6 +74,7 @@ class TraceOut(BaseModel):
             release=run.release_version,
             user_id=run.user_id,
             thread_id=run.thread_id,
+            origin=run.origin,
             steps_used=run.steps_used,
             tools_called=run.tools_called,
             input_tokens=run.input_tokens,
@@ -126,6 +128,7 @@ async def search_traces(
         str | None, Query(max_length=200, description="`any`, or a guardrail name that did not allow.")
     ] = None,
     feedback: Literal["positive", "negative", "any"] | None = None,
+    origin: OriginQuery = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TraceList:
@@ -157,6 +160,7 @@ async def search_traces(
                 min_latency_ms=min_latency_ms,
                 max_latency_ms=max_latency_ms,
                 feedback=feedback,
+                origins=parse_origins(origin),
             ),
             cursor=cursor,
             limit=limit,

@@ -19,11 +19,12 @@ from tether.api.schemas import (
     Decision,
     Feedback,
     FeedbackOut,
+    OriginQuery,
     Problem,
     RunList,
     RunOut,
 )
-from tether.store.records import RunRecord, RunStatus, StepRecord
+from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
 from tether.store.repository import ConflictError, NotFoundError
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -87,6 +88,7 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             user_id=caller.user_id,
             tenant_id=caller.tenant_id,
             input=body.input,
+            origin=RunOrigin.API,
             thread_id=body.thread_id,
             metadata=body.metadata,
         )
@@ -108,13 +110,16 @@ async def list_runs(
     release: Annotated[str | None, Query(max_length=200)] = None,
     user: Annotated[str | None, Query(max_length=200)] = None,
     since: datetime | None = None,
+    origin: OriginQuery = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunList:
-    """Runs of the caller's tenant, newest first (only the caller's own without `runs:read`)."""
+    """Runs of the caller's tenant, newest first (only the caller's own without `runs:read`);
+    production runs (api, cli) unless `origin` asks for others."""
     user = readable_user(caller, user)
     try:
         page = await state.store.page_runs(
+            origins=parse_origins(origin),
             tenant_id=caller.tenant_id,
             user_id=user,
             status=status,
