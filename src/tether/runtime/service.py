@@ -42,11 +42,14 @@ class Runtime:
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
         claim: bool = False,
+        key_id: str | None = None,
+        scopes: list[str] | None = None,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
 
         With `claim`, the run is created already leased to this runtime: for callers that execute it
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
+        `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -69,6 +72,8 @@ class Runtime:
             metadata=metadata,
             tenant_id=tenant_id,
             lease=(self.loop_settings.owner, self.loop_settings.lease_s) if claim else None,
+            key_id=key_id,
+            scopes=scopes,
         )
 
     async def execute(self, run_id: str) -> RunRecord:

@@ -89,6 +89,8 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             input=body.input,
             thread_id=body.thread_id,
             metadata=body.metadata,
+            key_id=caller.key_id,
+            scopes=sorted(caller.scopes),
         )
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
