@@ -1132,6 +1132,7 @@ def test_values_postgresql_cannot_store_are_client_errors(
     """NUL characters (and NaN inside JSON) are fine for SQLite but not for PostgreSQL text/JSON:
     they must be refused as bad input there, not reach the database and come back as a 500."""
     monkeypatch.setenv("TETHER_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("TETHER_UI_SESSION_SECRET", "a-shared-secret-for-postgresql-nodes")
     with serve(example_project, workers=0) as idle:
         admin = issue("ops", "t1", ("admin",))
         headers = {**bearer(admin), "Content-Type": "application/json"}

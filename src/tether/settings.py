@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
     ui_session_secret: str | None = None
-    """Mixed into the dashboard's session signatures; set the same value on every API node."""
+    """Signs dashboard sessions; required (the same value on every API node) unless the database is SQLite."""
     ui_session_hours: float = Field(default=12.0, gt=0)
     """How long a dashboard login lasts."""
     # Observability (docs/observability.md)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.limits import Limiter
+from tether.api.session_secret import resolve as resolve_session_secret
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
@@ -51,6 +52,9 @@ class ServiceOptions:
 
 
 def create_app(options: ServiceOptions) -> FastAPI:
+    """The service. Refuses (with a `ConfigError`) a dashboard session secret it cannot trust."""
+    session_secret = resolve_session_secret(options.settings.ui_session_secret, options.database_url)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = options.settings
@@ -85,7 +89,9 @@ def create_app(options: ServiceOptions) -> FastAPI:
                     runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
                 )
                 worker_task = asyncio.create_task(worker.run())
-            app.state.tether = ServiceState(store, runtime, release, settings, limiter, notifier, worker)
+            app.state.tether = ServiceState(
+                store, runtime, release, settings, limiter, notifier, worker, session_secret
+            )
             yield
         finally:
             if worker is not None and worker_task is not None:

@@ -29,6 +29,8 @@ class ServiceState:
     notifier: Notifier
     worker: Worker | None = None
     """The in-process worker of `tether serve`, woken when a run becomes claimable here."""
+    session_secret: str = ""
+    """Signs dashboard sessions (api/session_secret.py)."""
 
     def work_available(self) -> None:
         if self.worker is not None:

@@ -47,7 +47,7 @@ async def current_session(request: Request) -> Session:
     found = await sessions.check(
         state.store,
         request.cookies.get(sessions.SESSION_COOKIE),
-        settings.ui_session_secret,
+        state.session_secret,
         max_age_s=settings.ui_session_hours * 3600,
     )
     if found is None:

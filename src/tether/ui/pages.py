@@ -142,7 +142,9 @@ async def login(request: Request, state: State) -> Response:
     done = RedirectResponse(target, status_code=303)
     done.set_cookie(
         sessions.SESSION_COOKIE,
-        sessions.issue(record, state.settings.ui_session_secret),
+        await sessions.start(
+            state.store, record, state.session_secret, lifetime_s=state.settings.ui_session_hours * 3600
+        ),
         httponly=True,
         samesite="strict",
         secure=_cookie_secure(request),
@@ -154,8 +156,12 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, session: Annotated[Session, Depends(current_session)]) -> Response:
+async def logout(
+    request: Request, state: State, session: Annotated[Session, Depends(current_session)]
+) -> Response:
+    """End the session on the server (its cookie is refused from now on), then forget the cookie."""
     await checked_form(request, session)
+    await sessions.end(state.store, session)
     done = RedirectResponse("/ui/login", status_code=303)
     done.delete_cookie(sessions.SESSION_COOKIE, path=sessions.COOKIE_PATH)
     return done
