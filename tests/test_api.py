@@ -386,7 +386,7 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
     # accepting a run and deciding an approval wake it.
     monkeypatch.setenv("TETHER_WORKER_POLL_S", "600")
     with serve(example_project, workers=1) as client:
-        key = issue("u1", "t1", (*RW, "approvals"))
+        key, reviewer = issue("u1", "t1", RW), issue("rev", "t1", ("approvals",))
         time.sleep(0.5)  # let the worker finish its first look at the empty queue and go idle
         succeeded_run(client, key)
         parked = parked_refund(client, key)
@@ -394,7 +394,7 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
         decided = client.post(
             f"/v1/runs/{parked['run_id']}/approvals/{approval}",
             json={"decision": "approve", "reason": "receipt checked"},
-            headers=bearer(key),
+            headers=bearer(reviewer),
         )
         assert decided.status_code == 200, decided.text
         deadline = time.monotonic() + 30

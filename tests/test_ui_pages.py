@@ -351,13 +351,14 @@ def test_runs_search_filters_paginate_and_refuse_bad_input(shop: Path) -> None:
 
 
 def test_approving_and_rejecting_from_the_inbox_resumes_the_run(shop: Path) -> None:
-    key = issue("ops", "default", ["runs:write", "runs:read", "approvals"])
+    key = issue("app", "default", ["runs:write", "runs:read"])
+    reviewer = issue("ops", "default", ["runs:read", "approvals"])  # four eyes: not the run's own key
     with serve(shop) as client:
         first = submit(client, key, "refund 10042")
         second = submit(client, key, "refund 10043")
         for run in (first, second):
             settled(client, key, run["run_id"], {"waiting_for_approval"})
-        login(client, key, "/ui/approvals")
+        login(client, reviewer, "/ui/approvals")
         inbox = client.get("/ui/approvals")
         token = csrf_from(inbox.text)
         approvals = dict(re.findall(r'action="/ui/approvals/(run_[0-9a-f]+)/(apr_[0-9a-f]+)"', inbox.text))
@@ -400,11 +401,12 @@ def test_approving_and_rejecting_from_the_inbox_resumes_the_run(shop: Path) -> N
 
 
 def test_decisions_without_the_csrf_token_or_from_another_origin_are_refused(shop: Path) -> None:
-    key = issue("ops", "default", ["runs:write", "runs:read", "approvals"])
+    key = issue("app", "default", ["runs:write", "runs:read"])
+    reviewer = issue("ops", "default", ["runs:read", "approvals"])  # four eyes: not the run's own key
     with serve(shop) as client:
         run = submit(client, key, "refund 10042")
         settled(client, key, run["run_id"], {"waiting_for_approval"})
-        login(client, key, "/ui/approvals")
+        login(client, reviewer, "/ui/approvals")
         inbox = client.get("/ui/approvals")
         token = csrf_from(inbox.text)
         approval = re.findall(r'action="/ui/approvals/run_[0-9a-f]+/(apr_[0-9a-f]+)"', inbox.text)[0]

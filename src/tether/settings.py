@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     """/readyz needs a worker heartbeat at most this old."""
     ui_session_secret: str | None = None
     """Signs dashboard sessions; required (the same value on every API node) unless the database is SQLite."""
+    four_eyes: bool = True
+    """High-risk tool calls need an approver other than the run's own key and user."""
     ui_session_hours: float = Field(default=12.0, gt=0)
     """How long a dashboard login lasts."""
     # Observability (docs/observability.md)

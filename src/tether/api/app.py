@@ -17,8 +17,8 @@ from sqlalchemy.exc import DataError
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.limits import Limiter
-from tether.api.session_secret import resolve as resolve_session_secret
 from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.api.session_secret import resolve as resolve_session_secret
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.runtime.agents import AgentCache
+from tether.runtime.approvals import Decider, decide_approval
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
@@ -123,11 +124,28 @@ class Runtime:
     async def decide(
         self, run_id: str, *, approve: bool, reason: str | None, decided_by: str
     ) -> ApprovalRecord:
-        """Decide the run's pending approval; the run goes back to the queue for any worker."""
+        """Decide the run's pending approval as a local operator (the CLI: no API key).
+
+        The four-eyes rule still refuses a `decided_by` that names the run's own user.
+        """
         pending = await self.store.list_approvals(run_id=run_id, status="pending")
+        run = await self.store.get_run(run_id)
         if not pending:
-            run = await self.store.get_run(run_id)
             raise ConflictError(f"run {run_id} has no pending approval (status: {run.status})")
-        return await self.store.decide_approval(
-            pending[0].id, approve=approve, decided_by=decided_by, reason=reason
+        return await self.decide_approval(
+            run, pending[0].id, approve=approve, reason=reason, decider=Decider(decided_by)
+        )
+
+    async def decide_approval(
+        self, run: RunRecord, approval_id: str, *, approve: bool, reason: str | None, decider: Decider
+    ) -> ApprovalRecord:
+        """Decide one approval of the run (four-eyes rule per settings); the run goes back to the queue."""
+        return await decide_approval(
+            self.store,
+            run,
+            approval_id,
+            approve=approve,
+            reason=reason,
+            decider=decider,
+            four_eyes=self.settings.four_eyes,
         )

@@ -17,9 +17,10 @@ from fastapi.templating import Jinja2Templates
 
 from tether.api.auth import authenticate
 from tether.api.deps import ServiceState, State, tenant_run
+from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.insights import RunStats
 from tether.store.records import RunRecord, RunStatus
-from tether.store.repository import ConflictError
+from tether.store.repository import ConflictError, NotFoundError
 from tether.store.telemetry import ERROR_TYPES
 from tether.ui import session as sessions
 from tether.ui.auth import PageError, checked_form, current_session, needs, safe_next
@@ -388,14 +389,21 @@ async def decide(
         raise PageError(400, "Reason too long", "Keep the reason under 2000 characters.")
     if decision == "reject" and reason is None:
         raise PageError(400, "Reason needed", "Say why you reject the call: the agent reads it.")
-    await _tenant_run(state, session, run_id)
-    pending = await state.store.list_approvals(run_id=run_id)
-    if not any(a.id == approval_id for a in pending):
-        raise PageError(404, "No such approval", f"There is no approval {approval_id!r} on run {run_id!r}.")
+    run = await _tenant_run(state, session, run_id)
     try:
-        record = await state.store.decide_approval(
-            approval_id, approve=decision == "approve", decided_by=session.caller.user_id, reason=reason
+        record = await state.runtime.decide_approval(
+            run,
+            approval_id,
+            approve=decision == "approve",
+            reason=reason,
+            decider=Decider(session.caller.user_id, session.caller.key_id),
         )
+    except NotFoundError:
+        raise PageError(
+            404, "No such approval", f"There is no approval {approval_id!r} on run {run_id!r}."
+        ) from None
+    except FourEyesError as exc:
+        raise PageError(403, "Another reviewer needed", str(exc)) from None
     except ConflictError as exc:
         raise PageError(409, "Already decided", str(exc)) from None
     state.work_available()
