@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     requests_per_minute_per_key: int = Field(default=600, gt=0)
     runs_per_minute_per_user: int = Field(default=60, gt=0)
+    auth_failures_per_minute: int = Field(default=20, gt=0)
+    """Wrong API keys and failed dashboard logins one client may make per minute before getting 429."""
     user_daily_budget_usd: float | None = Field(default=None, gt=0)
     tenant_monthly_budget_usd: float | None = Field(default=None, gt=0)
     max_input_chars: int = Field(default=32_000, gt=0)

@@ -83,6 +83,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 user_daily_budget_usd=settings.user_daily_budget_usd,
                 tenant_monthly_budget_usd=settings.tenant_monthly_budget_usd,
                 redis_url=settings.redis_url,
+                auth_failures_per_minute=settings.auth_failures_per_minute,
             )
             if options.embedded_worker_concurrency > 0:
                 worker = Worker(

@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tether.api.auth import authenticate
-from tether.api.deps import ServiceState, State, tenant_run
+from tether.api.deps import ServiceState, State, client_address, tenant_run
+from tether.api.limits import Refusal
 from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.insights import RunStats
 from tether.store.records import RunRecord, RunStatus
@@ -114,6 +115,16 @@ def _with_login_token(page: ResponseT, request: Request, token: str) -> Response
     return page
 
 
+def _slow_down(refusal: Refusal) -> PageError:
+    """Too many failed logins from this client: the same limit as wrong API keys."""
+    return PageError(
+        refusal.status,
+        "Too many attempts",
+        f"Too many failed logins from here. Try again in {refusal.retry_after_s} seconds.",
+        headers={"Retry-After": str(refusal.retry_after_s)},
+    )
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, state: State) -> Response:
     form = await request.form()
@@ -124,9 +135,14 @@ async def login(request: Request, state: State) -> Response:
     ):
         raise PageError(403, "Form expired", "The login form expired. Open the login page again.")
     key = str(form.get("key") or "").strip()
+    client = client_address(request)
+    if (blocked := await state.limiter.check_auth_client(client)) is not None:
+        raise _slow_down(blocked)
     caller = await authenticate(state.store, key) if key else None
     record = await state.store.get_api_key(caller.key_id) if caller else None
     if caller is None or record is None:
+        if (refusal := await state.limiter.auth_failed(client)) is not None:
+            raise _slow_down(refusal)
         fresh = sessions.login_token()
         page = render(
             request,
