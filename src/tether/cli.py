@@ -29,6 +29,7 @@ from tether.agent.release import diff_snapshots
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import SCOPES, issue_key
 from tether.api.routes.observe import TraceOut
+from tether.api.server import server_config
 from tether.models.pricing import UnknownPriceError
 from tether.observe.alerts import AlertEvaluator, parse_duration, rules_for
 from tether.observe.logs import configure_logging, secrets_from_environment
@@ -570,15 +571,7 @@ def _serve(
         finally:
             await store.close()
         # Logging is configured once, by `main` (JSON or console); the app logs each request itself.
-        config = uvicorn.Config(
-            create_app(options),
-            host=host,
-            port=port,
-            log_level="info",
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-        )
+        config = server_config(create_app(options), host=host, port=port, settings=options.settings)
         await uvicorn.Server(config).serve()
 
     _run(body)
