@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     tenant_monthly_budget_usd: float | None = Field(default=None, gt=0)
     max_input_chars: int = Field(default=32_000, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """A client must send a whole request line and headers within this many seconds, or is cut off."""
+    http_keep_alive_s: int = Field(default=5, gt=0)
+    """An idle keep-alive connection is closed after this many seconds (uvicorn's timeout_keep_alive)."""
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
