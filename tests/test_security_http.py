@@ -1,6 +1,7 @@
-"""Connection timeouts of the served API (issue 10 item 4d): a client that opens a connection and
-sends only part of a request head is cut off after TETHER_HTTP_HEADER_TIMEOUT_S, while complete
-requests (and a slow but complete one) are served as usual."""
+"""The served API's connections (issue 10 items 4d and 4e): a client that opens a connection and
+sends only part of a request head is cut off after TETHER_HTTP_HEADER_TIMEOUT_S while complete
+requests are served as usual; a client closing an event stream is logged as the normal thing it is
+(one INFO line), not as an ERROR with a traceback."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from conftest import EXAMPLE
-from service_helpers import Api, Fleet, create_key, free_port, service_env
+from service_helpers import Api, Fleet, Proc, create_key, free_port, service_env
 
 HEADER_TIMEOUT_S = 2
 GENEROUS_S = 60.0
 
 
+@dataclass
+class Served:
+    port: int
+    key: str
+    proc: Proc
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """`tether serve` on the example agent with a short header timeout; yields its port."""
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`tether serve` on the example agent with a short header timeout."""
     tmp_path = tmp_path_factory.mktemp("served")
     project = tmp_path / "support_agent"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".tether", "data", "__pycache__"))
@@ -29,13 +38,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         code_cache=tmp_path / "code",
     )
     env["TETHER_HTTP_HEADER_TIMEOUT_S"] = str(HEADER_TIMEOUT_S)
-    key = create_key(project, env, user="ops", scopes="admin")
+    key = create_key(project, env, user="u1", scopes="admin")
     port = free_port()
     with Fleet(project, env, tmp_path / "logs") as fleet:
         proc = fleet.start_serve(port, concurrency=1)
         with Api(port, key) as api:
             api.wait_ready(workers=1, timeout=GENEROUS_S, procs=[proc])
-        yield port
+        yield Served(port, key, proc)
+
+
+@pytest.fixture
+def served(service: Served) -> int:
+    return service.port
 
 
 def _closed_by_server(sock: socket.socket) -> float:
@@ -87,3 +101,26 @@ def test_complete_requests_are_served_and_keep_alive_still_works(served: int) ->
             assert _response(sock).startswith(b"HTTP/1.1 200")
         # Then idle: the keep-alive timeout (or the header deadline) closes it.
         _closed_by_server(sock)
+
+
+def test_a_client_closing_an_event_stream_is_logged_as_info_not_as_an_error(service: Served) -> None:
+    with Api(service.port, service.key) as api:
+        answer = api.client.post("/v1/runs", json={"input": "I want a refund for order 12346", "wait": 30})
+        run_id = answer.json()["run_id"]
+        assert answer.json()["status"] == "waiting_for_approval"  # so its stream stays open
+        with api.client.stream("GET", f"/v1/runs/{run_id}/events") as stream:
+            first = next(stream.iter_lines())
+            assert first.startswith(("id:", "event:", ":"))
+        # The client is gone; wait (boundedly) for the server to notice and say so.
+        path = f"/v1/runs/{run_id}/events"
+        deadline = time.monotonic() + GENEROUS_S
+        while not any("client closed the connection" in line and path in line for line in _log(service)):
+            assert time.monotonic() < deadline, "the server never logged the closed stream"
+            time.sleep(0.2)
+    about_it = [line for line in _log(service) if path in line or "Exception in ASGI" in line]
+    assert about_it and all('"level": "info"' in line for line in about_it), about_it
+    assert not any("Traceback" in line and path in line for line in _log(service))
+
+
+def _log(service: Served) -> list[str]:
+    return service.proc.output().splitlines()

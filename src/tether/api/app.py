@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError
 
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
+from tether.api.disconnects import ClientDisconnects
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
@@ -114,6 +115,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
     for module in (runs, approvals, threads, releases, health, observe):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
