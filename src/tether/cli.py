@@ -541,6 +541,7 @@ def _serve(
 ) -> None:
     async def body() -> None:
         options = _service_options(project, release, concurrency)
+        options = dataclasses.replace(options, session_secret=options.resolve_session_secret())
         store = await Store.open(options.database_url)
         try:
             # Resolve the release here, so a problem is one clear line rather than a traceback from the
