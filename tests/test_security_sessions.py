@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 from test_ui_pages import issue, login, serve, set_session
 from ui_helpers import csrf_from, write_shop_project
@@ -85,8 +86,8 @@ def test_a_secret_file_others_can_read_is_refused(shop: Path, isolated_env: Path
     path.write_text("x" * 40)
     path.chmod(0o644)
     options = ServiceOptions(project=shop, release="v2", settings=Settings())
-    with pytest.raises(ConfigError, match="chmod 600"):
-        create_app(options)
+    with pytest.raises(ConfigError, match="chmod 600"), TestClient(create_app(options)):
+        pass
 
 
 def test_a_configured_secret_is_used_and_must_be_long_enough(
@@ -94,9 +95,10 @@ def test_a_configured_secret_is_used_and_must_be_long_enough(
 ) -> None:
     monkeypatch.setenv("TETHER_UI_SESSION_SECRET", "short")
     with pytest.raises(ConfigError, match="too short"):
-        create_app(ServiceOptions(project=shop, release="v2", settings=Settings()))
+        ServiceOptions(project=shop, release="v2", settings=Settings()).resolve_session_secret()
     monkeypatch.setenv("TETHER_UI_SESSION_SECRET", "a-long-enough-configured-secret")
-    create_app(ServiceOptions(project=shop, release="v2", settings=Settings()))
+    with serve(shop, workers=0) as client:
+        assert client.get("/healthz").status_code == 200
     assert not (isolated_env / SECRET_FILE).exists()
 
 

@@ -42,6 +42,15 @@ class ServiceOptions:
     release: str | None = None
     embedded_worker_concurrency: int = 0
     settings: Settings = field(default_factory=Settings)
+    session_secret: str | None = None
+    """Signs dashboard sessions; resolved at startup when not given (see `resolve_session_secret`)."""
+
+    def resolve_session_secret(self) -> str:
+        """The configured or generated session secret, or a `ConfigError` saying what to set.
+
+        `tether serve`/`api` call this before starting the server, so a refusal is one clear line.
+        """
+        return resolve_session_secret(self.settings.ui_session_secret, self.database_url)
 
     @property
     def database_url(self) -> str:
@@ -53,12 +62,10 @@ class ServiceOptions:
 
 
 def create_app(options: ServiceOptions) -> FastAPI:
-    """The service. Refuses (with a `ConfigError`) a dashboard session secret it cannot trust."""
-    session_secret = resolve_session_secret(options.settings.ui_session_secret, options.database_url)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = options.settings
+        session_secret = options.session_secret or options.resolve_session_secret()
         notifier = notifier_for(settings.redis_url)
         await notifier.start()
         store = await Store.open(options.database_url, on_event=notifier.publish)
