@@ -196,6 +196,7 @@ def service_env(
         TETHER_MODEL_BACKOFF_S="0",
         TETHER_REQUESTS_PER_MINUTE_PER_KEY="1000000",
         TETHER_RUNS_PER_MINUTE_PER_USER="1000000",
+        TETHER_UI_SESSION_SECRET="one-secret-shared-by-every-node-of-this-deployment",
         PYTHONUNBUFFERED="1",
     )
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):

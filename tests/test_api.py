@@ -386,7 +386,7 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
     # accepting a run and deciding an approval wake it.
     monkeypatch.setenv("TETHER_WORKER_POLL_S", "600")
     with serve(example_project, workers=1) as client:
-        key = issue("u1", "t1", (*RW, "approvals"))
+        key, reviewer = issue("u1", "t1", RW), issue("rev", "t1", ("approvals",))
         time.sleep(0.5)  # let the worker finish its first look at the empty queue and go idle
         succeeded_run(client, key)
         parked = parked_refund(client, key)
@@ -394,7 +394,7 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
         decided = client.post(
             f"/v1/runs/{parked['run_id']}/approvals/{approval}",
             json={"decision": "approve", "reason": "receipt checked"},
-            headers=bearer(key),
+            headers=bearer(reviewer),
         )
         assert decided.status_code == 200, decided.text
         deadline = time.monotonic() + 30
@@ -1134,6 +1134,7 @@ def test_values_postgresql_cannot_store_are_client_errors(
     """NUL characters (and NaN inside JSON) are fine for SQLite but not for PostgreSQL text/JSON:
     they must be refused as bad input there, not reach the database and come back as a 500."""
     monkeypatch.setenv("TETHER_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("TETHER_UI_SESSION_SECRET", "a-shared-secret-for-postgresql-nodes")
     with serve(example_project, workers=0) as idle:
         admin = issue("ops", "t1", ("admin",))
         headers = {**bearer(admin), "Content-Type": "application/json"}

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from conftest import Cli
 from fastapi.testclient import TestClient
+from itsdangerous import URLSafeTimedSerializer
 from ui_helpers import TRAFFIC, csrf_from, write_shop_project
 
 from tether.api.app import ServiceOptions, create_app
@@ -172,22 +173,22 @@ def test_login_refuses_open_redirects_and_forged_forms(shop: Path) -> None:
         assert "tether_session" not in forged.headers.get("set-cookie", "")
 
 
-def test_tampered_expired_or_revoked_sessions_go_back_to_login(shop: Path, cli: Cli) -> None:
+def test_tampered_or_revoked_sessions_go_back_to_login(shop: Path, cli: Cli) -> None:
     key = issue("ops", "default", ["runs:read"])
     with serve(shop, workers=0) as client:
         login(client, key)
         good = next(c.value for c in client.cookies.jar if c.name == sessions.SESSION_COOKIE)
         assert good
-        key_id, issued, signature = good.split(".")
-        forged = f"{key_id}.{issued}.{'0' * 64}"
-        set_session(client, forged)
+        payload, issued, signature = good.split(".")
+        flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+        set_session(client, f"{payload}.{issued}.{flipped}")
         assert client.get("/ui/health").status_code == 303
-        stale = f"{key_id}.{int(issued) - 13 * 3600}.{signature}"  # signature no longer matches either
-        set_session(client, stale)
+        set_session(client, "garbage")
         assert client.get("/ui/health").status_code == 303
 
         set_session(client, good)
         assert client.get("/ui/health").status_code == 200
+        key_id = "key_" + key.split("_")[1]
         cli("keys", "revoke", "--project", shop, key_id)
         assert client.get("/ui/health").status_code == 303
         polled = client.get("/ui/runs/whatever/live", headers={"HX-Request": "true"})
@@ -195,20 +196,25 @@ def test_tampered_expired_or_revoked_sessions_go_back_to_login(shop: Path, cli: 
         assert polled.headers["hx-redirect"].startswith("/ui/login")
 
 
-async def test_session_signatures_expire_and_bind_to_the_key(tmp_path: Path) -> None:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+async def test_sessions_need_the_server_secret_and_a_live_server_side_record(tmp_path: Path) -> None:
+    now = [datetime(2026, 11, 30, 12, 0, tzinfo=UTC)]
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 's.db'}", clock=lambda: now[0])
+    secret = "s3cret-s3cret-s3cret"
     try:
         record, _ = await issue_key(store, user_id="u", tenant_id="t", scopes=["runs:read"])
-        cookie = sessions.issue(record, "secret", now=1_000_000)
-        found = await sessions.check(store, cookie, "secret", max_age_s=3600, now=1_000_100)
-        assert found is not None and found.caller.user_id == "u"
-        assert await sessions.check(store, cookie, "other secret", max_age_s=3600, now=1_000_100) is None
-        assert await sessions.check(store, cookie, "secret", max_age_s=3600, now=1_003_601) is None
-        assert await sessions.check(store, cookie, "secret", max_age_s=3600, now=999_000) is None
-        other, _ = await issue_key(store, user_id="v", tenant_id="t", scopes=["runs:read"])
-        swapped = cookie.replace(record.id, other.id)
-        assert await sessions.check(store, swapped, "secret", max_age_s=3600, now=1_000_100) is None
-        assert await sessions.check(store, "garbage", "secret", max_age_s=3600) is None
+        cookie = await sessions.start(store, record, secret, lifetime_s=3600)
+        found = await sessions.check(store, cookie, secret, max_age_s=3600)
+        assert found is not None and found.caller.user_id == "u" and found.csrf_token
+        assert await sessions.check(store, cookie, "another-secret-entirely", max_age_s=3600) is None
+        # Correctly signed, but for a session the server never started: refused.
+        minted = URLSafeTimedSerializer(secret, salt="tether.ui.session").dumps({"sid": "made-up"})
+        assert await sessions.check(store, minted, secret, max_age_s=3600) is None
+        now[0] += timedelta(seconds=3601)  # the server-side record expires by the store's clock
+        assert await sessions.check(store, cookie, secret, max_age_s=3600) is None
+        now[0] -= timedelta(seconds=3601)
+        assert found == await sessions.check(store, cookie, secret, max_age_s=3600)
+        await sessions.end(store, found)
+        assert await sessions.check(store, cookie, secret, max_age_s=3600) is None
     finally:
         await store.close()
 
@@ -345,13 +351,14 @@ def test_runs_search_filters_paginate_and_refuse_bad_input(shop: Path) -> None:
 
 
 def test_approving_and_rejecting_from_the_inbox_resumes_the_run(shop: Path) -> None:
-    key = issue("ops", "default", ["runs:write", "runs:read", "approvals"])
+    key = issue("app", "default", ["runs:write", "runs:read"])
+    reviewer = issue("ops", "default", ["runs:read", "approvals"])  # four eyes: not the run's own key
     with serve(shop) as client:
         first = submit(client, key, "refund 10042")
         second = submit(client, key, "refund 10043")
         for run in (first, second):
             settled(client, key, run["run_id"], {"waiting_for_approval"})
-        login(client, key, "/ui/approvals")
+        login(client, reviewer, "/ui/approvals")
         inbox = client.get("/ui/approvals")
         token = csrf_from(inbox.text)
         approvals = dict(re.findall(r'action="/ui/approvals/(run_[0-9a-f]+)/(apr_[0-9a-f]+)"', inbox.text))
@@ -428,11 +435,12 @@ def test_the_dashboard_counts_production_and_filters_runs_by_origin(shop: Path, 
 
 
 def test_decisions_without_the_csrf_token_or_from_another_origin_are_refused(shop: Path) -> None:
-    key = issue("ops", "default", ["runs:write", "runs:read", "approvals"])
+    key = issue("app", "default", ["runs:write", "runs:read"])
+    reviewer = issue("ops", "default", ["runs:read", "approvals"])  # four eyes: not the run's own key
     with serve(shop) as client:
         run = submit(client, key, "refund 10042")
         settled(client, key, run["run_id"], {"waiting_for_approval"})
-        login(client, key, "/ui/approvals")
+        login(client, reviewer, "/ui/approvals")
         inbox = client.get("/ui/approvals")
         token = csrf_from(inbox.text)
         approval = re.findall(r'action="/ui/approvals/run_[0-9a-f]+/(apr_[0-9a-f]+)"', inbox.text)[0]

@@ -178,6 +178,9 @@ def dashboard_service(workdir: Path, *, history: bool = False) -> Iterator[Dashb
     if history:
         asyncio.run(seed_history(env["TETHER_DATABASE_URL"], ["v1", "v2"]))
     key = create_key(project, env, user="ops", scopes="runs:write,runs:read,approvals")
+    # The traffic comes from an application's key: the four-eyes rule keeps the key that asked for a
+    # refund from approving it, and `ops` approves from the dashboard.
+    app_key = create_key(project, env, user="app", scopes="runs:write,runs:read")
     port = free_port()
     log = workdir / "serve.log"
     with open(log, "wb") as sink:
@@ -191,7 +194,7 @@ def dashboard_service(workdir: Path, *, history: bool = False) -> Iterator[Dashb
     base_url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            base_url=base_url, headers={"Authorization": f"Bearer {app_key}"}, timeout=30
         ) as client:
             deadline = time.monotonic() + 60
             while True:

@@ -8,6 +8,8 @@ keeping the refunds and notes that runs wrote.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -358,6 +360,27 @@ POLICY_SECTIONS: tuple[tuple[int, str, str], ...] = (
 def now_iso() -> str:
     """The current UTC time as an ISO-8601 string (only for `created_at` audit stamps)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+DEFAULT_TENANT = "default"
+_PLAIN_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def shop_dir(data_dir: Path, tenant_id: str) -> Path:
+    """The folder of one tenant's shop: every tenant has its own customers, orders and refunds.
+
+    Customer ids repeat across tenants (two tenants may each have a `u1`), so data is keyed by
+    tenant first and customer second. The `default` tenant keeps `data_dir` itself; any other
+    tenant gets `data_dir/tenants/<tenant>/`, seeded with the same demo shop on first use (a
+    tenant id that is not a plain name is hashed, so it can never name a path outside).
+    """
+    if tenant_id == DEFAULT_TENANT:
+        return Path(data_dir)
+    if _PLAIN_TENANT.fullmatch(tenant_id):
+        name = tenant_id
+    else:
+        name = "_" + hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
+    return Path(data_dir) / "tenants" / name
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:

@@ -1,6 +1,8 @@
 """The support agent's tools: policy search, order lookup, return eligibility and refunds.
 
-Every tool acts for `ctx.user_id` only: an order on another customer's account is reported as
+Every tool acts for one customer of one tenant: it opens that tenant's shop (`shop_dir`, keyed by
+`ctx.tenant_id`) and only ever reads or writes `ctx.user_id`'s orders there, because user ids repeat
+across tenants. An order on another customer's account, or in another tenant's shop, is reported as
 not found, never shown. Write tools store `ctx.idempotency_key` so a retried call is harmless.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from tether import ToolContext, tool
 
-from .data import RETURN_WINDOW_DAYS, TODAY, connect, now_iso, transaction
+from .data import RETURN_WINDOW_DAYS, TODAY, connect, now_iso, shop_dir, transaction
 from .text import terms
 
 
@@ -28,6 +30,11 @@ def _own_order(conn: sqlite3.Connection, order_id: str, user_id: str) -> sqlite3
         "SELECT * FROM orders WHERE id = ? AND customer_id = ?", (order_id, user_id)
     ).fetchone()
     return row
+
+
+def _shop(ctx: ToolContext) -> sqlite3.Connection:
+    """The calling tenant's shop database (never another tenant's)."""
+    return connect(shop_dir(ctx.data_dir, ctx.tenant_id))
 
 
 def _not_found(order_id: str) -> dict[str, Any]:
@@ -59,7 +66,7 @@ def search_policy(query: str, ctx: ToolContext) -> list[dict[str, Any]]:
     wanted = set(terms(query))
     if not wanted:
         return []
-    with closing(connect(ctx.data_dir)) as conn:
+    with closing(_shop(ctx)) as conn:
         sections = conn.execute("SELECT id, title, body FROM policy_sections ORDER BY id").fetchall()
     scored: list[tuple[int, int, sqlite3.Row]] = []
     for row in sections:
@@ -83,7 +90,7 @@ def lookup_order(order_id: str, ctx: ToolContext) -> dict[str, Any]:
         The order's details, or {"error": ...} when the customer has no such order.
     """
     order_id = _normalize_order_id(order_id)
-    with closing(connect(ctx.data_dir)) as conn:
+    with closing(_shop(ctx)) as conn:
         row = _own_order(conn, order_id, ctx.user_id)
     if row is None:
         return _not_found(order_id)
@@ -161,7 +168,7 @@ def check_return_eligibility(order_id: str, ctx: ToolContext) -> dict[str, Any]:
         manufacturer warranty (warranty_until, under_warranty), or {"error": ...}.
     """
     order_id = _normalize_order_id(order_id)
-    with closing(connect(ctx.data_dir)) as conn:
+    with closing(_shop(ctx)) as conn:
         order = _own_order(conn, order_id, ctx.user_id)
         if order is None:
             return _not_found(order_id)
@@ -180,7 +187,7 @@ def draft_refund_note(order_id: str, note: str, ctx: ToolContext) -> dict[str, A
         The stored note, with its id; a retry of the same call returns the same note.
     """
     order_id = _normalize_order_id(order_id)
-    with closing(connect(ctx.data_dir)) as conn, transaction(conn):
+    with closing(_shop(ctx)) as conn, transaction(conn):
         if _own_order(conn, order_id, ctx.user_id) is None:
             return _not_found(order_id)
         conn.execute(
@@ -214,7 +221,7 @@ def issue_refund(order_id: str, amount_usd: float, reason: str, ctx: ToolContext
     """
     order_id = _normalize_order_id(order_id)
     amount = round(amount_usd, 2)
-    with closing(connect(ctx.data_dir)) as conn, transaction(conn):
+    with closing(_shop(ctx)) as conn, transaction(conn):
         existing = conn.execute(
             "SELECT * FROM refunds WHERE idempotency_key = ?", (ctx.idempotency_key,)
         ).fetchone()

@@ -21,15 +21,23 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     requests_per_minute_per_key: int = Field(default=600, gt=0)
     runs_per_minute_per_user: int = Field(default=60, gt=0)
+    auth_failures_per_minute: int = Field(default=20, gt=0)
+    """Wrong API keys and failed dashboard logins one client may make per minute before getting 429."""
     user_daily_budget_usd: float | None = Field(default=None, gt=0)
     tenant_monthly_budget_usd: float | None = Field(default=None, gt=0)
     max_input_chars: int = Field(default=32_000, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0)
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    """A client must send a whole request line and headers within this many seconds, or is cut off."""
+    http_keep_alive_s: int = Field(default=5, gt=0)
+    """An idle keep-alive connection is closed after this many seconds (uvicorn's timeout_keep_alive)."""
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
     ui_session_secret: str | None = None
-    """Mixed into the dashboard's session signatures; set the same value on every API node."""
+    """Signs dashboard sessions; required (the same value on every API node) unless the database is SQLite."""
+    four_eyes: bool = True
+    """High-risk tool calls need an approver other than the run's own key and user."""
     ui_session_hours: float = Field(default=12.0, gt=0)
     """How long a dashboard login lasts."""
     # Observability (docs/observability.md)

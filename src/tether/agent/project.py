@@ -11,9 +11,7 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import traceback
 import types
@@ -23,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tether.agent.code_cache import materialize, sources_digest
 from tether.agent.config import ConfigError, ProjectConfig, load_config
 from tether.agent.tools import Tool, collect_tools
 
@@ -44,7 +43,7 @@ class ProjectSnapshot(BaseModel):
 
     @property
     def code_hash(self) -> str:
-        return _digest(self.sources)
+        return sources_digest(self.sources)
 
     def parsed_config(self) -> ProjectConfig:
         return ProjectConfig.model_validate(self.config)
@@ -112,36 +111,11 @@ def snapshot_project(root: Path) -> ProjectSnapshot:
 _load_lock = threading.Lock()
 
 
-def _code_dir(code_hash: str) -> Path:
-    base = Path(
-        os.environ.get("TETHER_CODE_CACHE", Path(tempfile.gettempdir()) / f"tether-code-{os.getuid()}")
-    )
-    return base / code_hash
-
-
-def _materialize(snapshot: ProjectSnapshot) -> Path:
-    """Write the snapshot's sources to a content-addressed folder (once) and return it."""
-    target = _code_dir(snapshot.code_hash)
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
-    for relative, text in snapshot.sources.items():
-        path = staging / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    try:
-        staging.rename(target)
-    except OSError:  # another process won the race; its copy is identical
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
 def _import_package(snapshot: ProjectSnapshot) -> str:
     package = f"tether_agent_{snapshot.code_hash[:16]}"
     if package not in sys.modules:
         module = types.ModuleType(package)
-        module.__path__ = [str(_materialize(snapshot))]
+        module.__path__ = [str(materialize(snapshot.sources))]
         sys.modules[package] = module
     return package
 
@@ -188,7 +162,7 @@ def load_agent(
         except ConfigError:
             raise
         except Exception as exc:
-            where = _where(exc, _code_dir(snapshot.code_hash).resolve(), origin)
+            where = _where(exc, Path(next(iter(sys.modules[package].__path__))).resolve(), origin)
             raise ConfigError(
                 f"importing tools module {config.agent.tools_module!r} failed"
                 + (f" at {where}" if where else "")

@@ -31,6 +31,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ToolContext:
     """What the runtime hands a tool that asks for it (by annotating a parameter with this type).
 
+    A user id is only unique inside its tenant: a tool that reads or writes someone's data must key
+    it by `(tenant_id, user_id)`, never by `user_id` alone. `scopes` are those of the API key that
+    created the run (empty for runs started locally, e.g. `tether run` or an eval).
     `idempotency_key` is `run_id:step`; a write tool can store it to make a retry harmless.
     """
 
@@ -41,6 +44,8 @@ class ToolContext:
     idempotency_key: str
     data_dir: Path
     release_version: str
+    tenant_id: str = "default"
+    scopes: frozenset[str] = frozenset()
 
 
 class ToolArgumentError(ValueError):

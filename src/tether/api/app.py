@@ -16,8 +16,10 @@ from sqlalchemy.exc import DataError
 
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
+from tether.api.disconnects import ClientDisconnects
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.api.session_secret import resolve as resolve_session_secret
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -40,6 +42,15 @@ class ServiceOptions:
     release: str | None = None
     embedded_worker_concurrency: int = 0
     settings: Settings = field(default_factory=Settings)
+    session_secret: str | None = None
+    """Signs dashboard sessions; resolved at startup when not given (see `resolve_session_secret`)."""
+
+    def resolve_session_secret(self) -> str:
+        """The configured or generated session secret, or a `ConfigError` saying what to set.
+
+        `tether serve`/`api` call this before starting the server, so a refusal is one clear line.
+        """
+        return resolve_session_secret(self.settings.ui_session_secret, self.database_url)
 
     @property
     def database_url(self) -> str:
@@ -54,6 +65,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = options.settings
+        session_secret = options.session_secret or options.resolve_session_secret()
         notifier = notifier_for(settings.redis_url)
         await notifier.start()
         store = await Store.open(options.database_url, on_event=notifier.publish)
@@ -79,13 +91,16 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 user_daily_budget_usd=settings.user_daily_budget_usd,
                 tenant_monthly_budget_usd=settings.tenant_monthly_budget_usd,
                 redis_url=settings.redis_url,
+                auth_failures_per_minute=settings.auth_failures_per_minute,
             )
             if options.embedded_worker_concurrency > 0:
                 worker = Worker(
                     runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
                 )
                 worker_task = asyncio.create_task(worker.run())
-            app.state.tether = ServiceState(store, runtime, release, settings, limiter, notifier, worker)
+            app.state.tether = ServiceState(
+                store, runtime, release, settings, limiter, notifier, worker, session_secret
+            )
             yield
         finally:
             if worker is not None and worker_task is not None:
@@ -107,6 +122,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
     for module in (runs, approvals, threads, releases, health, observe):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from tether.api.auth import Caller, authenticate
-from tether.api.limits import Limiter
+from tether.api.limits import Limiter, Refusal
 from tether.runtime.notify import Notifier
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
@@ -29,6 +29,8 @@ class ServiceState:
     notifier: Notifier
     worker: Worker | None = None
     """The in-process worker of `tether serve`, woken when a run becomes claimable here."""
+    session_secret: str = ""
+    """Signs dashboard sessions (api/session_secret.py)."""
 
     def work_available(self) -> None:
         if self.worker is not None:
@@ -57,15 +59,30 @@ def presented_key(
 PresentedKey = Annotated[str | None, Depends(presented_key)]
 
 
-async def authenticated(state: State, presented: PresentedKey) -> Caller:
+def client_address(request: Request) -> str:
+    """Who is knocking, for failed-authentication limits: the peer address uvicorn reports (behind a
+    trusted proxy, the forwarded one; see `FORWARDED_ALLOW_IPS` in docs/deployment.md)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _too_many(refusal: Refusal) -> HTTPException:
+    return HTTPException(refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)})
+
+
+async def authenticated(state: State, presented: PresentedKey, request: Request) -> Caller:
+    """The caller a key belongs to. A client that keeps presenting wrong keys is slowed down
+    (429 with Retry-After) before its key is even checked; a request without a key is just 401."""
+    client = client_address(request)
+    if presented and (blocked := await state.limiter.check_auth_client(client)) is not None:
+        raise _too_many(blocked)
     caller = await authenticate(state.store, presented) if presented else None
     if caller is None:
+        if presented and (refusal := await state.limiter.auth_failed(client)) is not None:
+            raise _too_many(refusal)
         raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
     refusal = await state.limiter.check_request(caller.key_id)
     if refusal is not None:
-        raise HTTPException(
-            refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
-        )
+        raise _too_many(refusal)
     return caller
 
 

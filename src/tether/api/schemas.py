@@ -88,6 +88,9 @@ class ApprovalOut(BaseModel):
     reason: str
     status: str
     decided_by: str | None
+    decided_by_key: str | None = Field(
+        default=None, description="The API key the decider used; null when decided from the local CLI."
+    )
     decision_reason: str | None
     created_at: datetime
     decided_at: datetime | None

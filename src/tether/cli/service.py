@@ -101,10 +101,12 @@ def _serve(
 
         from tether.api.app import create_app
         from tether.api.auth import issue_key
+        from tether.api.server import server_config
         from tether.rollout.releases import working_copy_release
         from tether.store.repository import Store
 
         options = _service_options(project, release, concurrency)
+        options = dataclasses.replace(options, session_secret=options.resolve_session_secret())
         store = await Store.open(options.database_url)
         try:
             # Resolve the release here, so a problem is one clear line rather than a traceback from the
@@ -136,15 +138,7 @@ def _serve(
         finally:
             await store.close()
         # Logging is configured once, by `main` (JSON or console); the app logs each request itself.
-        config = uvicorn.Config(
-            create_app(options),
-            host=host,
-            port=port,
-            log_level="info",
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-        )
+        config = server_config(create_app(options), host=host, port=port, settings=options.settings)
         await uvicorn.Server(config).serve()
 
     run_command(body)

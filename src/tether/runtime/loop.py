@@ -324,6 +324,8 @@ class RunLoop:
             idempotency_key=step.idempotency_key,
             data_dir=self.settings.data_dir,
             release_version=self.run.release_version,
+            tenant_id=self.run.tenant_id,
+            scopes=frozenset(self.run.scopes or ()),
         )
         started = time.monotonic()
         error = ""

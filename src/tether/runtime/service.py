@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.runtime.agents import AgentCache
+from tether.runtime.approvals import Decider, decide_approval
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
@@ -43,6 +44,8 @@ class Runtime:
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
         claim: bool = False,
+        key_id: str | None = None,
+        scopes: list[str] | None = None,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
 
@@ -51,6 +54,7 @@ class Runtime:
 
         With `claim`, the run is created already leased to this runtime: for callers that execute it
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
+        `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -74,6 +78,8 @@ class Runtime:
             metadata=metadata,
             tenant_id=tenant_id,
             lease=(self.loop_settings.owner, self.loop_settings.lease_s) if claim else None,
+            key_id=key_id,
+            scopes=scopes,
         )
 
     async def execute(self, run_id: str) -> RunRecord:
@@ -123,11 +129,28 @@ class Runtime:
     async def decide(
         self, run_id: str, *, approve: bool, reason: str | None, decided_by: str
     ) -> ApprovalRecord:
-        """Decide the run's pending approval; the run goes back to the queue for any worker."""
+        """Decide the run's pending approval as a local operator (the CLI: no API key).
+
+        The four-eyes rule still refuses a `decided_by` that names the run's own user.
+        """
         pending = await self.store.list_approvals(run_id=run_id, status="pending")
+        run = await self.store.get_run(run_id)
         if not pending:
-            run = await self.store.get_run(run_id)
             raise ConflictError(f"run {run_id} has no pending approval (status: {run.status})")
-        return await self.store.decide_approval(
-            pending[0].id, approve=approve, decided_by=decided_by, reason=reason
+        return await self.decide_approval(
+            run, pending[0].id, approve=approve, reason=reason, decider=Decider(decided_by)
+        )
+
+    async def decide_approval(
+        self, run: RunRecord, approval_id: str, *, approve: bool, reason: str | None, decider: Decider
+    ) -> ApprovalRecord:
+        """Decide one approval of the run (four-eyes rule per settings); the run goes back to the queue."""
+        return await decide_approval(
+            self.store,
+            run,
+            approval_id,
+            approve=approve,
+            reason=reason,
+            decider=decider,
+            four_eyes=self.settings.four_eyes,
         )

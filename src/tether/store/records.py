@@ -147,6 +147,10 @@ class RunRecord(RunTotals):
     lease_owner: str | None
     lease_expires_at: datetime | None
     pinned: bool = False
+    key_id: str | None = None
+    """The API key that created the run (None for local CLI and eval runs)."""
+    scopes: list[str] | None = None
+    """That key's scopes when the run was created (None without a key)."""
     attempts: int
     created_at: datetime
     started_at: datetime | None
@@ -195,6 +199,7 @@ class ApprovalRecord(_Record):
     reason: str
     status: str
     decided_by: str | None
+    decided_by_key: str | None = None
     decision_reason: str | None
     created_at: datetime
     decided_at: datetime | None

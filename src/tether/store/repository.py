@@ -59,6 +59,7 @@ from tether.store.tables import (
     WorkerRow,
 )
 from tether.store.telemetry import TelemetryStore
+from tether.store.ui_sessions import UiSessionStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -145,6 +146,11 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect)
+
+    @property
+    def ui_sessions(self) -> UiSessionStore:
+        """Server-side dashboard sessions (store/ui_sessions.py)."""
+        return UiSessionStore(self._sessions, self._now)
 
     # -- releases -------------------------------------------------------------------------------
 
@@ -254,6 +260,8 @@ class Store:
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
         lease: tuple[str, float] | None = None,
+        key_id: str | None = None,
+        scopes: list[str] | None = None,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
@@ -261,6 +269,7 @@ class Store:
         now = self._now()
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
+        row.key_id, row.scopes = key_id, scopes
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]
@@ -669,7 +678,13 @@ class Store:
         return [ApprovalRecord.model_validate(row) for row in rows]
 
     async def decide_approval(
-        self, approval_id: str, *, approve: bool, decided_by: str, reason: str | None
+        self,
+        approval_id: str,
+        *,
+        approve: bool,
+        decided_by: str,
+        reason: str | None,
+        decided_by_key: str | None = None,
     ) -> ApprovalRecord:
         """Record a human decision and put the run back in the queue for any worker to resume."""
         now = self._now()
@@ -683,6 +698,7 @@ class Store:
                 .values(
                     status="approved" if approve else "rejected",
                     decided_by=decided_by,
+                    decided_by_key=decided_by_key,
                     decision_reason=reason,
                     decided_at=now,
                 )

@@ -110,6 +110,10 @@ class RunRow(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     event_seq: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The API key that created the run and its scopes then (None/empty for local CLI and eval runs):
+    # tools see the scopes, and the four-eyes rule keeps that key from approving the run's own calls.
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    scopes: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -154,6 +158,7 @@ class ApprovalRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_by_key: Mapped[str | None] = mapped_column(String(40))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
@@ -186,6 +191,18 @@ class ApiKeyRow(Base):
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class UiSessionRow(Base):
+    """A dashboard login; the cookie carries the id, this table only its hash. Logout sets ended_at."""
+
+    __tablename__ = "ui_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
 
 class FeedbackRow(Base):

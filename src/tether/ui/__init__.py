@@ -26,7 +26,9 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
     context = {"title": exc.title, "message": exc.message}
-    return render(request, "error.html", context, session=None, status=exc.status)
+    page = render(request, "error.html", context, session=None, status=exc.status)
+    page.headers.update(exc.headers)
+    return page
 
 
 def mount(app: FastAPI) -> None:

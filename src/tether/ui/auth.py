@@ -27,11 +27,14 @@ class LoginRequired(Exception):
 class PageError(Exception):
     """A refusal shown as a page (403 scope, 403 CSRF, 404, 429), never a traceback."""
 
-    def __init__(self, status: int, title: str, message: str) -> None:
+    def __init__(
+        self, status: int, title: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.title = title
         self.message = message
+        self.headers = headers or {}
 
 
 def safe_next(path: str | None) -> str:
@@ -47,7 +50,7 @@ async def current_session(request: Request) -> Session:
     found = await sessions.check(
         state.store,
         request.cookies.get(sessions.SESSION_COOKIE),
-        settings.ui_session_secret,
+        state.session_secret,
         max_age_s=settings.ui_session_hours * 3600,
     )
     if found is None:

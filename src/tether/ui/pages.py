@@ -16,10 +16,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tether.api.auth import authenticate
-from tether.api.deps import ServiceState, State, tenant_run
+from tether.api.deps import ServiceState, State, client_address, tenant_run
+from tether.api.limits import Refusal
+from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.insights import RunStats
 from tether.store.records import PRODUCTION_ORIGINS, RunRecord, RunStatus
-from tether.store.repository import ConflictError
+from tether.store.repository import ConflictError, NotFoundError
 from tether.store.telemetry import ERROR_TYPES
 from tether.ui import session as sessions
 from tether.ui.auth import PageError, checked_form, current_session, needs, safe_next
@@ -114,6 +116,16 @@ def _with_login_token(page: ResponseT, request: Request, token: str) -> Response
     return page
 
 
+def _slow_down(refusal: Refusal) -> PageError:
+    """Too many failed logins from this client: the same limit as wrong API keys."""
+    return PageError(
+        refusal.status,
+        "Too many attempts",
+        f"Too many failed logins from here. Try again in {refusal.retry_after_s} seconds.",
+        headers={"Retry-After": str(refusal.retry_after_s)},
+    )
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, state: State) -> Response:
     form = await request.form()
@@ -124,9 +136,14 @@ async def login(request: Request, state: State) -> Response:
     ):
         raise PageError(403, "Form expired", "The login form expired. Open the login page again.")
     key = str(form.get("key") or "").strip()
+    client = client_address(request)
+    if (blocked := await state.limiter.check_auth_client(client)) is not None:
+        raise _slow_down(blocked)
     caller = await authenticate(state.store, key) if key else None
     record = await state.store.get_api_key(caller.key_id) if caller else None
     if caller is None or record is None:
+        if (refusal := await state.limiter.auth_failed(client)) is not None:
+            raise _slow_down(refusal)
         fresh = sessions.login_token()
         page = render(
             request,
@@ -143,7 +160,9 @@ async def login(request: Request, state: State) -> Response:
     done = RedirectResponse(target, status_code=303)
     done.set_cookie(
         sessions.SESSION_COOKIE,
-        sessions.issue(record, state.settings.ui_session_secret),
+        await sessions.start(
+            state.store, record, state.session_secret, lifetime_s=state.settings.ui_session_hours * 3600
+        ),
         httponly=True,
         samesite="strict",
         secure=_cookie_secure(request),
@@ -155,8 +174,12 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, session: Annotated[Session, Depends(current_session)]) -> Response:
+async def logout(
+    request: Request, state: State, session: Annotated[Session, Depends(current_session)]
+) -> Response:
+    """End the session on the server (its cookie is refused from now on), then forget the cookie."""
     await checked_form(request, session)
+    await sessions.end(state.store, session)
     done = RedirectResponse("/ui/login", status_code=303)
     done.delete_cookie(sessions.SESSION_COOKIE, path=sessions.COOKIE_PATH)
     return done
@@ -387,14 +410,21 @@ async def decide(
         raise PageError(400, "Reason too long", "Keep the reason under 2000 characters.")
     if decision == "reject" and reason is None:
         raise PageError(400, "Reason needed", "Say why you reject the call: the agent reads it.")
-    await _tenant_run(state, session, run_id)
-    pending = await state.store.list_approvals(run_id=run_id)
-    if not any(a.id == approval_id for a in pending):
-        raise PageError(404, "No such approval", f"There is no approval {approval_id!r} on run {run_id!r}.")
+    run = await _tenant_run(state, session, run_id)
     try:
-        record = await state.store.decide_approval(
-            approval_id, approve=decision == "approve", decided_by=session.caller.user_id, reason=reason
+        record = await state.runtime.decide_approval(
+            run,
+            approval_id,
+            approve=decision == "approve",
+            reason=reason,
+            decider=Decider(session.caller.user_id, session.caller.key_id),
         )
+    except NotFoundError:
+        raise PageError(
+            404, "No such approval", f"There is no approval {approval_id!r} on run {run_id!r}."
+        ) from None
+    except FourEyesError as exc:
+        raise PageError(403, "Another reviewer needed", str(exc)) from None
     except ConflictError as exc:
         raise PageError(409, "Already decided", str(exc)) from None
     state.work_available()

@@ -1,19 +1,21 @@
-"""Dashboard sessions: a signed cookie naming an API key, never the key itself.
+"""Dashboard sessions: a signed cookie naming a server-side session, never the key itself.
 
-The cookie is `<key id>.<issued at>.<signature>`. The signature is an HMAC keyed by the stored hash
-of the API key (plus `TETHER_UI_SESSION_SECRET` when set), so every API node can check it without
-shared session state, and revoking the key ends every session made with it. The CSRF token of a
-session is another HMAC under the same key, so it cannot be computed without the server's records.
+The cookie carries a random session id, signed with itsdangerous under the server's session secret
+(`TETHER_UI_SESSION_SECRET`, or a random one the server keeps in a private file; see
+`api/session_secret.py`). The database keeps only a hash of the id, with the key it acts as, when
+it expires and whether it was ended: every request checks that row, so logging out (or revoking
+the key) ends the session on every node, and reading the database is not enough to forge one.
+The session's CSRF token is a signature of its id under the same secret.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
+import math
 import secrets
-import time
 from dataclasses import dataclass
+
+from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
 
 from tether.api.auth import Caller
 from tether.store.records import ApiKeyRecord
@@ -22,48 +24,58 @@ from tether.store.repository import Store
 SESSION_COOKIE = "tether_session"
 LOGIN_COOKIE = "tether_login"
 COOKIE_PATH = "/ui"
-_SESSION = re.compile(r"^(key_[0-9a-f]{16})\.(\d{1,12})\.([0-9a-f]{64})$")
+_SESSION_SALT = "tether.ui.session"
+_CSRF_SALT = "tether.ui.csrf"
 
 
 @dataclass(frozen=True)
 class Session:
-    """A checked session: who it acts as, and the token its forms must carry."""
+    """A checked session: who it acts as, the token its forms must carry, and its id (for logout)."""
 
     caller: Caller
     csrf_token: str
+    session_id: str
 
 
-def _mac(record: ApiKeyRecord, secret: str | None, message: str) -> str:
-    key = (record.key_hash + "|" + (secret or "")).encode()
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_SESSION_SALT)
 
 
-def issue(record: ApiKeyRecord, secret: str | None, *, now: float | None = None) -> str:
-    """The cookie value for a session of this (already authenticated) key."""
-    issued = int(time.time() if now is None else now)
-    message = f"{record.id}.{issued}"
-    return f"{message}.{_mac(record, secret, 'session|' + message)}"
+def _csrf(secret: str, session_id: str) -> str:
+    return Signer(secret, salt=_CSRF_SALT).get_signature(session_id).decode()
 
 
-async def check(
-    store: Store, cookie: str | None, secret: str | None, *, max_age_s: float, now: float | None = None
-) -> Session | None:
-    """The session a cookie proves, or None if it is malformed, forged, expired or its key revoked."""
-    match = _SESSION.match(cookie or "")
-    if match is None:
+async def start(store: Store, record: ApiKeyRecord, secret: str, *, lifetime_s: float) -> str:
+    """Record a new session for this (already authenticated) key; returns the cookie value."""
+    session_id = secrets.token_urlsafe(32)
+    await store.ui_sessions.start(session_id, key_id=record.id, lifetime_s=lifetime_s)
+    return _serializer(secret).dumps({"sid": session_id})
+
+
+async def check(store: Store, cookie: str | None, secret: str, *, max_age_s: float) -> Session | None:
+    """The session a cookie proves, or None if it is malformed, forged, expired, ended or its key revoked."""
+    if not cookie:
         return None
-    key_id, issued, signature = match.group(1), int(match.group(2)), match.group(3)
-    age = (time.time() if now is None else now) - issued
-    if age < 0 or age > max_age_s:
+    try:
+        payload = _serializer(secret).loads(cookie, max_age=math.ceil(max_age_s))
+    except BadSignature:  # also covers SignatureExpired
+        return None
+    session_id = payload.get("sid") if isinstance(payload, dict) else None
+    if not isinstance(session_id, str):
+        return None
+    key_id = await store.ui_sessions.active_key(session_id)
+    if key_id is None:
         return None
     record = await store.get_api_key(key_id)
     if record is None or record.revoked_at is not None:
         return None
-    message = f"{key_id}.{issued}"
-    if not hmac.compare_digest(signature, _mac(record, secret, "session|" + message)):
-        return None
     caller = Caller(record.id, record.user_id, record.tenant_id, frozenset(record.scopes))
-    return Session(caller, _mac(record, secret, "csrf|" + message))
+    return Session(caller, _csrf(secret, session_id), session_id)
+
+
+async def end(store: Store, session: Session) -> None:
+    """Log out: the row is marked ended, so this cookie is refused from now on, everywhere."""
+    await store.ui_sessions.end(session.session_id)
 
 
 def login_token() -> str:

@@ -204,7 +204,7 @@ async def metrics_reader(request: Request, state: State, presented: PresentedKey
     client = request.client.host if request.client is not None else ""
     if mode == "localhost" and client in _LOOPBACK:
         return
-    caller = await authenticated(state, presented)
+    caller = await authenticated(state, presented, request)
     if not caller.has("metrics"):
         raise HTTPException(403, "this needs the metrics or admin scope")
 

@@ -24,6 +24,7 @@ from tether.api.schemas import (
     RunList,
     RunOut,
 )
+from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
 from tether.store.repository import ConflictError, NotFoundError
 
@@ -91,6 +92,8 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             origin=RunOrigin.API,
             thread_id=body.thread_id,
             metadata=body.metadata,
+            key_id=caller.key_id,
+            scopes=sorted(caller.scopes),
         )
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
@@ -215,15 +218,19 @@ async def decide_approval(
     run_id: str, approval_id: str, body: Decision, state: State, caller: Approver
 ) -> ApprovalOut:
     """Approve or reject a pending tool call; the run goes back to the queue for any free worker."""
-    # The inbox lists the whole tenant's approvals, so a reviewer may decide any of them.
-    await tenant_run(state, caller, run_id)
-    pending = await state.store.list_approvals(run_id=run_id)
-    if not any(a.id == approval_id for a in pending):
-        raise HTTPException(404, f"no approval {approval_id!r} on run {run_id!r}")
+    # The inbox lists the whole tenant's approvals, so a reviewer may decide any of them, except
+    # that the four-eyes rule keeps a run's own key and user from approving its high-risk calls.
+    run = await tenant_run(state, caller, run_id)
     try:
-        record = await state.store.decide_approval(
-            approval_id, approve=body.decision == "approve", decided_by=caller.user_id, reason=body.reason
+        record = await state.runtime.decide_approval(
+            run,
+            approval_id,
+            approve=body.decision == "approve",
+            reason=body.reason,
+            decider=Decider(caller.user_id, caller.key_id),
         )
+    except FourEyesError as exc:
+        raise HTTPException(403, str(exc)) from None
     except ConflictError as exc:
         raise HTTPException(409, str(exc)) from None
     except NotFoundError as exc:
