@@ -318,6 +318,10 @@ def test_an_answer_cut_off_at_the_token_limit_marks_the_run_truncated(
     assert run["truncated"] is True
     assert _steps(cli, project, run["run_id"])[0]["finish_reason"] == "length"
 
+    shown = cli("runs", "show", str(run["run_id"]), "--project", str(project)).output
+    assert "cut off: the answer reached [model] max_output_tokens" in shown
+
     whole = _run(cli, project, "short")
     assert whole["truncated"] is False
     assert _steps(cli, project, whole["run_id"])[0]["finish_reason"] == "stop"
+    assert "cut off" not in cli("runs", "show", str(whole["run_id"]), "--project", str(project)).output

@@ -191,6 +191,8 @@ def _print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | 
             out.print(f'  reject:  tether approve {run.id}{where} --reject --reason "..."', highlight=False)
     if run.output:
         out.print("\n[bold]output[/bold]")
+        if run.truncated:
+            out.print("[yellow]cut off: the answer reached \\[model] max_output_tokens[/yellow]")
         out.print(run.output, highlight=False, markup=False)
 
 
