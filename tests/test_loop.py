@@ -204,3 +204,126 @@ def wait_for_file(path: str) -> str:
         assert steps[1].result == "file appeared"
     finally:
         await store.close()
+
+
+# -- issue 11 item 11: the loop around model and tool calls --------------------------------------
+
+DUPLICATE_IDS_POLICY = """
+from tether.models.base import ToolCall
+
+def respond(turn):
+    if turn.observations:
+        return " | ".join(o.content for o in turn.observations)
+    return [ToolCall(id="call_0", name="add", arguments={"a": 1, "b": 2}),
+            ToolCall(id="call_0", name="add", arguments={"a": 3, "b": 4})]
+"""
+
+
+def test_two_calls_with_one_id_both_run_and_both_are_answered(cli: Cli, make_project: ProjectFactory) -> None:
+    project = make_project(tools=TOOLS, policy=DUPLICATE_IDS_POLICY)
+    run = _run(cli, project, "add twice")
+    assert run["status"] == "succeeded"
+    assert run["output"] == "3 | 7"  # before: "3", the second call was dropped without a step
+    tool_steps = [s for s in _steps(cli, project, run["run_id"]) if s["kind"] == "tool_call"]
+    assert [(s["tool_call_id"], s["result"]) for s in tool_steps] == [("call_0", "3"), ("call_0-2", "7")]
+
+
+BAD_JSON_POLICY = """
+from tether.models.base import ToolCall
+from tether.models.openai_compat import function_call
+
+def respond(turn):
+    if turn.observations:
+        return turn.observations[-1].content
+    return function_call("call_1", "add", '{"a": 1, "b": ')
+"""
+
+
+def test_unreadable_arguments_are_an_error_the_model_sees_and_the_tool_never_runs(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    project = make_project(tools=TOOLS, policy=BAD_JSON_POLICY)
+    run = _run(cli, project, "add badly")
+    assert run["status"] == "succeeded"
+    assert str(run["output"]).startswith(
+        "error: add was not called: arguments were not valid JSON: Expecting value"
+    )
+    assert run["tools_called"] == []
+    step = _steps(cli, project, run["run_id"])[1]
+    assert step["status"] == "failed" and step["attempts"] == 0
+    assert step["arguments"] == {"_raw": '{"a": 1, "b": '}  # kept as the model wrote them, for the audit
+
+
+def test_unknown_tool_message_lists_every_tool_the_model_was_offered(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    project = make_project(tools=TOOLS, policy=POLICY)
+    run = _run(cli, project, "teleport {}")
+    assert "available tools: add, escalate_to_human, explode, flaky, slow" in str(run["output"])
+
+
+HISTORY_POLICY = """
+def respond(turn):
+    if turn.user_input == "crash":
+        raise ValueError("policy bug")
+    return " ".join(f"{m.role}:{m.content}" for m in turn.messages if m.role != "system")
+"""
+
+
+def test_a_failed_turn_keeps_the_thread_alternating(cli: Cli, make_project: ProjectFactory) -> None:
+    project = make_project(tools=TOOLS, policy=HISTORY_POLICY)
+    first = cli.json("run", "--project", str(project), "--user", "t", "--thread", "th-1", "crash")
+    assert first["status"] == "failed"
+    second = cli.json("run", "--project", str(project), "--user", "t", "--thread", "th-1", "hello")
+    assert (
+        second["output"]
+        == "user:crash assistant:(No answer was given: this request ended failed.) user:hello"
+    )
+
+
+def test_a_step_records_every_request_and_the_model_that_answered(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    # Nothing listens on port 9: each request fails to connect (transient), so the primary is tried
+    # 1 + 2 retries times before the fallback answers.
+    project = make_project(
+        tools=TOOLS,
+        policy=POLICY,
+        model='primary = "local:down"\nfallbacks = ["scripted:test-v1"]\nretries = 2',
+        extra='[providers.local]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        '[prices."local:down"]\ninput_per_mtok = 0\noutput_per_mtok = 0',
+    )
+    run = _run(cli, project, 'add {"a": 1, "b": 1}')
+    assert run["status"] == "succeeded"
+    first_model_step = _steps(cli, project, run["run_id"])[0]
+    assert first_model_step["attempts"] == 4
+    assert first_model_step["name"] == "scripted:test-v1"
+    assert first_model_step["result"] == "scripted:test-v1"
+
+
+CUT_OFF_POLICY = """
+from tether.models.base import ModelResponse
+
+def respond(turn):
+    if turn.user_input == "long":
+        return ModelResponse(content="The first half of a long ans", finish_reason="length")
+    return "short and whole"
+"""
+
+
+def test_an_answer_cut_off_at_the_token_limit_marks_the_run_truncated(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    project = make_project(tools=TOOLS, policy=CUT_OFF_POLICY)
+    run = _run(cli, project, "long")
+    assert run["status"] == "succeeded"
+    assert run["truncated"] is True
+    assert _steps(cli, project, run["run_id"])[0]["finish_reason"] == "length"
+
+    shown = cli("runs", "show", str(run["run_id"]), "--project", str(project)).output
+    assert "cut off: the answer reached [model] max_output_tokens" in shown
+
+    whole = _run(cli, project, "short")
+    assert whole["truncated"] is False
+    assert _steps(cli, project, whole["run_id"])[0]["finish_reason"] == "stop"
+    assert "cut off" not in cli("runs", "show", str(whole["run_id"]), "--project", str(project)).output

@@ -346,6 +346,59 @@ async def test_backoff_never_exceeds_the_cap(sleeps: list[float]) -> None:
     assert all(0 <= delay <= 2.0 for delay in sleeps), sleeps
 
 
+def server_error(body: str) -> TransientModelError:
+    return TransientModelError(f"HTTP 500: {body}", repeat_key=f"500:{body}")
+
+
+async def test_an_identical_500_is_retried_only_once(sleeps: list[float]) -> None:
+    # llama.cpp answered every retry of a request its template could not render with the same 500.
+    choking = AlwaysFails("a:choking", lambda: server_error("Value is not iterable"))
+    backup = FakeModel("b:backup")
+    response = await FallbackChain([choking, backup], retries=5, backoff_s=0).chat([user("hi")], [])
+    assert choking.calls == 2  # one retry, then the repeat shows it is this request, not a glitch
+    assert response.reference == "b:backup"
+
+
+async def test_differing_500s_are_retried_as_configured(sleeps: list[float]) -> None:
+    glitchy = FakeModel("a:glitchy", server_error("worker 1 crashed"), server_error("worker 2 crashed"))
+    response = await FallbackChain([glitchy], retries=2, backoff_s=0).chat([user("hi")], [])
+    assert (glitchy.calls, response.reference) == (3, "a:glitchy")
+
+
+async def test_plain_transient_errors_are_retried_even_when_identical(sleeps: list[float]) -> None:
+    busy = AlwaysFails("a:busy", lambda: TransientModelError("HTTP 503: loading model"))
+    with pytest.raises(ModelError):
+        await FallbackChain([busy], retries=3, backoff_s=0).chat([user("hi")], [])
+    assert busy.calls == 4
+
+
+async def test_the_answer_reports_every_request_it_took(sleeps: list[float]) -> None:
+    flaky = FakeModel("a:flaky", TransientModelError("429"), TransientModelError("503"))
+    response = await FallbackChain([flaky], retries=2, backoff_s=0).chat([user("hi")], [])
+    assert response.attempts == 3
+
+    down = AlwaysFails("a:down", lambda: TransientModelError("connection refused"))
+    backup = FakeModel("b:backup", TransientModelError("429"))
+    response = await FallbackChain([down, backup], retries=2, backoff_s=0).chat([user("hi")], [])
+    assert (response.attempts, response.reference) == (5, "b:backup")  # 3 on the primary, 2 on the fallback
+
+
+async def test_a_final_failure_reports_every_request_it_took(sleeps: list[float]) -> None:
+    first = AlwaysFails("a:one", lambda: TransientModelError("timeout"))
+    second = AlwaysFails("b:two", lambda: ModelError("HTTP 400: bad request"))
+    with pytest.raises(ModelError) as info:
+        await FallbackChain([first, second], retries=2, backoff_s=0).chat([user("hi")], [])
+    assert info.value.attempts == 4
+
+
+def test_response_tool_call_ids_are_unique_and_stable() -> None:
+    calls = [ToolCall(id="c", name="t"), ToolCall(id="c", name="t"), ToolCall(id="c-2", name="t")]
+    first = ModelResponse(tool_calls=calls)
+    assert [c.id for c in first.tool_calls] == ["c", "c-2", "c-2-2"]
+    again = ModelResponse.model_validate(first.model_dump())
+    assert [c.id for c in again.tool_calls] == ["c", "c-2", "c-2-2"]
+
+
 def test_chain_needs_a_model_and_is_named_after_the_primary() -> None:
     with pytest.raises(ValueError):
         FallbackChain([])
@@ -463,6 +516,19 @@ def test_build_chain_builds_the_right_clients(mixed_config: ProjectConfig) -> No
     assert anthropic_model.base_url is None
     assert local_model.base_url == "http://127.0.0.1:9/v1"
     assert {m.timeout_s for m in (openai_model, anthropic_model, local_model)} == {12.5}
+
+
+def test_tool_choice_defaults_to_auto_and_reaches_every_client(mixed_config: ProjectConfig) -> None:
+    assert {m.tool_choice for m in build_chain(mixed_config, no_policy).models} == {"auto"}  # type: ignore[attr-defined]
+    config = mixed_config.model_copy(
+        update={"model": mixed_config.model.model_copy(update={"tool_choice": "omit"})}
+    )
+    assert {m.tool_choice for m in build_chain(config, no_policy).models} == {"omit"}  # type: ignore[attr-defined]
+
+
+def test_tool_choice_must_be_one_of_the_known_values() -> None:
+    with pytest.raises(ValueError, match="tool_choice"):
+        project_config({"primary": "openai:gpt-4o-mini", "tool_choice": "always"})
 
 
 def test_build_chain_uses_scripted_policy(mixed_config: ProjectConfig) -> None:

@@ -174,6 +174,18 @@ def test_every_behavioural_input_changes_the_hash(project: Path, change: str) ->
     assert after != before
 
 
+def test_tool_choice_is_part_of_the_release(make_project: ProjectFactory) -> None:
+    model = 'primary = "scripted:test-v1"'
+    default = snapshot_project(make_project(tools=TOOLS, policy=POLICY, model=model))
+    omitted = snapshot_project(
+        make_project(tools=TOOLS, policy=POLICY, model=model + '\ntool_choice = "omit"')
+    )
+    assert (
+        default.config["model"]["tool_choice"] == "auto" and omitted.config["model"]["tool_choice"] == "omit"
+    )
+    assert default.content_hash != omitted.content_hash
+
+
 def test_config_limits_change_the_hash(make_project: ProjectFactory) -> None:
     low = make_project(tools=TOOLS, policy=POLICY, limits="max_steps = 3")
     high = make_project(tools=TOOLS, policy=POLICY, limits="max_steps = 4")

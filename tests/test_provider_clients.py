@@ -197,7 +197,8 @@ async def test_openai_round_trip_sends_tool_call_and_result() -> None:
 
     messages = rec.body["messages"]
     assert messages[2]["role"] == "assistant"
-    assert messages[2]["content"] is None
+    # `""`, not null: llama.cpp's server answers a null content with HTTP 500.
+    assert messages[2]["content"] == ""
     assert messages[2]["tool_calls"] == [
         {
             "id": "call_abc123",
@@ -214,7 +215,7 @@ async def test_openai_round_trip_sends_tool_call_and_result() -> None:
     assert response.content == "It is 18°C and sunny in Paris."
 
 
-async def test_openai_invalid_json_arguments_are_kept_raw() -> None:
+async def test_openai_unreadable_arguments_become_an_error_and_are_sent_back_verbatim() -> None:
     rec = Recorder(
         openai_completion(
             {
@@ -242,11 +243,77 @@ async def test_openai_invalid_json_arguments_are_kept_raw() -> None:
     )
     response = await openai_model(rec).chat([Message(role="user", content="Weather?")], [WEATHER])
 
-    assert [c.arguments for c in response.tool_calls] == [
-        {"_raw": '{"city": "Par'},
-        {"_raw": '["Paris"]'},
-        {},
-    ]
+    bad, listed, empty = response.tool_calls
+    assert bad.arguments == {} and bad.raw_arguments == '{"city": "Par'
+    assert bad.arguments_error is not None
+    assert bad.arguments_error.startswith("arguments were not valid JSON: Unterminated string")
+    assert listed.arguments_error == 'arguments must be a JSON object, got list: ["Paris"]'
+    assert empty.arguments == {} and empty.arguments_error is None
+
+    # The next request repeats the call exactly as the model wrote it.
+    rec2 = Recorder(openai_completion({"content": "ok"}))
+    history = [Message(role="user", content="Weather?"), response.as_message()]
+    await openai_model(rec2).chat(history, [WEATHER])
+    sent = rec2.body["messages"][1]["tool_calls"]
+    assert [c["function"]["arguments"] for c in sent] == ['{"city": "Par', '["Paris"]', "{}"]
+
+
+async def test_openai_repeated_or_missing_call_ids_are_made_unique() -> None:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    rec = Recorder(
+        openai_completion(
+            {
+                "content": None,
+                "tool_calls": [{"id": "call_1", **call}, {"id": "call_1", **call}, {"id": "", **call}],
+            },
+            finish_reason="tool_calls",
+        )
+    )
+    response = await openai_model(rec).chat([Message(role="user", content="Weather?")], [WEATHER])
+    assert [c.id for c in response.tool_calls] == ["call_1", "call_1-2", "call-3"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"), [("auto", "auto"), ("required", "required"), ("none", "none"), ("omit", None)]
+)
+async def test_openai_tool_choice_is_sent_with_tools(choice: str, sent: str | None) -> None:
+    rec = Recorder(openai_completion({"content": "hi"}), openai_completion({"content": "hi"}))
+    model = openai_model(rec, tool_choice=choice)
+    await model.chat([Message(role="user", content="Hi")], [WEATHER])
+    await model.chat([Message(role="user", content="Hi")], [])  # no tools: no tool_choice either
+    with_tools, without_tools = (json.loads(r.content) for r in rec.requests)
+    assert with_tools.get("tool_choice") == sent
+    assert "tool_choice" not in without_tools
+
+
+async def test_openai_finish_reason_length_marks_the_answer_truncated() -> None:
+    rec = Recorder(openai_completion({"content": "The answer is"}, finish_reason="length"))
+    response = await openai_model(rec).chat([Message(role="user", content="Hi")], [])
+    assert response.finish_reason == "length" and response.truncated
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501])
+async def test_openai_requests_the_server_refuses_for_good_are_permanent(status: int) -> None:
+    rec = Recorder(openai_error(status, "no", "invalid_request_error"))
+    with pytest.raises(ModelError) as info:
+        await openai_model(rec).chat([Message(role="user", content="Hi")], [])
+    assert not isinstance(info.value, TransientModelError)
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 502, 503, 504])
+async def test_openai_busy_or_restarting_servers_are_plainly_transient(status: int) -> None:
+    rec = Recorder(openai_error(status, "busy", "server_error"))
+    with pytest.raises(TransientModelError) as info:
+        await openai_model(rec).chat([Message(role="user", content="Hi")], [])
+    assert info.value.repeat_key is None  # retried up to the configured count
+
+
+async def test_openai_500_carries_what_the_server_said_so_a_repeat_is_recognised() -> None:
+    rec = Recorder(openai_error(500, "Value is not iterable", "server_error"))
+    with pytest.raises(TransientModelError) as info:
+        await openai_model(rec).chat([Message(role="user", content="Hi")], [])
+    key = info.value.repeat_key
+    assert key is not None and key.startswith("500:") and "Value is not iterable" in key
 
 
 async def test_openai_500_is_transient() -> None:
@@ -438,6 +505,25 @@ async def test_anthropic_tool_call_reply_parses_arguments() -> None:
         ToolCall(id="toolu_01A09q90qw90lq917835lq9", name="get_weather", arguments={"city": "Paris"})
     ]
     assert response.finish_reason == "tool_use"
+    assert rec.body["tool_choice"] == {"type": "auto"}
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"),
+    [("auto", {"type": "auto"}), ("required", {"type": "any"}), ("none", {"type": "none"}), ("omit", None)],
+)
+async def test_anthropic_tool_choice_in_the_messages_api_words(
+    choice: str, sent: dict[str, str] | None
+) -> None:
+    rec = Recorder(anthropic_message([{"type": "text", "text": "hi"}]))
+    await anthropic_model(rec, tool_choice=choice).chat([Message(role="user", content="Hi")], [WEATHER])
+    assert rec.body.get("tool_choice") == sent
+
+
+async def test_anthropic_max_tokens_stop_marks_the_answer_truncated() -> None:
+    rec = Recorder(anthropic_message([{"type": "text", "text": "The answer is"}], stop_reason="max_tokens"))
+    response = await anthropic_model(rec).chat([Message(role="user", content="Hi")], [])
+    assert response.finish_reason == "max_tokens" and response.truncated
 
 
 async def test_anthropic_round_trip_merges_tool_results_into_one_user_turn() -> None:

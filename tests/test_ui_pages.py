@@ -633,3 +633,38 @@ def test_releases_show_gate_verdicts_and_health_shows_alerts(shop: Path) -> None
         assert "1 firing" in health
         assert "completion rate 50% below 85% (default)" in health
         assert "(other)" not in health  # another tenant's alert stays there
+
+
+# --------------------------------------------------------------------------- cut-off answers
+
+
+def test_an_answer_cut_off_at_the_token_limit_is_flagged_in_the_api_and_on_the_run_page(
+    tmp_path: Path, cli: Cli
+) -> None:
+    project = tmp_path / "cutoff"
+    (project / "prompts").mkdir(parents=True)
+    (project / "prompts" / "system.md").write_text("You answer.")
+    (project / "tools.py").write_text("")
+    (project / "policy.py").write_text(
+        "from tether.models.base import ModelResponse\n\n"
+        "def respond(turn):\n"
+        "    if turn.user_input == 'long':\n"
+        "        return ModelResponse(content='The first half of a long ans', finish_reason='length')\n"
+        "    return 'short and whole'\n"
+    )
+    (project / "tether.toml").write_text(
+        '[agent]\nname = "cutoff"\nowner = "tests@example.com"\n\n'
+        '[model]\nprimary = "scripted:cut-v1"\nscripted_policy = "policy:respond"\n'
+    )
+    cli("release", "create", "--project", project, "--version", "v2")
+    key = issue("ops", "default", ["runs:write", "runs:read"])
+    with serve(project) as client:
+        cut = settled(client, key, submit(client, key, "long")["run_id"], {"succeeded"})
+        whole = settled(client, key, submit(client, key, "short")["run_id"], {"succeeded"})
+        assert (cut["truncated"], whole["truncated"]) == (True, False)
+        login(client, key)
+        page = client.get(f"/ui/runs/{cut['run_id']}")
+        assert page.status_code == 200
+        assert 'id="truncated"' in page.text and "output-token limit" in page.text
+        assert 'finish reason <span class="finish-length">length</span>' in page.text
+        assert 'id="truncated"' not in client.get(f"/ui/runs/{whole['run_id']}").text

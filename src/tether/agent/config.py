@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from tether.models.base import ToolChoice
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +40,8 @@ class ModelSection(_Strict):
     max_output_tokens: int = Field(default=1024, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
     timeout_s: float = Field(default=60.0, gt=0)
+    tool_choice: ToolChoice = "auto"
+    """Sent with every request that offers tools; `omit` leaves it out (see docs/configuration.md)."""
 
     @field_validator("primary", "fallbacks")
     @classmethod

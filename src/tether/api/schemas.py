@@ -119,6 +119,10 @@ class RunOut(BaseModel):
     output_tokens: int
     estimated_cost_usd: float
     risk_level: str
+    truncated: bool = Field(
+        default=False,
+        description="The final answer stopped at the model's output-token limit (the run still succeeded).",
+    )
     metadata: dict[str, Any]
     created_at: datetime
     started_at: datetime | None

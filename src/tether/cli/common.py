@@ -287,6 +287,8 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
             )
     if run.output:
         out.print("\n[bold]output[/bold]")
+        if run.truncated:
+            out.print("[yellow]cut off: the answer reached \\[model] max_output_tokens[/yellow]")
         out.print(run.output, highlight=False, markup=False)
 
 

@@ -13,6 +13,7 @@ import httpx2
 from anthropic.types import (
     ContentBlockParam,
     MessageParam,
+    ToolChoiceParam,
     ToolParam,
 )
 from anthropic.types import (
@@ -24,15 +25,24 @@ from tether.models.base import (
     ModelError,
     ModelResponse,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     TransientModelError,
     Usage,
+    status_error,
 )
 
 DEFAULT_MAX_TOKENS = 1024
 
-# Status codes worth retrying besides 5xx (529 "overloaded" is one): request timeout, rate limit.
-_TRANSIENT_STATUS = frozenset({408, 429, 529})
+# Retried: request timeout, rate limit, a gateway or server that is down, and 529 "overloaded".
+_TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504, 529})
+
+# Tether's (OpenAI-style) tool_choice in the Messages API's words.
+_TOOL_CHOICE: dict[str, ToolChoiceParam] = {
+    "auto": {"type": "auto"},
+    "required": {"type": "any"},
+    "none": {"type": "none"},
+}
 
 # Sent to self-hosted / proxy endpoints when no key is given; never read from the environment
 # so a real Anthropic key is not leaked to a third-party `base_url`.
@@ -63,12 +73,14 @@ class AnthropicChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
+        tool_choice: ToolChoice = "auto",
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
+        self.tool_choice: ToolChoice = tool_choice
         self._api_key = api_key if api_key is not None else (_PLACEHOLDER_KEY if base_url else None)
         self._http_client = http_client
         self._client: anthropic.AsyncAnthropic | None = None
@@ -112,6 +124,11 @@ class AnthropicChatModel:
                 messages=wire_messages,
                 system=system if system else anthropic.omit,
                 tools=wire_tools if wire_tools else anthropic.omit,
+                tool_choice=(
+                    _TOOL_CHOICE[self.tool_choice]
+                    if wire_tools and self.tool_choice != "omit"
+                    else anthropic.omit
+                ),
             )
         except anthropic.AnthropicError as exc:
             raise self._map_error(exc) from exc
@@ -141,14 +158,8 @@ class AnthropicChatModel:
         if isinstance(exc, anthropic.APIConnectionError):
             return TransientModelError(f"{prefix}: connection error: {exc.__cause__ or exc}")
         if isinstance(exc, anthropic.APIStatusError):
-            detail = f"{prefix}: HTTP {exc.status_code}: {exc.api_message or exc.message}"
-            if (
-                isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError)
-                or exc.status_code >= 500
-                or exc.status_code in _TRANSIENT_STATUS
-            ):
-                return TransientModelError(detail)
-            return ModelError(detail)
+            message = exc.api_message or exc.message
+            return status_error(prefix, exc.status_code, message, transient=_TRANSIENT_STATUS)
         return ModelError(f"{prefix}: {exc}")
 
 

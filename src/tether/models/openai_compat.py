@@ -23,13 +23,16 @@ from tether.models.base import (
     ModelError,
     ModelResponse,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     TransientModelError,
     Usage,
+    status_error,
 )
 
-# Status codes worth retrying besides 5xx: request timeout, conflict, rate limit.
-_TRANSIENT_STATUS = frozenset({408, 409, 429})
+# Retried: request timeout, conflict, rate limit, and a gateway or server that is down or restarting.
+_TRANSIENT_STATUS = frozenset({408, 409, 429, 502, 503, 504})
+
 
 # Sent to self-hosted servers that ignore authentication; never read from OPENAI_API_KEY so a
 # real OpenAI key is not leaked to a third-party `base_url`.
@@ -49,6 +52,9 @@ class OpenAIChatModel:
     `model` in the returned `ModelResponse` is the model name the provider reports in its
     response (e.g. `gpt-4o-mini-2024-07-18`), falling back to the requested `model` if absent.
 
+    `tool_choice` is sent whenever tools are offered (`"omit"` leaves it out): some servers
+    (llama.cpp's `chatml-function-calling`) treat a missing one as `"none"` and never call a tool.
+
     `http_client` is an optional `httpx2.AsyncClient` (the HTTP library `openai>=3` is built
     on); tests pass one with a mock transport.
     """
@@ -61,12 +67,14 @@ class OpenAIChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
+        tool_choice: ToolChoice = "auto",
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
+        self.tool_choice: ToolChoice = tool_choice
         self._api_key = api_key if api_key is not None else (_PLACEHOLDER_KEY if base_url else None)
         self._http_client = http_client
         self._client: openai.AsyncOpenAI | None = None
@@ -110,6 +118,7 @@ class OpenAIChatModel:
                 model=self.model,
                 messages=wire_messages,
                 tools=wire_tools if wire_tools else openai.omit,
+                tool_choice=self.tool_choice if wire_tools and self.tool_choice != "omit" else openai.omit,
                 max_tokens=limit.get("max_tokens", openai.omit),
                 max_completion_tokens=limit.get("max_completion_tokens", openai.omit),
             )
@@ -125,8 +134,7 @@ class OpenAIChatModel:
         tool_calls: list[ToolCall] = []
         for call in message.tool_calls or []:
             if call.type == "function":
-                arguments = parse_arguments(call.function.arguments)
-                tool_calls.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
+                tool_calls.append(function_call(call.id, call.function.name, call.function.arguments))
             else:  # a custom (free-form) tool call: we never declare these; validation rejects it
                 raw = {"_raw": call.custom.input}
                 tool_calls.append(ToolCall(id=call.id, name=call.custom.name, arguments=raw))
@@ -149,14 +157,7 @@ class OpenAIChatModel:
         if isinstance(exc, openai.APIConnectionError):
             return TransientModelError(f"{prefix}: connection error: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
-            detail = f"{prefix}: HTTP {exc.status_code}: {exc.message}"
-            if (
-                isinstance(exc, openai.RateLimitError | openai.InternalServerError)
-                or exc.status_code >= 500
-                or exc.status_code in _TRANSIENT_STATUS
-            ):
-                return TransientModelError(detail)
-            return ModelError(detail)
+            return status_error(prefix, exc.status_code, exc.message, transient=_TRANSIENT_STATUS)
         return ModelError(f"{prefix}: {exc}")
 
 
@@ -177,11 +178,13 @@ def to_openai_messages(messages: list[Message]) -> list[ChatCompletionMessagePar
                     {
                         "id": c.id,
                         "type": "function",
-                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                        "function": {"name": c.name, "arguments": _wire_arguments(c)},
                     }
                     for c in m.tool_calls
                 ]
-                wire.append({"role": "assistant", "content": m.content or None, "tool_calls": calls})
+                # `""`, never `null`: OpenAI allows both, but some servers (llama.cpp's chat
+                # templates) fail with HTTP 500 on a null content.
+                wire.append({"role": "assistant", "content": m.content, "tool_calls": calls})
             else:
                 wire.append({"role": "assistant", "content": m.content})
         else:
@@ -198,18 +201,29 @@ def to_openai_tool(spec: ToolSpec) -> ChatCompletionFunctionToolParam:
     }
 
 
-def parse_arguments(raw: str) -> dict[str, Any]:
-    """JSON-decode tool-call arguments; anything but a JSON object is kept as `{"_raw": raw}`.
+def function_call(call_id: str, name: str, raw: str) -> ToolCall:
+    """A function call as the model wrote it; unreadable arguments become `arguments_error`.
 
-    The runtime validates arguments against the tool's schema, so a `_raw` entry becomes an
-    error observation the model can correct instead of a crash.
+    The runtime records such a call as failed with that error, so the model sees what went
+    wrong and can correct itself, and the tool never runs on arguments nobody could read.
     """
     if not raw.strip():
-        return {}
+        return ToolCall(id=call_id, name=name)
     try:
         parsed = json.loads(raw)
-    except ValueError:
-        return {"_raw": raw}
+    except ValueError as exc:
+        error = f"arguments were not valid JSON: {exc}"
+        return ToolCall(id=call_id, name=name, arguments_error=error, raw_arguments=raw)
     if not isinstance(parsed, dict):
-        return {"_raw": raw}
-    return cast(dict[str, Any], parsed)
+        error = f"arguments must be a JSON object, got {type(parsed).__name__}: {_clip(raw)}"
+        return ToolCall(id=call_id, name=name, arguments_error=error, raw_arguments=raw)
+    return ToolCall(id=call_id, name=name, arguments=cast(dict[str, Any], parsed))
+
+
+def _wire_arguments(call: ToolCall) -> str:
+    """The arguments as the model wrote them when they were unreadable, else as JSON."""
+    return call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -120,7 +120,8 @@ class ScriptedModel:
             output = max_output_tokens
         response.usage = Usage(input_tokens=estimate_prompt_tokens(messages, tools), output_tokens=output)
         response.model = self.name
-        response.finish_reason = "tool_calls" if response.tool_calls else "stop"
+        if "finish_reason" not in response.model_fields_set:  # a policy may play a cut-off answer
+            response.finish_reason = "tool_calls" if response.tool_calls else "stop"
         return response
 
 

@@ -45,6 +45,20 @@ class LoopSettings:
     data_dir: Path
 
 
+def earlier_answer(run: RunRecord) -> str:
+    """The assistant turn that follows an earlier run's input in the thread's history.
+
+    A run that ended without an output (failed, cancelled, still going) gets a short note
+    instead, so the conversation keeps alternating user and assistant turns, which some
+    servers require, and the model knows that request was never answered.
+    """
+    if run.output:
+        return run.output
+    if run.status.is_final:
+        return f"(No answer was given: this request ended {run.status.value}.)"
+    return f"(No answer yet: this request is {run.status.value.replace('_', ' ')}.)"
+
+
 def observation(step: StepRecord) -> str:
     """What the model sees for a finished tool step."""
     if step.status == StepStatus.SUCCEEDED:
@@ -118,8 +132,7 @@ class RunLoop:
         if self.run.thread_id is not None:
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
                 self.messages.append(Message(role="user", content=earlier.input))
-                if earlier.output:
-                    self.messages.append(Message(role="assistant", content=earlier.output))
+                self.messages.append(Message(role="assistant", content=earlier_answer(earlier)))
         self.messages.append(Message(role="user", content=self.run.input))
         for step in self.steps:
             if step.kind == StepKind.MODEL_CALL and step.status == StepStatus.SUCCEEDED and step.message:
@@ -205,7 +218,13 @@ class RunLoop:
             )
         except ModelError as exc:
             await self._end_step(
-                step, StepOutcome(status=StepStatus.FAILED, error=str(exc), latency_ms=_ms_since(started))
+                step,
+                StepOutcome(
+                    status=StepStatus.FAILED,
+                    error=str(exc),
+                    attempts=exc.attempts,
+                    latency_ms=_ms_since(started),
+                ),
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
         cost = self.loaded.pricer.cost(response.reference, response.usage)
@@ -213,12 +232,18 @@ class RunLoop:
         self.totals.input_tokens += response.usage.input_tokens
         self.totals.output_tokens += response.usage.output_tokens
         self.totals.estimated_cost_usd += cost
+        # Only the latest turn counts: the run's output is the last answer, and it is whole unless
+        # that answer stopped at the output-token limit.
+        self.totals.truncated = response.truncated
         await self._end_step(
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED,
                 message=message.model_dump(mode="json"),
                 result=response.reference,
+                finish_reason=response.finish_reason,
+                attempts=response.attempts,
+                name=response.reference or None,
                 input_tokens=response.usage.input_tokens,
                 output_tokens=response.usage.output_tokens,
                 cost_usd=cost,
@@ -241,8 +266,11 @@ class RunLoop:
             return await self._finish(RunStatus.ESCALATED, output=output)
         tool = self.agent.tools.get(call.name)
         if tool is None:
-            known = ", ".join(sorted(self.agent.tools)) or "none"
+            known = ", ".join(sorted(spec.name for spec in self.tool_specs))  # all the model was offered
             await self._record_unexecuted(call, f"unknown tool {call.name!r}; available tools: {known}")
+            return None
+        if call.arguments_error is not None:
+            await self._record_unexecuted(call, f"{call.name} was not called: {call.arguments_error}")
             return None
         self._raise_risk(tool.risk)
         try:
@@ -364,13 +392,15 @@ class RunLoop:
 
     async def _record_unexecuted(self, call: ToolCall, text: str, *, succeeded: bool = False) -> None:
         """A tool step that was decided without running any user code (refused, rejected, invalid)."""
+        # Unreadable arguments are kept as the model wrote them, for the audit trail.
+        arguments = {"_raw": call.raw_arguments} if call.raw_arguments is not None else call.arguments
         step = await self._begin(
             StepDraft(
                 index=self._next_index(),
                 kind=StepKind.TOOL_CALL,
                 name=call.name,
                 tool_call_id=call.id,
-                arguments=call.arguments,
+                arguments=arguments,
             )
         )
         outcome = (
@@ -416,7 +446,7 @@ class RunLoop:
         await self.store.finish_step(
             self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
         )
-        finished = step.model_copy(update=outcome.model_dump())
+        finished = step.model_copy(update=outcome.columns())
         self.steps[self.steps.index(step)] = finished
         self.observation.step_finished(finished, response)
         if finished.kind == StepKind.TOOL_CALL:

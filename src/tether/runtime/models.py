@@ -55,14 +55,19 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
     key_env = section.api_key_env if section and section.api_key_env else f"{provider.upper()}_API_KEY"
     api_key = os.environ.get(key_env)
     timeout = config.model.timeout_s
+    choice = config.model.tool_choice
     if kind == "openai":
         from tether.models.openai_compat import OpenAIChatModel
 
-        return OpenAIChatModel(reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout)
+        return OpenAIChatModel(
+            reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout, tool_choice=choice
+        )
     if kind == "anthropic":
         from tether.models.anthropic_client import AnthropicChatModel
 
-        return AnthropicChatModel(reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout)
+        return AnthropicChatModel(
+            reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout, tool_choice=choice
+        )
     raise ConfigError(_unknown_provider(reference, provider))
 
 

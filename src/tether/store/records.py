@@ -126,6 +126,8 @@ class RunTotals(_Record):
     output_tokens: int = 0
     estimated_cost_usd: float = 0.0
     risk_level: str = "none"
+    truncated: bool = False
+    """The final answer was cut off at the model's output-token limit."""
 
 
 class RunRecord(RunTotals):
@@ -179,6 +181,8 @@ class StepRecord(_Record):
     result: str | None
     error: str | None
     message: dict[str, Any] | None
+    finish_reason: str | None = None
+    """Why the model stopped (`stop`, `tool_calls`, `length`...); model calls only."""
     idempotency_key: str
     attempts: int
     input_tokens: int
@@ -223,11 +227,18 @@ class StepOutcome(BaseModel):
     result: str | None = None
     error: str | None = None
     message: dict[str, Any] | None = None
+    finish_reason: str | None = None
     attempts: int = 1
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms: float | None = None
+    name: str | None = None
+    """A new name for the step, e.g. the fallback model that answered; None keeps the old one."""
+
+    def columns(self) -> dict[str, Any]:
+        """The step fields this outcome sets (all but a `name` left unset)."""
+        return self.model_dump(exclude={"name"} if self.name is None else None)
 
 
 class EventRecord(_Record):

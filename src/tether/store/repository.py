@@ -523,7 +523,7 @@ class Store:
             await session.execute(
                 update(StepRow)
                 .where(StepRow.run_id == run_id, StepRow.index == index)
-                .values(**outcome.model_dump(), finished_at=self._now())
+                .values(**outcome.columns(), finished_at=self._now())
             )
             await session.execute(update(RunRow).where(RunRow.id == run_id).values(**totals.values()))
             await self._emit(

@@ -101,6 +101,8 @@ class RunRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     estimated_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     risk_level: Mapped[str] = mapped_column(String(16), default="none")
+    # The final answer stopped at the output-token limit (the run still succeeded).
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     run_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
@@ -135,6 +137,7 @@ class StepRow(Base):
     result: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     message: Mapped[dict[str, Any] | None]
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
     idempotency_key: Mapped[str] = mapped_column(String(250), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
