@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.runtime.agents import AgentCache
+from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
@@ -31,6 +32,8 @@ class Runtime:
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
+        self.timer: Timer = REAL_TIMER
+        """Paces lease renewals and database retries (tests drive it by hand)."""
 
     async def submit(
         self,
@@ -112,7 +115,13 @@ class Runtime:
             await observation.close(failed)
             return failed
         return await RunLoop(
-            self.store, loaded, run, self.loop_settings, stopping=self.stopping, observer=self.observer
+            self.store,
+            loaded,
+            run,
+            self.loop_settings,
+            stopping=self.stopping,
+            observer=self.observer,
+            timer=self.timer,
         ).drive()
 
     async def decide(
