@@ -123,6 +123,10 @@ class FlakyStore(Store):
         self._maybe_fail("release_lease")
         await super().release_lease(run_id, owner)
 
+    async def claim_run(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("claim_run")
+        return await super().claim_run(*args, **kwargs)
+
     async def is_cancel_requested(self, run_id: str) -> bool:
         self._maybe_fail("is_cancel_requested")
         return await super().is_cancel_requested(run_id)

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
+    worker_grace_s: float = Field(default=30.0, gt=0)
+    """On SIGTERM a worker exits within this long; calls still running by then are abandoned."""
     ui_session_secret: str | None = None
     """Mixed into the dashboard's session signatures; set the same value on every API node."""
     ui_session_hours: float = Field(default=12.0, gt=0)
