@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError
 
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
+from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.observe.alerts import AlertEvaluator, rules_for
@@ -27,6 +28,7 @@ from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
 from tether.settings import Settings
 from tether.store import db
+from tether.store.faults import is_transient
 from tether.store.repository import ConflictError, NotFoundError, Store
 
 log = logging.getLogger("tether.api")
@@ -139,6 +141,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # an outage, not a bug: tell the client to come back
+            return database_unavailable(exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 

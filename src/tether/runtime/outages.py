@@ -22,11 +22,15 @@ class OutageLog:
         what: str,
         *,
         remind_every_s: float = 300.0,
+        quiet_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logger = logger
         self.what = what
         self.remind_every_s = remind_every_s
+        self.quiet_s = quiet_s
+        """For callers that only see failures: this long without one ends the outage."""
+        self._last_failure = 0.0
         self.clock = clock
         self.failures = 0
         self.since: float | None = None
@@ -39,6 +43,9 @@ class OutageLog:
     def failed(self, exc: BaseException) -> None:
         """Count a failure; log the first one (with its traceback) and a reminder now and then."""
         now = self.clock()
+        if self.since is not None and self.quiet_s is not None and now - self._last_failure > self.quiet_s:
+            self._end(f"quiet for {now - self._last_failure:.0f}s; outage over")
+        self._last_failure = now
         self.failures += 1
         if self.since is None:
             self.since = self._reminded_at = now
@@ -62,11 +69,15 @@ class OutageLog:
 
     def succeeded(self) -> None:
         """Close the outage, if there was one, with its duration and failure count."""
-        if self.since is None:
-            return
+        if self.since is not None:
+            self._end("recovered")
+
+    def _end(self, how: str) -> None:
+        assert self.since is not None
         self.logger.warning(
-            "%s recovered after %.1fs (%d failures)",
+            "%s %s after %.1fs (%d failures)",
             self.what,
+            how,
             self.clock() - self.since,
             self.failures,
             extra={"outage": self.what, "failures": self.failures},
