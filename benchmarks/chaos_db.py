@@ -209,6 +209,7 @@ class Outcome:
     restarts: list[tuple[float, float, int]] = field(default_factory=list)
     worker_exits: int = 0
     log_counts: Counter[str] = field(default_factory=Counter)
+    log_examples: dict[str, list[str]] = field(default_factory=dict)
     duration_s: float = 0.0
     settle_s: float = 0.0
     unavailable: int = 0
@@ -258,12 +259,20 @@ LOG_PATTERNS = {
 }
 
 
-def scan_logs(log_dir: Path) -> Counter[str]:
+EXAMPLES_OF = ("run stopped: lease could not be renewed", "run stopped: lease taken over", "tracebacks")
+
+
+def scan_logs(log_dir: Path, examples: dict[str, list[str]]) -> Counter[str]:
+    """Count the outage-related lines of every process; keep a few lines of the rare kinds."""
     counts: Counter[str] = Counter()
-    for path in log_dir.glob("*.log"):
+    for path in sorted(log_dir.glob("*.log")):
         text = path.read_text(errors="replace")
         for name, pattern in LOG_PATTERNS.items():
             counts[name] += len(pattern.findall(text))
+            if name in EXAMPLES_OF:
+                for line in text.splitlines():
+                    if pattern.search(line) and len(examples.setdefault(name, [])) < 3:
+                        examples[name].append(f"{path.stem}: {line.strip()[:400]}")
         counts["log lines"] += text.count("\n")
     return counts
 
@@ -378,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome.unavailable = patient.unavailable
             outcome.retry_after_missing = patient.retry_after_missing
             outcome.other_5xx = sum(patient.other_errors.values())
-        outcome.log_counts = scan_logs(root / "logs")
+        outcome.log_counts = scan_logs(root / "logs", outcome.log_examples)
 
     print()
     print(table(outcome.rows()))
@@ -442,6 +451,8 @@ def render(
         "## What the logs said (all processes)",
         "",
         markdown_table([(k, str(v)) for k, v in sorted(outcome.log_counts.items())], ("pattern", "lines")),
+        "",
+        *[f"- {name}: `{line}`" for name, lines in outcome.log_examples.items() for line in lines],
         "",
         "## Invariants",
         "",

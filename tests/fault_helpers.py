@@ -117,7 +117,9 @@ class FlakyStore(Store):
 
     async def finish_run(self, *args: Any, **kwargs: Any) -> Any:
         self._maybe_fail("finish_run")
-        return await super().finish_run(*args, **kwargs)
+        finished = await super().finish_run(*args, **kwargs)
+        self._maybe_fail("finish_run:answer")  # committed, but the answer is lost on the way back
+        return finished
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         self._maybe_fail("release_lease")

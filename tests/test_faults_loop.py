@@ -217,3 +217,17 @@ async def test_a_bug_in_the_store_still_fails_the_run(rig: Rig) -> None:
     assert "a bug, not an outage" in (finished.error or "")
     steps = await rig.store.list_steps(run.id)
     assert steps[0].status == StepStatus.STARTED
+
+
+async def test_a_final_write_whose_answer_was_lost_ends_the_run_without_a_takeover_warning(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    (rig.data).mkdir(parents=True, exist_ok=True)
+    (rig.data / "go").touch()
+    rig.store.fail("finish_run:answer", starting_up, times=1)
+    runtime = rig.runtime("w1")
+    run = await runtime.submit(rig.release, user_id="u", input="look it up")
+    finished = await runtime.execute(run.id)
+    assert finished.status == RunStatus.SUCCEEDED and finished.output == "found it"
+    assert rig.store.calls.count("finish_run") == 2  # retried; the retry found the run already ended
+    assert not [r for r in caplog.records if "stopped acting on run" in r.getMessage()]

@@ -104,14 +104,16 @@ class RunLoop:
             await self._load_state()
             run = await self._advance()
         except LeaseLostError as exc:
-            # Someone else may own the run now; they carry on from the checkpoint. Say why we stopped.
-            log.warning(
-                "stopped acting on run %s: %s; a worker resumes it from its last checkpoint",
-                self.run.id,
-                self.lease.reason or exc,
-                extra={"run_id": self.run.id},
-            )
+            # Someone else may own the run now; they carry on from the checkpoint. Say why we stopped
+            # (unless the run had in fact ended: a final write whose answer was lost, then retried).
             run = await self._latest()
+            if not run.status.is_final:
+                log.warning(
+                    "stopped acting on run %s: %s; a worker resumes it from its last checkpoint",
+                    self.run.id,
+                    self.lease.reason or exc,
+                    extra={"run_id": self.run.id},
+                )
         except Exception as exc:  # a bug must still end the run, never strand it; an outage must not
             run = await self._hand_back(exc) if is_transient(exc) else await self._fail(exc)
         finally:
