@@ -129,8 +129,8 @@ class Restarts:
 
 
 class Patient:
-    """API calls that wait out a database outage: retried on 503 (after Retry-After) and on
-    transport errors."""
+    """API calls that wait out a database outage: retried on 503 (after Retry-After), on other 5xx
+    answers (counted: they are findings) and on transport errors."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -145,12 +145,12 @@ class Patient:
                 answer = self.api.client.request(method, url, **kwargs)
             except httpx.TransportError:
                 answer = None
-            if answer is not None and answer.status_code != 503:
-                if answer.status_code >= 500:
-                    self.other_errors[answer.status_code] += 1
+            if answer is not None and answer.status_code < 500:
                 return answer
             wait = 1.0
-            if answer is not None:
+            if answer is not None and answer.status_code != 503:
+                self.other_errors[answer.status_code] += 1  # counted (a finding), and retried
+            elif answer is not None:
                 self.unavailable += 1
                 header = answer.headers.get("Retry-After")
                 if header is None:
@@ -187,8 +187,11 @@ class Patient:
     def approve_parked(self, runs: dict[str, dict[str, Any]]) -> int:
         approved = 0
         for run_id, run in runs.items():
-            pending = run.get("pending_approval")
-            if run["status"] == "waiting_for_approval" and pending:
+            if run["status"] != "waiting_for_approval":
+                continue
+            answer = self.call("GET", f"/v1/runs/{run_id}")  # the list does not carry the approval
+            pending = answer.json().get("pending_approval") if answer.status_code == 200 else None
+            if pending:
                 answer = self.call(
                     "POST",
                     f"/v1/runs/{run_id}/approvals/{pending['approval_id']}",
@@ -254,12 +257,12 @@ LOG_PATTERNS = {
     "run handed back (database unavailable)": re.compile(r"handing it back"),
     "outage started (one line per outage)": re.compile(r" failing: "),
     "outage ended": re.compile(r"recovered after|outage over after"),
-    "tracebacks": re.compile(r"^Traceback \(most recent call last\)", re.MULTILINE),
+    "tracebacks (also inside JSON lines)": re.compile(r"Traceback \(most recent call last\)"),
     "internal error (run failed)": re.compile(r"internal error"),
 }
 
 
-EXAMPLES_OF = ("run stopped: lease could not be renewed", "run stopped: lease taken over", "tracebacks")
+EXAMPLES_OF = ("run stopped: lease could not be renewed", "run stopped: lease taken over")
 
 
 def scan_logs(log_dir: Path, examples: dict[str, list[str]]) -> Counter[str]:
