@@ -9,6 +9,7 @@ another worker may own the run by then.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -31,8 +32,8 @@ class _GuardedStore:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._store, name)
-        if not callable(target) or name.startswith("_"):
-            return target
+        if not inspect.iscoroutinefunction(target) or name.startswith("_"):
+            return target  # properties and plain methods pass through untouched
         return functools.partial(self._call, name, target)
 
     async def _call(self, name: str, target: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
