@@ -36,6 +36,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--no-write", action="store_true", help="print only; write no results file")
+    p.add_argument("--keep-logs", type=Path, default=None, help="copy every process's log here")
     args = p.parse_args(argv)
     if args.tool_min is None:
         args.tool_min = 0.1 if args.variant == "load" else 30.0
@@ -391,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome.retry_after_missing = patient.retry_after_missing
             outcome.other_5xx = sum(patient.other_errors.values())
         outcome.log_counts = scan_logs(root / "logs", outcome.log_examples)
+        if args.keep_logs is not None:
+            shutil.copytree(root / "logs", args.keep_logs, dirs_exist_ok=True)
 
     print()
     print(table(outcome.rows()))

@@ -40,7 +40,7 @@ def test_a_database_outage_is_a_503_with_retry_after_logged_once(
 ) -> None:
     key = _key()
     app = create_app(ServiceOptions(project=example_project, settings=Settings()))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app) as client:  # raises what the server would re-raise into its log
         store = app.state.tether.store
 
         async def down(run_id: str) -> None:
@@ -125,3 +125,33 @@ async def test_redis_publish_failures_are_logged_once_per_outage(caplog: pytest.
         assert len(lines) == 2 and "recovered after" in lines[1] and "(30 failures)" in lines[1]
     finally:
         await notifier.close()
+
+
+async def test_span_writes_failing_during_an_outage_are_logged_once(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tether.observe.service import Telemetry
+
+    store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+    telemetry = Telemetry(store, Settings())
+    try:
+        observer = telemetry.observer
+        assert observer.tracing is not None
+        stored = observer.tracing.stored
+        real_flush = stored.flush
+
+        async def down(*_: object) -> None:
+            raise starting_up()
+
+        monkeypatch.setattr(stored, "flush", down)
+        for _ in range(10):
+            await observer.flush()
+        monkeypatch.setattr(stored, "flush", real_flush)  # the database is back
+        await observer.flush()
+    finally:
+        await telemetry.close()
+        await store.close()
+    lines = [r.getMessage() for r in caplog.records if "storing spans" in r.getMessage()]
+    assert len(lines) == 2
+    assert "failing: CannotConnectNow" in lines[0] and "recovered after" in lines[1]
+    assert "(10 failures)" in lines[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
@@ -138,6 +138,15 @@ def create_app(options: ServiceOptions) -> FastAPI:
         log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
         detail = "a value in this request cannot be stored or searched"
         return JSONResponse({"detail": detail}, status_code=400)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Handled here rather than by the catch-all below, which Starlette re-raises into the
+        # server's log after answering: a traceback per request during an outage.
+        if is_transient(exc):  # an outage, not a bug: tell the client to come back
+            return database_unavailable(exc)
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
