@@ -231,3 +231,21 @@ async def test_a_final_write_whose_answer_was_lost_ends_the_run_without_a_takeov
     assert finished.status == RunStatus.SUCCEEDED and finished.output == "found it"
     assert rig.store.calls.count("finish_run") == 2  # retried; the retry found the run already ended
     assert not [r for r in caplog.records if "stopped acting on run" in r.getMessage()]
+
+
+async def test_a_late_renewal_on_a_stalled_event_loop_still_renews_instead_of_giving_up(rig: Rig) -> None:
+    runtime = rig.runtime("w1")
+    run = await runtime.submit(rig.release, user_id="u", input="look it up")
+    task = asyncio.create_task(runtime.execute(run.id))
+    await wait_for(lambda: rig.tool_log() == ["start"], what="the tool started")
+    await wait_for(lambda: bool(rig.timer.sleepers), what="the renewal is scheduled")
+
+    rig.timer.t = LEASE_S + 10  # the process stalled past its lease; nobody claimed the run meanwhile
+    await rig.timer.advance_to_next_wakeup()
+    await wait_for(lambda: rig.store.calls.count("heartbeat") == 1, what="the late renewal")
+    await wait_for(lambda: len(rig.timer.sleepers) == 1, what="the next renewal is scheduled")
+    assert rig.tool_log() == ["start"]  # not cancelled: the renewal proved the lease was still ours
+
+    (rig.data / "go").touch()
+    finished = await task
+    assert finished.status == RunStatus.SUCCEEDED and rig.tool_log() == ["start", "done"]

@@ -84,47 +84,50 @@ class LeaseKeeper:
             await self._renew()
 
     async def _renew(self) -> None:
-        """One renewal, retried through transient errors until the safety margin is reached."""
+        """One renewal, retried through transient errors until the safety margin is reached.
+
+        A renewal is always attempted, even late (a busy event loop): if it succeeds, nobody else
+        took the run meanwhile and the lease is ours again. Only failing attempts give it up.
+        """
         pause = _FIRST_RETRY_S
         failures = 0
         while True:
             started = self.timer.now()
-            budget = self.give_up_at - started
-            if budget <= 0:
-                self._give_up(failures)
-                return
             try:
                 renewed = await asyncio.wait_for(
-                    self.store.heartbeat(self.run_id, self.owner, self.lease_s), timeout=budget
+                    self.store.heartbeat(self.run_id, self.owner, self.lease_s),
+                    timeout=max(self.give_up_at - started, self.margin_s / 2),
                 )
             except TimeoutError:
                 self._last_error = "the renewal did not answer in time"
-                failures += 1
-                continue
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("renewing the lease of run %s failed", self.run_id)
                 self._last_error = describe(exc)
-                failures += 1
-                await self.timer.sleep(min(pause, max(0.0, self.give_up_at - self.timer.now())))
-                pause = min(pause * 2, _MAX_RETRY_S)
-                continue
-            if not renewed:
-                self.taken_over = True
-                self._lose(
-                    "its lease was taken over (it expired and another worker claimed the run, "
-                    "or the run ended elsewhere)"
-                )
+            else:
+                if not renewed:
+                    self.taken_over = True
+                    self._lose(
+                        "its lease was taken over (it expired and another worker claimed the run, "
+                        "or the run ended elsewhere)"
+                    )
+                    return
+                self.valid_until = started + self.lease_s
+                if failures:
+                    log.info(
+                        "renewed the lease of run %s after %d failed attempt(s)",
+                        self.run_id,
+                        failures,
+                        extra={"run_id": self.run_id},
+                    )
                 return
-            self.valid_until = started + self.lease_s
-            if failures:
-                log.info(
-                    "renewed the lease of run %s after %d failed attempt(s)",
-                    self.run_id,
-                    failures,
-                    extra={"run_id": self.run_id},
-                )
-            return
+            failures += 1
+            left = self.give_up_at - self.timer.now()
+            if left <= 0:
+                self._give_up(failures)
+                return
+            await self.timer.sleep(min(pause, left))
+            pause = min(pause * 2, _MAX_RETRY_S)
 
     def _give_up(self, failures: int) -> None:
         since = self.timer.now() - (self.valid_until - self.lease_s)
