@@ -94,8 +94,10 @@ class LeaseKeeper:
         while True:
             started = self.timer.now()
             try:
+                # Shielded: cancelling a database call midway can leave its connection unusable;
+                # a renewal that answers after we gave up only makes the lease last longer.
                 renewed = await asyncio.wait_for(
-                    self.store.heartbeat(self.run_id, self.owner, self.lease_s),
+                    asyncio.shield(self.store.heartbeat(self.run_id, self.owner, self.lease_s)),
                     timeout=max(self.give_up_at - started, self.margin_s / 2),
                 )
             except TimeoutError:

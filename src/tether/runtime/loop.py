@@ -153,7 +153,8 @@ class RunLoop:
         )
         with contextlib.suppress(Exception):  # if the database is still down, the lease lapses
             await asyncio.wait_for(
-                self.lease.store.release_lease(self.run.id, self.settings.owner), self.settings.lease_s / 5
+                asyncio.shield(self.lease.store.release_lease(self.run.id, self.settings.owner)),
+                self.settings.lease_s / 5,
             )
         return await self._latest()
 
@@ -168,7 +169,9 @@ class RunLoop:
     async def _latest(self) -> RunRecord:
         """The run as stored, or as last known here when the database cannot say."""
         try:
-            return await asyncio.wait_for(self.lease.store.get_run(self.run.id), self.settings.lease_s / 5)
+            return await asyncio.wait_for(
+                asyncio.shield(self.lease.store.get_run(self.run.id)), self.settings.lease_s / 5
+            )
         except Exception:
             return self.run
 
