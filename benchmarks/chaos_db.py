@@ -259,7 +259,7 @@ LOG_PATTERNS = {
     "run handed back (database unavailable)": re.compile(r"handing it back"),
     "outage started (one line per outage)": re.compile(r" failing: "),
     "outage ended": re.compile(r"recovered after|outage over after"),
-    "tracebacks (also inside JSON lines)": re.compile(r"Traceback \(most recent call last\)"),
+    "lines with a traceback (also inside JSON lines)": re.compile(r"Traceback \(most recent call last\)"),
     "internal error (run failed)": re.compile(r"internal error"),
 }
 
@@ -272,8 +272,8 @@ def scan_logs(log_dir: Path, examples: dict[str, list[str]]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for path in sorted(log_dir.glob("*.log")):
         text = path.read_text(errors="replace")
-        for name, pattern in LOG_PATTERNS.items():
-            counts[name] += len(pattern.findall(text))
+        for name, pattern in LOG_PATTERNS.items():  # lines, not matches: one JSON line may chain two
+            counts[name] += sum(1 for line in text.splitlines() if pattern.search(line))
             if name in EXAMPLES_OF:
                 for line in text.splitlines():
                     if pattern.search(line) and len(examples.setdefault(name, [])) < 3:
