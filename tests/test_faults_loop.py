@@ -249,3 +249,15 @@ async def test_a_late_renewal_on_a_stalled_event_loop_still_renews_instead_of_gi
     (rig.data / "go").touch()
     finished = await task
     assert finished.status == RunStatus.SUCCEEDED and rig.tool_log() == ["start", "done"]
+
+
+async def test_a_checkpoint_extends_the_lease_as_far_as_the_keeper_knows(rig: Rig) -> None:
+    from tether.runtime.lease import LeaseKeeper
+
+    keeper = LeaseKeeper(rig.store, "run_x", "w1", LEASE_S, timer=rig.timer)
+    rig.timer.t = 20.0
+    keeper.extended(20.0)  # a fenced write (begin/finish step) that began at t=20 succeeded
+    rig.timer.t = 40.0  # 40 s after the claim, but only 20 s after that write
+    assert keeper.has_time()
+    rig.timer.t = 20.0 + LEASE_S * 0.8
+    assert not keeper.has_time()  # the safety margin before the extended lease can expire

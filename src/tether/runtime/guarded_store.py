@@ -23,6 +23,8 @@ from tether.store.repository import LeaseLostError, Store
 # a second `begin_step` would insert the same step twice. On a transient error the run is handed
 # back instead, and the next holder rebuilds its state from what was committed.
 _NOT_RETRIED = frozenset({"begin_step"})
+# Writes fenced by the lease: each one that succeeds extends the lease like a renewal does.
+_FENCED = frozenset({"begin_step", "finish_step", "use_approval"})
 
 
 class _GuardedStore:
@@ -52,7 +54,11 @@ class _GuardedStore:
             with attempt:
                 if lease.lost.is_set():
                     raise LeaseLostError(lease.reason)
-                return await target(*args, **kwargs)
+                started = lease.timer.now()
+                result = await target(*args, **kwargs)
+                if name in _FENCED:
+                    lease.extended(started)
+                return result
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
 

@@ -73,6 +73,10 @@ class LeaseKeeper:
     def give_up_at(self) -> float:
         return self.valid_until - self.margin_s
 
+    def extended(self, started: float) -> None:
+        """A fenced write that began at `started` succeeded: it extended the lease like a renewal."""
+        self.valid_until = max(self.valid_until, started + self.lease_s)
+
     def has_time(self) -> bool:
         """Whether work on the run may still go on (the lease holds beyond the safety margin)."""
         return not self.lost.is_set() and self.timer.now() < self.give_up_at
@@ -114,7 +118,7 @@ class LeaseKeeper:
                         "or the run ended elsewhere)"
                     )
                     return
-                self.valid_until = started + self.lease_s
+                self.extended(started)
                 if failures:
                     log.info(
                         "renewed the lease of run %s after %d failed attempt(s)",
