@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.2, gt=0)
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
+    worker_grace_s: float = Field(default=30.0, gt=0)
+    """On SIGTERM a worker exits within this long; calls still running by then are abandoned."""
     ui_session_secret: str | None = None
     """Signs dashboard sessions; required (the same value on every API node) unless the database is SQLite."""
     four_eyes: bool = True

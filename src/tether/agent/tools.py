@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from tether.agent.threads import run_in_daemon_thread
 from tether.models.base import ToolSpec
 
 SideEffect = Literal["read", "write"]
@@ -115,7 +116,7 @@ class Tool:
         if inspect.iscoroutinefunction(self.fn):
             call: Awaitable[Any] = self.fn(**kwargs)
         else:
-            call = asyncio.to_thread(self.fn, **kwargs)
+            call = run_in_daemon_thread(self.fn, **kwargs)
         return await asyncio.wait_for(call, timeout=self.timeout_s)
 
 

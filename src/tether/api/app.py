@@ -12,11 +12,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
+from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
@@ -29,6 +30,7 @@ from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
 from tether.settings import Settings
 from tether.store import db
+from tether.store.faults import is_transient
 from tether.store.repository import ConflictError, NotFoundError, Store
 
 log = logging.getLogger("tether.api")
@@ -153,8 +155,19 @@ def create_app(options: ServiceOptions) -> FastAPI:
         detail = "a value in this request cannot be stored or searched"
         return JSONResponse({"detail": detail}, status_code=400)
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Handled here rather than by the catch-all below, which Starlette re-raises into the
+        # server's log after answering: a traceback per request during an outage.
+        if is_transient(exc):  # an outage, not a bug: tell the client to come back
+            return database_unavailable(exc)
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # an outage, not a bug: tell the client to come back
+            return database_unavailable(exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 

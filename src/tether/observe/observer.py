@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -24,10 +25,12 @@ from tether.models.base import ModelResponse
 from tether.observe.metrics import Metrics
 from tether.observe.tracing import OPERATION, OUTCOME, RUN_ID, Tracing, span_id_for, trace_id_for
 from tether.runtime.observer import Observer, RunObservation
+from tether.runtime.outages import OutageLog
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus, StepKind, StepRecord
 from tether.store.repository import Store
 
 log = structlog.get_logger("tether.run")
+_span_writes = OutageLog(logging.getLogger("tether.run"), "storing spans (kept for the next flush)")
 
 ESCALATE_TOOL = "escalate_to_human"
 
@@ -64,8 +67,10 @@ class TelemetryObserver(Observer):
             return
         try:
             await self.tracing.stored.flush(self.store.telemetry)
-        except Exception:
-            log.exception("storing spans failed; they are kept for the next flush")
+        except Exception as exc:  # logged once per database outage, not once per flush
+            _span_writes.failed(exc)
+        else:
+            _span_writes.succeeded()
 
 
 class RunTelemetry(RunObservation):

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
@@ -20,7 +23,10 @@ from tether.models.tokens import estimate_prompt_tokens
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.runtime.guarded_store import guarded
+from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.store.faults import describe, is_transient
 from tether.store.records import (
     ApprovalKind,
     ApprovalRecord,
@@ -34,6 +40,8 @@ from tether.store.records import (
 )
 from tether.store.repository import LeaseLostError, Store
 
+log = logging.getLogger("tether.loop")
+T = TypeVar("T")
 _RETRY_BACKOFF_S = 0.2
 _SUMMARY_RESULT_CHARS = 300
 
@@ -78,8 +86,11 @@ class RunLoop:
         *,
         stopping: asyncio.Event | None = None,
         observer: Observer = NO_OBSERVER,
+        timer: Timer = REAL_TIMER,
     ) -> None:
-        self.store = store
+        self.lease = LeaseKeeper(store, run.id, settings.owner, settings.lease_s, timer=timer)
+        self.store = guarded(store, self.lease)
+        """Retries transient database errors while the lease holds; refuses to write once it is lost."""
         self.stopping = stopping or asyncio.Event()
         self.loaded = loaded
         self.agent = loaded.agent
@@ -101,16 +112,24 @@ class RunLoop:
     # -- driving --------------------------------------------------------------------------------
 
     async def drive(self) -> RunRecord:
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = asyncio.create_task(self.lease.keep())
         run = self.run
         try:
             await self._load_state()
             run = await self._advance()
-        except LeaseLostError:
-            # Someone else owns the run now (our lease expired); they carry on from the checkpoint.
-            run = await self.store.get_run(self.run.id)
-        except Exception as exc:  # a bug or an outage must still end the run, never strand it
-            run = await self._finish(RunStatus.FAILED, error=f"internal error: {exc!r}")
+        except LeaseLostError as exc:
+            # Someone else may own the run now; they carry on from the checkpoint. Say why we stopped
+            # (unless the run had in fact ended: a final write whose answer was lost, then retried).
+            run = await self._latest()
+            if not run.status.is_final:
+                log.warning(
+                    "stopped acting on run %s: %s; a worker resumes it from its last checkpoint",
+                    self.run.id,
+                    self.lease.reason or exc,
+                    extra={"run_id": self.run.id},
+                )
+        except Exception as exc:  # a bug must still end the run, never strand it; an outage must not
+            run = await self._hand_back(exc) if is_transient(exc) else await self._fail(exc)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,11 +137,57 @@ class RunLoop:
             await self.observation.close(run)
         return run
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lease_s / 3)
-            if not await self.store.heartbeat(self.run.id, self.settings.owner, self.settings.lease_s):
-                return
+    async def _guarded(self, call: Awaitable[T]) -> T:
+        """Await a model or tool call, cancelling it if the lease can no longer be trusted.
+
+        An async call is cancelled for real; a sync tool's thread cannot be stopped, so it runs
+        on, but its result is never recorded (see docs/operations.md).
+        """
+        work = asyncio.ensure_future(call)
+        lost = asyncio.ensure_future(self.lease.lost.wait())
+        try:
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not work.done():
+                work.cancel()  # an async call that ignores cancellation is left behind, not awaited
+                await asyncio.wait({work}, timeout=self.lease.margin_s / 2)
+        if not work.done() or work.cancelled():
+            raise LeaseLostError(self.lease.reason or f"run {self.run.id} lost its lease")
+        return work.result()
+
+    async def _hand_back(self, exc: BaseException) -> RunRecord:
+        """The database failed beyond retrying: leave the run for a worker to resume, never end it."""
+        log.warning(
+            "database unavailable while driving run %s (%s); handing it back to resume from its "
+            "last checkpoint",
+            self.run.id,
+            describe(exc),
+            extra={"run_id": self.run.id},
+        )
+        with contextlib.suppress(Exception):  # if the database is still down, the lease lapses
+            await asyncio.wait_for(
+                asyncio.shield(self.lease.store.release_lease(self.run.id, self.settings.owner)),
+                self.settings.lease_s / 5,
+            )
+        return await self._latest()
+
+    async def _fail(self, exc: BaseException) -> RunRecord:
+        try:
+            return await self._finish(RunStatus.FAILED, error=f"internal error: {exc!r}")
+        except Exception as again:
+            if not is_transient(again) and not isinstance(again, LeaseLostError):
+                raise
+            return await self._hand_back(again)
+
+    async def _latest(self) -> RunRecord:
+        """The run as stored, or as last known here when the database cannot say."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(self.lease.store.get_run(self.run.id)), self.settings.lease_s / 5
+            )
+        except Exception:
+            return self.run
 
     async def _load_state(self) -> None:
         self.steps = await self.store.list_steps(self.run.id)
@@ -213,8 +278,8 @@ class RunLoop:
         )
         started = time.monotonic()
         try:
-            response = await self.loaded.model.chat(
-                self.messages, self.tool_specs, max_output_tokens=max_output
+            response = await self._guarded(
+                self.loaded.model.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
             )
         except ModelError as exc:
             await self._end_step(
@@ -361,7 +426,9 @@ class RunLoop:
         for attempt in range(tool.retries + 1):
             attempts = attempt + 1
             try:
-                result = await tool.invoke(call.arguments, context)
+                result = await self._guarded(tool.invoke(call.arguments, context))
+            except LeaseLostError:
+                raise
             except TimeoutError:
                 error = f"{tool.name} timed out after {tool.timeout_s:g}s"
             except Exception as exc:

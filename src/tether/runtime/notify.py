@@ -12,6 +12,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from tether.runtime.outages import OutageLog
+
 log = logging.getLogger("tether.notify")
 _CHANNEL = "tether:runs"
 
@@ -57,13 +59,17 @@ class RedisNotifier(Notifier):
 
         self._redis: Any = redis.Redis.from_url(url)
         self._listener: asyncio.Task[None] | None = None
+        self._publishing = OutageLog(log, "publishing run notifications to Redis")
+        self._subscription = OutageLog(log, "the Redis subscription for run notifications")
 
     async def publish(self, run_id: str) -> None:
         self._wake(run_id)
         try:
             await self._redis.publish(_CHANNEL, run_id)
-        except Exception:  # Redis down: local streams still poll the database
-            log.warning("could not publish a run notification to Redis", exc_info=True)
+        except Exception as exc:  # Redis down: local streams still poll the database
+            self._publishing.failed(exc)  # one line per outage, not one per event
+        else:
+            self._publishing.succeeded()
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -76,14 +82,15 @@ class RedisNotifier(Notifier):
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(_CHANNEL)
                     pause = 0.5
+                    self._subscription.succeeded()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
                             self._wake(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # streams fall back to polling the database meanwhile
-                log.warning("lost the Redis subscription; retrying in %.1fs", pause, exc_info=True)
+            except Exception as exc:  # streams fall back to polling the database meanwhile
+                self._subscription.failed(exc)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
+from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
@@ -32,6 +33,8 @@ class Runtime:
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
+        self.timer: Timer = REAL_TIMER
+        """Paces lease renewals and database retries (tests drive it by hand)."""
 
     async def submit(
         self,
@@ -123,7 +126,13 @@ class Runtime:
             await observation.close(failed)
             return failed
         return await RunLoop(
-            self.store, loaded, run, self.loop_settings, stopping=self.stopping, observer=self.observer
+            self.store,
+            loaded,
+            run,
+            self.loop_settings,
+            stopping=self.stopping,
+            observer=self.observer,
+            timer=self.timer,
         ).drive()
 
     async def decide(

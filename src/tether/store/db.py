@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from filelock import AsyncFileLock
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from tether.store.faults import describe
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -167,3 +169,26 @@ async def _upgrade_with_retry(engine: AsyncEngine) -> None:
 async def is_current(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
         return await connection.run_sync(_is_current)
+
+
+async def readiness(engine: AsyncEngine) -> tuple[str, str]:
+    """(schema, writes) for /readyz: cheap plain SQL, no Alembic machinery (and its log lines).
+
+    Writability is proven by an UPDATE that changes nothing, in a transaction rolled back: a
+    read-only SQLite file or a read-only PostgreSQL (standby, default_transaction_read_only)
+    refuses it, while serving reads happily.
+    """
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            stored = set((await connection.scalars(text("SELECT version_num FROM alembic_version"))).all())
+            schema = "current" if stored == head_revisions() else "behind"
+            try:
+                await connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # the database went away: not a read-only answer
+                    raise
+                return schema, f"refused: {describe(exc)}"
+        finally:
+            await transaction.rollback()
+    return schema, "ok"
