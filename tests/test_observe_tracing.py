@@ -7,6 +7,7 @@ The OTLP receiver is a real HTTP server in this process that decodes the protobu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -345,3 +346,118 @@ async def test_a_span_stored_twice_keeps_its_first_copy(store: Store) -> None:
     await store.telemetry.add_spans([again, other])
     stored = await store.telemetry.list_spans(trace_id="a" * 32)
     assert sorted((s.span_id, s.attributes["n"]) for s in stored) == [("b" * 16, 1), ("c" * 16, 1)]
+
+
+class _ModelServer(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that answers every request with one priced text reply."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        reply = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "house-model-2026",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "All done."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+SECRET = "tk_0123456789abcdef_s3cr3tV4lu3xyz"
+
+
+def test_a_self_hosted_model_call_is_a_client_span_with_its_cost_and_opt_in_redacted_content(
+    cli: Cli,
+    make_project: ProjectFactory,
+    otlp: OtlpReceiver,
+    model_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TETHER_TRACE_CONTENT", "true")
+    monkeypatch.setenv("TETHER_TRACE_PROJECT", "support-prod")
+    project = make_project(
+        tools=TOOLS,
+        policy=POLICY,
+        name="obs-agent",
+        model='primary = "house:model-a"',
+        extra=(
+            f'[providers.house]\nkind = "openai"\nbase_url = "{model_url}"\n\n'
+            '[prices."house:model-a"]\ninput_per_mtok = 2.0\noutput_per_mtok = 10.0\n'
+        ),
+    )
+    run = cli.json("run", "--project", project, "--user", "u1", f"my key is {SECRET}, please help")
+    assert run["status"] == "succeeded" and run["output"] == "All done."
+    sent = [s for s in otlp.spans if s["trace_id"] == run["run_id"].removeprefix("run_")]
+    assert {s["resource"]["openinference.project.name"] for s in sent} == {"support-prod"}
+    (chat,) = [s for s in sent if _operation(s) == "chat"]
+    assert chat["kind"] == "SPAN_KIND_CLIENT"  # a remote model call (GenAI conventions)
+    attrs = chat["attributes"]
+    # A model no public price list knows, priced by the project's [prices] override: backends that
+    # cannot price it read Tether's cost from the OpenInference cost attributes.
+    assert attrs["llm.cost.prompt"] == pytest.approx(1000 * 2.0 / 1e6)
+    assert attrs["llm.cost.completion"] == pytest.approx(100 * 10.0 / 1e6)
+    assert attrs["llm.cost.total"] == pytest.approx(run["estimated_cost_usd"])
+    assert attrs["llm.model_name"] == "house-model-2026" and attrs["llm.provider"] == "house"
+    assert attrs["llm.token_count.total"] == 1100
+    # Content, GenAI-style and OpenInference-style, with the key's secret scrubbed as in logs.
+    sent_messages = json.loads(attrs["gen_ai.input.messages"])
+    assert [m["role"] for m in sent_messages] == ["user"]
+    assert sent_messages[0]["parts"][0]["type"] == "text"
+    assert "[REDACTED]" in sent_messages[0]["parts"][0]["content"]
+    assert json.loads(attrs["gen_ai.system_instructions"])[0]["type"] == "text"
+    answer = json.loads(attrs["gen_ai.output.messages"])
+    assert answer == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "All done."}], "finish_reason": "stop"}
+    ]
+    assert attrs["llm.input_messages.0.message.role"] == "system"
+    assert attrs["llm.input_messages.1.message.role"] == "user"
+    assert attrs["output.value"] == "All done."
+    (root,) = [s for s in sent if s["parent"] is None]
+    assert "[REDACTED]" in root["attributes"]["input.value"]
+    assert root["attributes"]["output.value"] == "All done."
+    everything = json.dumps([s["attributes"] for s in sent]) + json.dumps(
+        [s.attributes for s in _stored_spans(run["run_id"])]
+    )
+    assert "s3cr3tV4lu3xyz" not in everything
+
+
+def test_captured_tool_arguments_and_results_are_redacted(
+    cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TETHER_TRACE_CONTENT", "true")
+    project = _project(make_project)
+    run = cli.json("run", "--project", project, f'lookup {{"order": "{SECRET}"}}')
+    sent = [s for s in otlp.spans if s["trace_id"] == run["run_id"].removeprefix("run_")]
+    (tool,) = [s for s in sent if _operation(s) == "execute_tool"]
+    arguments = json.loads(tool["attributes"]["gen_ai.tool.call.arguments"])
+    assert arguments == {"order": "tk_0123456789abcdef_[REDACTED]"}
+    assert tool["attributes"]["gen_ai.tool.call.result"] == "order tk_0123456789abcdef_[REDACTED]: shipped"
+    assert tool["attributes"]["input.value"] == tool["attributes"]["gen_ai.tool.call.arguments"]
+    assert tool["attributes"]["output.value"] == tool["attributes"]["gen_ai.tool.call.result"]
