@@ -98,6 +98,19 @@ class TelemetryObserver(Observer):
                 self._pricers[release.id] = None
         return self._pricers[release.id]
 
+    async def run_ended_idle(self, run: RunRecord) -> None:
+        """A run ended while no execution held it (cancelled while queued or waiting for approval):
+        record its root now, or its executions' spans would hang under a root that never comes."""
+        if self.tracing is None or not run.status.is_final:
+            return
+        try:
+            release = await self.store.get_release(run.release_id)
+            end = _ns(run.finished_at) if run.finished_at is not None else None
+            record_root(self.tracing, run, release, self.content, end_ns=end)
+        except Exception:
+            log.exception("recording the root span of an ended run failed", run_id=run.id)
+        await self.flush()
+
     async def flush(self) -> None:
         """Write collected spans to the database; a failure is logged, never raised into a run."""
         if self.tracing is None:
@@ -114,26 +127,14 @@ class RunTelemetry(RunObservation):
         self.metrics = owner.metrics
         self.content = owner.content
         self.run = run
-        self.agent = release.agent_name
         self.release = release.version
+        self.release_record = release
         self.pricer = owner.pricer(release)
         self.trace_id = f"{trace_id_for(run.id):032x}"
         self.log = log.bind(
             run_id=run.id, release=release.version, trace_id=self.trace_id, attempt=run.attempts
         )
-        model = str(release.snapshot.get("config", {}).get("model", {}).get("primary", ""))
-        self.provider, self.requested = _split(model)
-        self.common: dict[str, Any] = {
-            RUN_ID: run.id,
-            "tether.release.version": release.version,
-            "tether.release.hash": release.content_hash,
-            "tether.prompt.hash": prompt_hash(release),
-            "tether.tenant.id": run.tenant_id,
-            "user.id": run.user_id,
-        }
-        if run.thread_id is not None:
-            self.common["gen_ai.conversation.id"] = run.thread_id
-            self.common["session.id"] = run.thread_id  # OpenInference: Phoenix's sessions
+        self.common = common_attributes(run, release)
         self.started_ns = time.time_ns()
         self.earliest_ns = self.started_ns
         """The earliest start of a span hung under the root by this execution (the root covers it)."""
@@ -425,43 +426,72 @@ class RunTelemetry(RunObservation):
         await self.owner.flush()
 
     def _end_root(self, run: RunRecord) -> None:
-        """Record the run's root span, from its first claim to now, under its derived ids."""
         tracing = self.owner.tracing
-        if tracing is None or self.tracer is None:
-            return
-        first = run.started_at or run.created_at
-        start = min(_ns(first), self.earliest_ns)
-        attributes: dict[str, Any] = {
-            **self.common,
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": self.agent,
-            "gen_ai.agent.version": self.release,
-            "gen_ai.provider.name": self.provider,
-            "gen_ai.request.model": self.requested,
-            SPAN_KIND: "AGENT",
-            OUTCOME: str(run.status),
-            "tether.run.status": str(run.status),
-            "tether.run.steps": run.steps_used,
-            "tether.run.attempts": run.attempts,
-            "gen_ai.usage.input_tokens": run.input_tokens,
-            "gen_ai.usage.output_tokens": run.output_tokens,
-            "tether.cost_usd": run.estimated_cost_usd,
-        }
-        if self.content is not None:
-            attributes.update(self.content.run(run.input, run.output))
-        with tracing.ids.fixed(trace_id=trace_id_for(run.id), span_id=root_span_id(run.id)):
-            # An empty context: the root never hangs under whatever span the caller has open.
-            root = self.tracer.start_span(
-                f"invoke_agent {self.agent}",
-                context=Context(),
-                kind=SpanKind.INTERNAL,
-                start_time=start,
-                attributes=attributes,
-            )
-        if run.status == RunStatus.FAILED:
-            root.set_attribute("error.type", "run_failed")
-            root.set_status(Status(StatusCode.ERROR, run.error or "failed"))
-        root.end(end_time=max(time.time_ns(), start))
+        if tracing is not None:
+            record_root(tracing, run, self.release_record, self.content, earliest_ns=self.earliest_ns)
+
+
+def common_attributes(run: RunRecord, release: ReleaseRecord) -> dict[str, Any]:
+    """What every span of a run carries, so a backend can filter without joining."""
+    common: dict[str, Any] = {
+        RUN_ID: run.id,
+        "tether.release.version": release.version,
+        "tether.release.hash": release.content_hash,
+        "tether.prompt.hash": prompt_hash(release),
+        "tether.tenant.id": run.tenant_id,
+        "user.id": run.user_id,
+    }
+    if run.thread_id is not None:
+        common["gen_ai.conversation.id"] = run.thread_id
+        common["session.id"] = run.thread_id  # OpenInference: Phoenix's sessions
+    return common
+
+
+def record_root(
+    tracing: Tracing,
+    run: RunRecord,
+    release: ReleaseRecord,
+    content: ContentCapture | None,
+    *,
+    earliest_ns: int | None = None,
+    end_ns: int | None = None,
+) -> None:
+    """Record a finished run's root span, from its first claim to its end, under its derived ids."""
+    first = run.started_at or run.created_at
+    start = min(_ns(first), earliest_ns) if earliest_ns is not None else _ns(first)
+    provider, requested = _split(str(release.snapshot.get("config", {}).get("model", {}).get("primary", "")))
+    attributes: dict[str, Any] = {
+        **common_attributes(run, release),
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": release.agent_name,
+        "gen_ai.agent.version": release.version,
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": requested,
+        SPAN_KIND: "AGENT",
+        OUTCOME: str(run.status),
+        "tether.run.status": str(run.status),
+        "tether.run.steps": run.steps_used,
+        "tether.run.attempts": run.attempts,
+        "gen_ai.usage.input_tokens": run.input_tokens,
+        "gen_ai.usage.output_tokens": run.output_tokens,
+        "tether.cost_usd": run.estimated_cost_usd,
+    }
+    if content is not None:
+        attributes.update(content.run(run.input, run.output))
+    tracer = tracing.tracer(release.agent_name)
+    with tracing.ids.fixed(trace_id=trace_id_for(run.id), span_id=root_span_id(run.id)):
+        # An empty context: the root never hangs under whatever span the caller has open.
+        root = tracer.start_span(
+            f"invoke_agent {release.agent_name}",
+            context=Context(),
+            kind=SpanKind.INTERNAL,
+            start_time=start,
+            attributes=attributes,
+        )
+    if run.status == RunStatus.FAILED:
+        root.set_attribute("error.type", "run_failed")
+        root.set_status(Status(StatusCode.ERROR, run.error or "failed"))
+    root.end(end_time=max(end_ns if end_ns is not None else time.time_ns(), start))
 
 
 _PAUSED = {

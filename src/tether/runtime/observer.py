@@ -48,5 +48,8 @@ class Observer:
     def start(self, run: RunRecord, release: ReleaseRecord) -> RunObservation:
         return RunObservation()
 
+    async def run_ended_idle(self, run: RunRecord) -> None:
+        """`run` ended while no execution held it (cancelled while queued or waiting for approval)."""
+
 
 NO_OBSERVER = Observer()
