@@ -18,15 +18,19 @@ from typing import Any
 
 import pytest
 from conftest import Cli, ProjectFactory
+from fastapi.testclient import TestClient
 from observe_agent import POLICY, PRICES, TOOLS
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tether.api.app import ServiceOptions, create_app
+from tether.api.auth import issue_key
 from tether.observe.metrics import Metrics
 from tether.observe.observer import TelemetryObserver, root_span_id
 from tether.observe.tracing import Tracing, hex_trace_id
 from tether.rollout.releases import working_copy_release
+from tether.settings import Settings
 from tether.store.insights import RunFilter
 from tether.store.repository import Store
 from tether.store.telemetry import SpanRecord
@@ -461,3 +465,47 @@ def test_captured_tool_arguments_and_results_are_redacted(
     assert tool["attributes"]["gen_ai.tool.call.result"] == "order tk_0123456789abcdef_[REDACTED]: shipped"
     assert tool["attributes"]["input.value"] == tool["attributes"]["gen_ai.tool.call.arguments"]
     assert tool["attributes"]["output.value"] == tool["attributes"]["gen_ai.tool.call.result"]
+
+
+def test_a_run_cancelled_while_parked_still_gets_its_root(
+    cli: Cli, make_project: ProjectFactory, otlp: OtlpReceiver
+) -> None:
+    project = _project(make_project)
+    parked = cli.json("run", "--project", project, 'refund {"order": "78"}')
+    assert parked["status"] == "waiting_for_approval"
+    cancelled = cli.json("runs", "cancel", parked["run_id"], "--project", project)
+    assert cancelled["status"] == "cancelled"
+    sent = [s for s in otlp.spans if s["trace_id"] == parked["run_id"].removeprefix("run_")]
+    root = assert_one_nested_tree(sent)
+    assert root["name"] == "invoke_agent obs-agent"
+    assert root["attributes"]["tether.run.status"] == "cancelled"
+    assert [s["name"] for s in sent if s["parent"] == root["span_id"]] == ["execution 1"]
+    stored = _stored_spans(parked["run_id"])
+    assert {s.span_id for s in stored} == {s["span_id"] for s in sent}
+
+
+def test_the_api_records_the_root_of_a_run_it_cancels_while_parked(
+    make_project: ProjectFactory, otlp: OtlpReceiver
+) -> None:
+    project = _project(make_project)
+
+    async def key() -> str:
+        store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+        try:
+            return (await issue_key(store, user_id="u1", tenant_id="default", scopes=["runs:write"]))[1]
+        finally:
+            await store.close()
+
+    headers = {"Authorization": f"Bearer {asyncio.run(key())}"}
+    app = create_app(ServiceOptions(project=project, embedded_worker_concurrency=1, settings=Settings()))
+    with TestClient(app) as client:
+        parked = client.post(
+            "/v1/runs", json={"input": 'refund {"order": "79"}', "wait": 30}, headers=headers
+        )
+        assert parked.json()["status"] == "waiting_for_approval", parked.text
+        run_id = parked.json()["run_id"]
+        assert client.post(f"/v1/runs/{run_id}/cancel", headers=headers).json()["status"] == "cancelled"
+    spans = _stored_spans(run_id)
+    (root,) = [s for s in spans if s.parent_span_id is None]
+    assert root.operation == "invoke_agent" and root.outcome == "cancelled"
+    assert {s.parent_span_id for s in spans if s.operation == "execution"} == {root.span_id}
