@@ -22,7 +22,11 @@ def lookup(order: str) -> str:
 
 @tool
 def explode(reason: str) -> str:
-    """Always fails."""
+    """Always fails.
+
+    Args:
+        reason: Put into the error message.
+    """
     raise RuntimeError(f"boom: {reason}")
 
 

@@ -54,7 +54,9 @@ async def test_sigterm_with_a_hung_sync_tool_exits_within_the_grace_period_and_k
     store = await Store.open(os.environ["TETHER_DATABASE_URL"])
     try:
         release = await working_copy_release(store, project)
-        run = await Runtime(store, Settings(), data_dir=data).submit(release, user_id="u", input="go", origin="cli")
+        run = await Runtime(store, Settings(), data_dir=data).submit(
+            release, user_id="u", input="go", origin="cli"
+        )
         log_path = isolated_env / "worker.log"
         env = {
             **os.environ,

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,6 +168,36 @@ def test_metrics_count_what_the_runs_did(project: Path) -> None:
     assert dashboard_metrics() <= declared(text), dashboard_metrics() - declared(text)
 
 
+def test_known_series_exist_at_zero_before_the_first_run(project: Path) -> None:
+    """`rate()` and `increase()` need a sample before the first increment, so the first failure,
+    refusal or approval an alert watches for is not read as 0."""
+    metrics_key = issue(["metrics"])
+    with serve(project) as client:
+        found = samples(client.get("/metrics", headers=bearer(metrics_key)).text)
+    (release,) = {dict(labels)["release"] for name, labels in found if name == "tether_runs_started_total"}
+    present = set(found)
+
+    def zero(name: str, **labels: str) -> bool:
+        key = (name, tuple(sorted(labels.items())))
+        return key in present and found[key] == 0.0
+
+    assert zero("tether_runs_started_total", release=release)
+    for status in ("succeeded", "failed", "cancelled", "escalated", "budget_exhausted"):
+        assert zero("tether_runs_finished_total", release=release, status=status), status
+    assert zero("tether_escalations_total", release=release)
+    for tool in ("lookup", "explode", "refund"):
+        assert zero("tether_tool_refusals_total", release=release, tool=tool), tool
+        assert zero("tether_tool_errors_total", tool=tool), tool
+        for status in ("succeeded", "failed", "refused"):
+            assert zero("tether_tool_calls_total", tool=tool, status=status), (tool, status)
+    assert zero("tether_tool_calls_total", tool="escalate_to_human", status="handed_off")
+    assert zero("tether_approvals_requested_total", kind="gate", tool="refund")
+    assert zero("tether_approvals_requested_total", kind="retry", tool="refund")  # a write, not idempotent
+    assert ("tether_approvals_requested_total", (("kind", "gate"), ("tool", "lookup"))) not in present
+    assert zero("tether_model_tokens_total", release=release, model="scripted:test-v1", type="input")
+    assert zero("tether_model_cost_usd_total", release=release, model="scripted:test-v1")
+
+
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "tether-dashboard.json"
 
 
@@ -209,21 +238,12 @@ def real_server(project: Path) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if SERVICES_REQUIRED:
-            pytest.fail("prometheus is required (TETHER_REQUIRE_SERVICES=1): apt-get install -y prometheus")
-        pytest.skip("no prometheus binary (Debian package `prometheus`)")
-    key, metrics_key = issue(["runs:read", "runs:write"]), issue(["metrics"])
-    with real_server(project) as url:
-        with httpx.Client(base_url=url, headers=bearer(key)) as http:
-            created = http.post("/v1/runs", json={"input": 'lookup {"order": "9"}', "wait": 30})
-            assert created.status_code == 200, created.text
-            release = created.json()["release_version"]
-        prom_port = _free_port()
+class Prometheus:
+    """A real Prometheus scraping the given targets every second."""
+
+    def __init__(self, binary: str, tmp_path: Path, targets: list[str], key: str) -> None:
+        self.port = _free_port()
         config = tmp_path / "prometheus.yml"
-        target = url.removeprefix("http://")
         config.write_text(
             json.dumps(  # JSON is YAML
                 {
@@ -231,51 +251,118 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
                     "scrape_configs": [
                         {
                             "job_name": "tether",
-                            "authorization": {"type": "Bearer", "credentials": metrics_key},
-                            "static_configs": [{"targets": [target]}],
+                            "authorization": {"type": "Bearer", "credentials": key},
+                            "static_configs": [{"targets": targets}],
                         }
                     ],
                 }
             )
         )
-        process = subprocess.Popen(
+        self.process = subprocess.Popen(
             [
                 binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def query(self, promql: str) -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.get(
+            f"http://127.0.0.1:{self.port}/api/v1/query", params={"query": promql}, timeout=5
+        ).json()
+        return answer
+
+    def wait_for(self, promql: str, check: Any, what: str) -> list[Any]:
+        """The query's result once `check(result)` holds; fails after about two minutes."""
+        result: list[Any] = []
+        for _ in range(1200):
+            try:
+                result = self.query(promql)["data"]["result"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                result = []
+            if check(result):
+                return result
+            time.sleep(0.1)
+        pytest.fail(f"Prometheus never showed {what}: {promql} -> {result}")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _values(result: list[Any], label: str) -> dict[str, float]:
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+
+
+def test_a_real_prometheus_scrapes_two_nodes_and_the_dashboard_reads_right(
+    project: Path, tmp_path: Path
+) -> None:
+    """Two API nodes on one database: counters sum, database gauges count once, and the series
+    alerts watch exist at zero before their first increment."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if SERVICES_REQUIRED:
+            pytest.fail("prometheus is required (TETHER_REQUIRE_SERVICES=1): apt-get install -y prometheus")
+        pytest.skip("no prometheus binary (Debian package `prometheus`)")
+    key, metrics_key = issue(["runs:read", "runs:write"]), issue(["metrics"])
+    reviewer = issue(["runs:read", "approvals"], user="reviewer")
+    with real_server(project) as first, real_server(project) as second:
+        targets = [url.removeprefix("http://") for url in (first, second)]
+        prometheus = Prometheus(binary, tmp_path, targets, metrics_key)
         try:
-            query = 'tether_runs_finished_total{job="tether",status="succeeded"}'
-            result: list[Any] = []
-            for _ in range(600):  # bounded: about a minute at most
-                try:
-                    answer = httpx.get(
-                        f"http://127.0.0.1:{prom_port}/api/v1/query?query={urllib.parse.quote(query)}",
-                        timeout=2,
-                    ).json()
-                    result = answer["data"]["result"]
-                except (httpx.HTTPError, KeyError, ValueError):
-                    result = []
-                if result:
-                    break
-                time.sleep(0.1)
-            assert result, "Prometheus never stored tether_runs_finished_total"
-            assert result[0]["metric"]["release"] == release
-            assert float(result[0]["value"][1]) == 1.0
-            up = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query?query=up").json()["data"]["result"]
-            assert [float(r["value"][1]) for r in up if r["metric"]["job"] == "tether"] == [1.0]
-            for promql in dashboard_queries():  # Prometheus accepts every query the dashboard plots
-                answer = httpx.get(
-                    f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": promql}
-                ).json()
-                assert answer["status"] == "success", (promql, answer)
+            # Created at zero at start-up on both nodes, before any run (item: rate() sees the first one).
+            refusals = 'tether_tool_refusals_total{job="tether",tool="refund"}'
+            prometheus.wait_for(
+                refusals, lambda r: sorted(_values(r, "instance").values()) == [0.0, 0.0], "refusals at 0"
+            )
+            with httpx.Client(base_url=first, headers=bearer(key), timeout=60) as http:
+                created = http.post("/v1/runs", json={"input": 'lookup {"order": "9"}', "wait": 30})
+                assert created.status_code == 200, created.text
+                ok = created.json()
+                release = ok["release_version"]
+                parked = http.post("/v1/runs", json={"input": 'refund {"order": "3"}', "wait": 30}).json()
+                assert parked["status"] == "waiting_for_approval", parked
+                feedback = http.post(f"/v1/runs/{ok['run_id']}/feedback", json={"score": 1})
+                assert feedback.status_code == 201, feedback.text
+            with httpx.Client(base_url=second, headers=bearer(reviewer), timeout=60) as http:
+                (pending,) = [a for a in http.get("/v1/approvals").json() if a["run_id"] == parked["run_id"]]
+                decided = http.post(
+                    f"/v1/runs/{parked['run_id']}/approvals/{pending['approval_id']}",
+                    json={"decision": "reject", "reason": "not today"},
+                )
+                assert decided.status_code < 300, decided.text
+            # The first refusal shows in increase(), as an alert on it needs.
+            prometheus.wait_for(
+                'sum(increase(tether_tool_refusals_total{tool="refund"}[1m]))',
+                lambda r: bool(r) and float(r[0]["value"][1]) > 0,
+                "an increase of the refusals",
+            )
+            finished = prometheus.wait_for(
+                'tether_runs_finished_total{job="tether",status="succeeded"}',
+                lambda r: sum(_values(r, "instance").values()) >= 2,
+                "two succeeded runs",
+            )
+            assert {r["metric"]["release"] for r in finished} == {release}
+            up = prometheus.query("up")["data"]["result"]
+            assert [float(r["value"][1]) for r in up if r["metric"]["job"] == "tether"] == [1.0, 1.0]
+            queries = dashboard_queries()
+            for promql in queries:  # Prometheus accepts every query the dashboard plots
+                assert prometheus.query(promql)["status"] == "success", promql
+            # "Feedback given": each node reports the same database count; one feedback reads 1, not 2.
+            (given,) = [q for q in queries if "tether_feedback_total" in q]
+            feedback_series = prometheus.wait_for(given, bool, "feedback")
+            assert [(r["metric"], float(r["value"][1])) for r in feedback_series] == [
+                ({"release": release, "score": "1"}, 1.0)
+            ]
+            # "Tool error rate": 0 %, not "No data", before the first error.
+            (error_rate,) = [q for q in queries if "tether_tool_errors_total" in q]
+            rates = _values(prometheus.wait_for(error_rate, bool, "a tool error rate"), "tool")
+            assert rates["lookup"] == 0.0
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            prometheus.close()
 
 
 async def test_a_worker_serves_its_own_counters_and_tracing_can_be_switched_off(

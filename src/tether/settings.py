@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     # Observability (docs/observability.md)
     tracing: bool = True
     """Record an OpenTelemetry trace per run (stored, and exported if OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+    trace_content: bool = False
+    """Record message text, tool arguments and tool results on spans (redacted like logs). Off: none."""
+    trace_content_max_chars: int = Field(default=8_000, gt=0)
+    """Longer captured values are cut to this many characters."""
+    trace_project: str | None = None
+    """The `openinference.project.name` resource attribute; unset: the agent's name."""
+    otlp_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest one OTLP export may take, retries included (OTEL_EXPORTER_OTLP_TIMEOUT wins when set)."""
+    otlp_flush_timeout_s: float = Field(default=1.0, ge=0)
+    """How long a process waits at exit for OTLP to send what is queued before it drops the rest."""
     metrics_access: Literal["key", "localhost", "open"] = "key"
     """Who may read GET /metrics: a key with the admin or metrics scope, loopback clients, or anyone."""
     alert_webhook_url: str | None = None

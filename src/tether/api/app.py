@@ -82,6 +82,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 if options.release
                 else await working_copy_release(store, options.project)
             )
+            telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
             alerts = AlertEvaluator(
                 store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url

@@ -45,14 +45,14 @@ def main() -> None:
 
 
 def _configure(*, service_command: bool) -> None:
-    from tether.observe.logs import configure_logging, secrets_from_environment
+    from tether.observe.logs import configure_logging, secret_env_names, secrets_from_environment
 
     try:
         settings = load_settings()
     except ValueError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from None
-    names = [name.strip() for name in settings.log_secret_env.split(",") if name.strip()]
+    names = secret_env_names(settings.log_secret_env)
     configure_logging(
         fmt=settings.log_format,
         level=settings.log_level or ("INFO" if service_command else "WARNING"),

@@ -322,6 +322,8 @@ def runs_cancel(
     async def body() -> None:
         async with open_session(project.resolve()) as session:
             record = await session.store.request_cancel(run_id)
+            if record.status.is_final:  # ended here, not in a run loop: its trace needs its root
+                await session.runtime.observer.run_ended_idle(record)
             await show_run(session, record, as_json)
 
     run_command(body)

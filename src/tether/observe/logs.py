@@ -41,6 +41,10 @@ class Redactor:
         text = _BEARER.sub(rf"\1{REDACTED}", text)
         return _URL_PASSWORD.sub(rf"\1{REDACTED}\2", text)
 
+    def clean(self, value: Any) -> Any:
+        """Scrub a value the way a log field is scrubbed (spans with captured content use this too)."""
+        return self._clean(value)
+
     def _clean(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
             return self.scrub(value)
@@ -77,6 +81,11 @@ def secrets_from_environment(
     env = os.environ if environ is None else environ
     wanted = set(extra_names)
     return [value for name, value in env.items() if value and (name in wanted or _SECRET_ENV.search(name))]
+
+
+def secret_env_names(spec: str) -> list[str]:
+    """The variable names of `TETHER_LOG_SECRET_ENV` (comma-separated)."""
+    return [name.strip() for name in spec.split(",") if name.strip()]
 
 
 def route_structlog_to_stdlib() -> None:

@@ -7,13 +7,17 @@ scrape time, so every node reports the same, correct number (take `max` across i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tether.runtime.builtins import ESCALATE
+from tether.store.records import ReleaseRecord, RunStatus
 from tether.store.telemetry import OpsSnapshot, TelemetryStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,6 +26,7 @@ _MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 _TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 3 * 24 * 3600)
 _STEP_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50)
+_FINAL = sorted(str(status) for status in RunStatus if status.is_final)
 
 
 class Metrics:
@@ -29,6 +34,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._prepared: set[str] = set()
+        self._lock = threading.Lock()
         r = self.registry
         self.runs_started = Counter(
             "tether_runs_started", "Runs claimed for the first time, by release.", ["release"], registry=r
@@ -112,6 +119,52 @@ class Metrics:
             buckets=_WAIT_BUCKETS,
             registry=r,
         )
+
+    def prepare(self, release: ReleaseRecord) -> None:
+        """Create the release's known series at zero, once per process.
+
+        A labelled series otherwise appears at its first increment, and `rate()`/`increase()` need
+        two samples: the first failure, refusal or approval an alert watches for would read as 0.
+        Called at start-up for the release the API serves and at the first claim of any other.
+        """
+        version = release.version
+        with self._lock:
+            if version in self._prepared:
+                return
+            self._prepared.add(version)
+        config: dict[str, Any] = release.snapshot.get("config", {})
+        model = config.get("model", {})
+        models = [str(model["primary"]), *map(str, model.get("fallbacks", []))] if "primary" in model else []
+        enabled = config.get("agent", {}).get("enabled_tools")
+        tools = [t for t in release.snapshot.get("tools", []) if enabled is None or t.get("name") in enabled]
+        self.runs_started.labels(version)
+        self.escalations.labels(version)
+        self.steps_per_run.labels(version)
+        for status in _FINAL:
+            self.runs_finished.labels(version, status)
+        for reference in models:
+            self.cost.labels(version, reference)
+            for kind in ("input", "output"):
+                self.tokens.labels(version, reference, kind)
+            for outcome in ("ok", "error"):
+                self.model_latency.labels(reference, outcome)
+        self.tool_calls.labels(ESCALATE, "handed_off")
+        for tool in tools:
+            name = str(tool.get("name"))
+            self.refusals.labels(version, name)
+            self.tool_errors.labels(name)
+            for status in ("succeeded", "failed", "refused"):
+                self.tool_calls.labels(name, status)
+            for status in ("succeeded", "failed"):
+                self.tool_latency.labels(name, status)
+            gated = tool.get("requires_approval") or tool.get("side_effect") == "write"
+            kinds = ["gate"] if gated else []
+            if tool.get("side_effect") == "write" and not tool.get("idempotent"):
+                kinds.append("retry")  # an interrupted write that is not idempotent waits for a human
+            for kind in kinds:
+                self.approvals_requested.labels(kind, name)
+                for decision in ("approved", "rejected"):
+                    self.approval_wait.labels(kind, decision)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,14 +1,14 @@
 """OpenTelemetry tracing: one trace per run, stored in Tether's database and exported over OTLP.
 
 A run may execute several times (it parks for approval, a worker stops, a process dies), on any
-worker. Its trace id is derived from the run id, so every execution's `invoke_agent` span lands
-in the same trace without anything being handed from one process to the next.
+worker. Its trace id and the span id of its root `invoke_agent` span are derived from the run id,
+so every execution's span hangs under the same root in the same trace without anything being handed
+from one process to the next; the execution that ends the run records the root itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,20 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import StatusCode, Tracer
 
+from tether.observe.export import OtlpExport, otlp_endpoint
 from tether.store.telemetry import SpanRecord, TelemetryStore
 
 # Attribute names beyond the OpenTelemetry GenAI conventions (which name the gen_ai.* ones).
 RUN_ID = "tether.run.id"
 OPERATION = "tether.operation"
 OUTCOME = "tether.outcome"
-
-_OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# The OpenInference resource attribute Phoenix (and Arize) group traces into projects by.
+PROJECT_NAME = "openinference.project.name"
 
 
 def trace_id_for(run_id: str) -> int:
@@ -161,31 +162,64 @@ def _time(nanos: int) -> datetime:
 
 
 def otlp_configured() -> bool:
-    return any(os.environ.get(name) for name in _OTLP_ENV)
+    return otlp_endpoint() is not None
+
+
+def _resource(project: str) -> Resource:
+    """service.name `tether` and the project; OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win."""
+    ours = Resource.create({"service.name": "tether", PROJECT_NAME: project})
+    return ours.merge(OTELResourceDetector().detect())
 
 
 class Tracing:
-    """A tracer provider of our own (never the global one), writing to the database and to OTLP."""
+    """Tracer providers of our own (never the global one), writing to the database and to OTLP.
 
-    def __init__(self, *, exporter: SpanExporter | None = None) -> None:
+    One provider per project name, because backends such as Phoenix group traces by the
+    `openinference.project.name` resource attribute and a resource belongs to a provider; all of
+    them share the same two span processors (the database collector and the OTLP batch queue).
+    """
+
+    def __init__(
+        self,
+        *,
+        exporter: SpanExporter | None = None,
+        project: str | None = None,
+        export_timeout_s: float = 5.0,
+        flush_timeout_s: float = 1.0,
+    ) -> None:
         self.ids = RunIds()
         self.stored = StoredSpans()
-        service = os.environ.get("OTEL_SERVICE_NAME") or "tether"
-        self.provider = TracerProvider(
-            resource=Resource.create({"service.name": service}), id_generator=self.ids
-        )
-        self.provider.add_span_processor(self.stored)
-        if exporter is None and otlp_configured():
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()  # endpoint, headers and timeout from the OTEL_* variables
+        self.project = project
+        """Overrides the agent's name as the project (TETHER_TRACE_PROJECT)."""
         if exporter is not None:
-            self.provider.add_span_processor(BatchSpanProcessor(exporter))
-        self.tracer: Tracer = self.provider.get_tracer("tether")
+            self.otlp: OtlpExport | None = OtlpExport(
+                exporter, target=type(exporter).__name__, flush_timeout_s=flush_timeout_s
+            )
+        else:
+            self.otlp = OtlpExport.from_environment(
+                timeout_s=export_timeout_s, flush_timeout_s=flush_timeout_s
+            )
+        self._tracers: dict[str, Tracer] = {}
+        self._providers: list[TracerProvider] = []
+        self._lock = threading.Lock()
 
-    def force_flush(self) -> bool:
-        return self.provider.force_flush()
+    def tracer(self, agent: str) -> Tracer:
+        """The tracer for an agent's runs: its provider's resource names the project."""
+        project = self.project or agent
+        with self._lock:
+            tracer = self._tracers.get(project)
+            if tracer is None:
+                # No atexit hook: `shutdown` bounds the wait at exit, the SDK's hook would not.
+                provider = TracerProvider(
+                    resource=_resource(project), id_generator=self.ids, shutdown_on_exit=False
+                )
+                provider.add_span_processor(self.stored)
+                if self.otlp is not None:
+                    provider.add_span_processor(self.otlp.processor)
+                self._providers.append(provider)
+                tracer = self._tracers[project] = provider.get_tracer("tether")
+        return tracer
 
-    def shutdown(self) -> None:
-        """Send what is still batched for OTLP, then stop."""
-        self.provider.shutdown()
+    def shutdown(self) -> bool:
+        """Send what is still batched for OTLP, waiting at most the flush timeout; then stop."""
+        return self.otlp.shutdown() if self.otlp is not None else True

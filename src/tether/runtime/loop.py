@@ -277,6 +277,7 @@ class RunLoop:
             StepDraft(index=self._next_index(), kind=StepKind.MODEL_CALL, name=self.loaded.model.name)
         )
         started = time.monotonic()
+        self.observation.model_request(self.messages)
         try:
             response = await self._guarded(
                 self.loaded.model.chat(self.messages, self.tool_specs, max_output_tokens=max_output)

@@ -7,12 +7,17 @@ one async hook, `close`, runs once when an execution of a run ends and may write
 
 from __future__ import annotations
 
-from tether.models.base import ModelResponse
+from collections.abc import Sequence
+
+from tether.models.base import Message, ModelResponse
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, StepRecord
 
 
 class RunObservation:
     """One execution of one run: from claim to its end, its parking, or its hand-back."""
+
+    def model_request(self, messages: Sequence[Message]) -> None:
+        """A model call is about to be sent `messages` (read them now: the list grows later)."""
 
     def step_finished(self, step: StepRecord, response: ModelResponse | None = None) -> None:
         """A model or tool step was checkpointed; `response` is the model's answer for model steps.
@@ -42,6 +47,9 @@ class Observer:
 
     def start(self, run: RunRecord, release: ReleaseRecord) -> RunObservation:
         return RunObservation()
+
+    async def run_ended_idle(self, run: RunRecord) -> None:
+        """`run` ended while no execution held it (cancelled while queued or waiting for approval)."""
 
 
 NO_OBSERVER = Observer()

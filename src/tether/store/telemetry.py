@@ -75,9 +75,9 @@ def guardrail_condition(guardrail: str) -> ColumnElement[bool]:
 
 
 class SpanRecord(BaseModel):
-    """One stored span. `operation` is `invoke_agent`, `chat`, `execute_tool`, `approval_wait` or
-    `guardrail`; `outcome` says how it ended in that operation's terms (run status, finish reason,
-    tool status, decision)."""
+    """One stored span. `operation` is `invoke_agent`, `execution`, `chat`, `execute_tool`,
+    `approval_wait` or `guardrail`; `outcome` says how it ended in that operation's terms (run
+    status, finish reason, tool status, decision)."""
 
     model_config = ConfigDict(from_attributes=True)
 

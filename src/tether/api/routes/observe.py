@@ -95,7 +95,7 @@ class TraceDetail(BaseModel):
     run_id: str
     trace_id: str
     spans: list[SpanRecord]
-    """In start order; build the tree from `parent_span_id` (`invoke_agent` spans are the roots)."""
+    """In start order; build the tree from `parent_span_id` (the root comes when the run ends)."""
 
 
 class AlertList(BaseModel):
@@ -172,7 +172,7 @@ async def search_traces(
 
 @router.get("/v1/traces/{run_id}", response_model=TraceDetail, responses=_ERRORS)
 async def get_trace(run_id: str, state: State, caller: Reader) -> TraceDetail:
-    """Every stored span of a run's trace (one `invoke_agent` root per execution of the run)."""
+    """Every stored span of a run's trace (one `invoke_agent` root, an `execution` child per execution)."""
     await visible_run(state, caller, run_id)
     spans = await state.store.telemetry.list_spans(run_id=run_id)
     return TraceDetail(run_id=run_id, trace_id=hex_trace_id(run_id), spans=spans)

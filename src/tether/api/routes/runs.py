@@ -156,6 +156,8 @@ async def cancel_run(run_id: str, state: State, caller: Writer) -> RunOut:
         run = await state.store.request_cancel(run_id)
     except ConflictError as exc:
         raise HTTPException(409, str(exc)) from None
+    if run.status.is_final:  # it ended here, not in a run loop: its trace still needs its root
+        await state.runtime.observer.run_ended_idle(run)
     return await _out(state, run)
 
 
