@@ -16,12 +16,12 @@ import json
 import sqlite3
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from typing_extensions import Annotated, TypedDict
+from typing_extensions import TypedDict
 
 TASK = "Where is my order 12345?"
 ORDERS = {"12345": {"order_id": "12345", "status": "shipped", "carrier": "DHL", "eta": "2026-12-02"}}
