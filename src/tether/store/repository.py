@@ -89,7 +89,11 @@ class Store:
         self, engine: AsyncEngine, *, clock: Clock = utc_now, on_event: EventHook | None = None
     ) -> None:
         self.engine = engine
+        """Reads, migrations, and on PostgreSQL writes too."""
+        self._writer = db.create_writer(engine)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(self._writer or engine, expire_on_commit=False)
+        """Every write transaction (on SQLite: the process's one writer connection)."""
         self._now = clock
         self.on_event = on_event
 
@@ -128,6 +132,8 @@ class Store:
             await self.on_event(run_id)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.dispose()
         await self.engine.dispose()
 
     @property
@@ -142,7 +148,7 @@ class Store:
     @property
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
-        return TelemetryStore(self._sessions, self._now, self.dialect)
+        return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
 
     # -- releases -------------------------------------------------------------------------------
 
@@ -159,7 +165,7 @@ class Store:
             created_at=self._now(),
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 session.add(row)
         except IntegrityError:
             raise ConflictError(f"release version {version!r} already exists") from None
@@ -205,7 +211,7 @@ class Store:
             id=thread_id or new_id("thr"), user_id=user_id, tenant_id=tenant_id, created_at=self._now()
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 session.add(row)
         except IntegrityError:
             raise ConflictError(f"thread {row.id!r} already exists") from None
@@ -278,7 +284,7 @@ class Store:
                     created_at=now,
                 )
             )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
             await session.flush()
             session.add_all(events)
@@ -363,7 +369,7 @@ class Store:
         own data, so no other process may resume them, and none may stay `running` forever."""
         now = self._now()
         error = "abandoned: the process that alone executes this run (an eval or a drill) stopped"
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             ended = list(
                 (
                     await session.scalars(
@@ -402,7 +408,7 @@ class Store:
         if run_id is not None:
             candidates = candidates.where(RunRow.id == run_id)
         candidates = candidates.order_by(RunRow.created_at, RunRow.id).limit(1)
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             if self.dialect == "postgresql":
                 chosen = (await session.scalars(candidates.with_for_update(skip_locked=True))).first()
                 if chosen is None:
@@ -436,7 +442,7 @@ class Store:
     async def _fenced(self, run_id: str, owner: str, lease_s: float) -> AsyncIterator[AsyncSession]:
         """A transaction that holds only while `owner` still holds the lease, which it extends."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             result = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == RunStatus.RUNNING)
@@ -550,7 +556,7 @@ class Store:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Hand a still-running run back to the queue (e.g. a worker shutting down)."""
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             released = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == RunStatus.RUNNING)
@@ -646,7 +652,7 @@ class Store:
     ) -> ApprovalRecord:
         """Record a human decision and put the run back in the queue for any worker to resume."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(ApprovalRow, approval_id)
             if row is None:
                 raise NotFoundError(f"no approval {approval_id!r}")
@@ -680,7 +686,7 @@ class Store:
     async def request_cancel(self, run_id: str) -> RunRecord:
         """Cancel now if nothing runs it; otherwise flag it for the loop's next step boundary."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(RunRow, run_id, with_for_update=self.dialect == "postgresql")
             if row is None:
                 raise NotFoundError(f"no run {run_id!r}")
@@ -745,7 +751,7 @@ class Store:
             label=label,
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return ApiKeyRecord.model_validate(row)
 
@@ -760,7 +766,7 @@ class Store:
         return [ApiKeyRecord.model_validate(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             if row is None:
                 raise NotFoundError(f"no API key {key_id!r}")
@@ -776,7 +782,7 @@ class Store:
         row = FeedbackRow(
             run_id=run_id, user_id=user_id, score=score, comment=comment, created_at=self._now()
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
             await session.flush()
             record = FeedbackRecord.model_validate(row)
@@ -788,7 +794,7 @@ class Store:
 
     async def worker_heartbeat(self, worker_id: str, *, concurrency: int, active_runs: int) -> None:
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(WorkerRow, worker_id)
             if row is None:
                 session.add(
@@ -806,7 +812,7 @@ class Store:
                 row.stopped_at = None
 
     async def worker_stopped(self, worker_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             await session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == worker_id)
@@ -844,7 +850,7 @@ class Store:
         event = EventRow(
             run_id=row.id, seq=1, type="status", data={"status": RunStatus.SUCCEEDED}, created_at=at
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
             await session.flush()
             session.add(event)
@@ -870,7 +876,7 @@ class Store:
             summary={},
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return EvalRunRecord.model_validate(row)
 
@@ -878,7 +884,7 @@ class Store:
         self, eval_run_id: str, *, results: list[EvalCaseResultRecord], summary: dict[str, Any]
     ) -> EvalRunRecord:
         """Store every case result and mark the eval run finished, in one transaction."""
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(EvalRunRow, eval_run_id)
             if row is None:
                 raise NotFoundError(f"no eval run {eval_run_id!r}")
@@ -938,7 +944,7 @@ class Store:
             checks=checks,
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return GateVerdictRecord.model_validate(row)
 
