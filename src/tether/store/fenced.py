@@ -19,11 +19,12 @@ from sqlalchemy import Row, Table, insert, inspect, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.store.records import RunRecord, RunStatus
-from tether.store.tables import EventRow, RunRow, StepRow
+from tether.store.tables import EventRow, RunRow, StepRow, ThreadRow
 
 RUNS = cast(Table, RunRow.__table__)
 STEPS = cast(Table, StepRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
+THREADS = cast(Table, ThreadRow.__table__)
 
 
 class LeaseLostError(RuntimeError):

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
-from tether.store.fenced import EVENTS, RUNS, STEPS
+from tether.store.batch import CreateBatcher, NewRun
+from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
 from tether.store.records import (
@@ -92,6 +93,7 @@ class Store:
         self._write_engine = self._writer or engine
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
         """Every write transaction (on SQLite: the process's one writer connection)."""
+        self._creates = CreateBatcher(self._write_engine)
         self._releases: dict[str, ReleaseRecord] = {}
         """Releases by id: they are immutable, and every run's execution starts by reading one."""
         self._now = clock
@@ -263,11 +265,20 @@ class Store:
         metadata: dict[str, Any] | None = None,
         tenant_id: str = "default",
         lease: tuple[str, float] | None = None,
+        new_thread: bool = False,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
-        (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere."""
+        (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere. With `new_thread`,
+        the run starts a new thread (of `thread_id` if given), created in the same transaction.
+
+        Creates that arrive together are committed together (`store/batch.py`), so a burst of them
+        costs one disk flush, not one each, and never queues behind every step write."""
         now = self._now()
+        thread: dict[str, Any] | None = None
+        if new_thread:
+            thread_id = thread_id or new_id("thr")
+            thread = {"id": thread_id, "user_id": user_id, "tenant_id": tenant_id, "created_at": now}
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
@@ -290,11 +301,13 @@ class Store:
                     created_at=now,
                 )
             )
-        async with self._write_engine.begin() as conn:
-            stored = (
-                await conn.execute(insert(RUNS).values(fenced.run_values(row)).returning(*RUNS.c))
-            ).one()
-            await conn.execute(insert(EVENTS), [fenced.event_values(event) for event in events])
+        stored = await self._creates.create(
+            NewRun(
+                run=fenced.run_values(row),
+                events=[fenced.event_values(event) for event in events],
+                thread=thread,
+            )
+        )
         await self._notify(row.id)
         return fenced.run_record(stored)
 
