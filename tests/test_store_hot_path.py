@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from conftest import ProjectFactory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tether.rollout.releases import working_copy_release
+from tether.runtime.service import Runtime
+from tether.settings import Settings
 from tether.store.records import (
     ReleaseRecord,
     RunStatus,
@@ -37,6 +42,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.sql: list[str] = []
         self.commits = 0
         self.connects = 0
 
@@ -46,6 +52,7 @@ def tally(*engines: AsyncEngine) -> Iterator[Tally]:
     seen = Tally()
 
     def on_execute(*args: Any) -> None:
+        seen.sql.append(str(args[2]))
         statement = str(args[2]).lstrip().split(None, 1)[0].upper()
         if statement in ("SELECT", "INSERT", "UPDATE", "DELETE"):
             seen.statements.append(statement)
@@ -149,5 +156,72 @@ async def test_executing_a_run_reuses_the_same_connections(tmp_path: Any) -> Non
                     await store.finish_step(run.id, "w", 60, index, outcome, RunTotals(steps_used=index + 1))
                 await store.finish_run(run.id, "w", 60, status=RunStatus.SUCCEEDED, totals=RunTotals())
         assert seen.connects <= 2  # was about 21 per run (a new connection and thread per call)
+    finally:
+        await store.close()
+
+
+TOOLS = '''
+from tether import tool
+
+
+@tool
+def lookup_order(order_id: str) -> str:
+    """Look an order up.
+
+    Args:
+        order_id: The order number.
+    """
+    return f"order {order_id}: shipped"
+'''
+
+POLICY = """
+def respond(turn):
+    if turn.observations:
+        return f"Your order: {turn.observations[-1].content}"
+    return turn.call("lookup_order", order_id="12345")
+"""
+
+
+async def test_the_lease_holder_keeps_the_run_state_in_memory(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """A fresh run reads back no steps or approvals, and learns of a cancel from its own writes."""
+    project = make_project(tools=TOOLS, policy=POLICY)
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'memory.db'}")
+    try:
+        runtime = Runtime(store, Settings(), data_dir=tmp_path / "data")
+        release = await working_copy_release(store, project)
+        run = await runtime.submit(release, user_id="u", input="where is my order?")
+        with tally(*_engines(store)) as seen:
+            done = await runtime.execute(run.id)
+        assert done.status == RunStatus.SUCCEEDED and done.steps_used == 3
+        reads = [s for s in seen.sql if s.startswith("SELECT")]
+        assert not [s for s in reads if s.startswith("SELECT runs.cancel_requested")]
+        assert not [s for s in reads if "FROM steps" in s or "FROM approvals" in s]
+    finally:
+        await store.close()
+
+
+async def test_a_cancel_requested_during_a_tool_call_ends_the_run_before_the_next_model_call(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """Another process flags the run while its tool runs; the finishing write reports it."""
+    database = tmp_path / "cancel.db"
+    tools = TOOLS.replace(
+        '    return f"order {order_id}: shipped"',
+        "    import sqlite3\n"
+        f"    with sqlite3.connect({str(database)!r}) as other:\n"
+        '        other.execute("UPDATE runs SET cancel_requested = 1")\n'
+        '    return f"order {order_id}: shipped"',
+    )
+    project = make_project(tools=tools, policy=POLICY)
+    store = await Store.open(f"sqlite+aiosqlite:///{database}")
+    try:
+        runtime = Runtime(store, Settings(), data_dir=tmp_path / "data")
+        release = await working_copy_release(store, project)
+        run = await runtime.submit(release, user_id="u", input="where is my order?")
+        done = await runtime.execute(run.id)
+        assert done.status == RunStatus.CANCELLED
+        assert [s.kind for s in await store.list_steps(run.id)] == ["model_call", "tool_call"]
     finally:
         await store.close()

@@ -529,8 +529,11 @@ class Store:
 
     async def finish_step(
         self, run_id: str, owner: str, lease_s: float, index: int, outcome: StepOutcome, totals: RunTotals
-    ) -> None:
-        """Record a step's outcome and the run's new totals in one transaction (the checkpoint)."""
+    ) -> bool:
+        """Record a step's outcome and the run's new totals in one transaction (the checkpoint).
+
+        Returns whether the run's cancellation has been requested, as of this write: the loop's
+        step-boundary check, without a read of its own."""
         now = self._now()
         counters = totals.values()
         event = {"index": index, **outcome.model_dump(mode="json", exclude={"message"}), "totals": counters}
@@ -551,6 +554,7 @@ class Store:
             )
             await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
         await self._notify(run_id)
+        return lease.cancel_requested
 
     async def finish_run(
         self,
