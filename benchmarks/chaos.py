@@ -15,7 +15,7 @@ their steps and events, and the tools' own execution log and side-effect tables 
 - a non-idempotent write ran at most 1 + (retry approvals granted) times per step: each approval
   covers one attempt.
 
-    /work/venv/bin/python benchmarks/chaos.py --runs 300 --kill-every 1.5 --workers 3
+    python benchmarks/chaos.py --runs 300 --kill-every 1.5 --workers 3
 
 Exits 1 when an invariant is violated or a run did not succeed. Bounded: the kill phase stops after
 `--kill-phase` seconds, and runs still open `--settle` seconds later are reported as a failure.

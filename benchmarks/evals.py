@@ -4,7 +4,7 @@ Runs every suite in `examples/support_agent/evals/` through `tether.evals.runner
 same code as `tether eval run`: the one run loop, a throwaway data copy per trial) on a private copy
 of the example project and a scratch database, and writes `results/evals-<date>.md`.
 
-    /work/venv/bin/python benchmarks/evals.py --trials 3 --concurrency 4
+    python benchmarks/evals.py --trials 3 --concurrency 4
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ end of each execution, Prometheus counters, a JSON log line per event into /dev/
 included). Runs alternate off/on so both see the same database size and machine noise. Reported:
 wall time per step (claim to end of run, divided by the steps), median and mean, and the ratio.
 
-    /work/venv/bin/python benchmarks/observability_overhead.py --runs 400
+    python benchmarks/observability_overhead.py --runs 400
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ HTTP with `--client-concurrency` requests in flight and poll until all are final
 Then `--probe-runs` runs one at a time (POST with wait=30): the same numbers without a queue, and how
 long after the run finished the API answered.
 
-    /work/venv/bin/python benchmarks/throughput.py --runs 300
+    python benchmarks/throughput.py --runs 300
 """
 
 from __future__ import annotations

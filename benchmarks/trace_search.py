@@ -7,8 +7,8 @@ guardrail span on 2%. Rows are bulk-inserted (the point is the read path, not th
 Then each query below runs `--repeat` times through `Store.insights.search_runs` (the code the API
 and `tether traces search` call) and the median and worst wall time are reported.
 
-    /work/venv/bin/python benchmarks/trace_search.py --runs 100000
-    /work/venv/bin/python benchmarks/trace_search.py --runs 100000 --postgres
+    python benchmarks/trace_search.py --runs 100000
+    python benchmarks/trace_search.py --runs 100000 --postgres
 """
 
 from __future__ import annotations
