@@ -60,6 +60,7 @@ class Runtime:
                 thread = await self.store.create_thread(user_id, thread_id, tenant_id=tenant_id)
             if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
+            thread_id = thread.id
         return await self.store.create_run(
             release=release,
             user_id=user_id,
