@@ -103,7 +103,7 @@ async def main(project):
     runtime = Runtime(store, settings, data_dir=project / "data", observer=telemetry.observer)
     release = await working_copy_release(store, project)
     started = time.perf_counter()
-    run = await runtime.submit(release, user_id="u1", input="Where is my order 12345?")
+    run = await runtime.submit(release, user_id="u1", origin="cli", input="Where is my order 12345?")
     run = await runtime.execute(run.id)
     ran = time.perf_counter()
     await telemetry.close()

@@ -100,6 +100,8 @@ class RunLoop:
         self.observation = observer.start(run, loaded.release)
         """Where traces, metrics and logs hear about this execution (guardrails report here too)."""
         self.totals = run.totals()
+        self.cancel_requested = run.cancel_requested
+        """As of the last fenced write (each returns the flag), so no step boundary re-reads it."""
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.messages: list[Message] = []
@@ -190,9 +192,10 @@ class RunLoop:
             return self.run
 
     async def _load_state(self) -> None:
-        self.steps = await self.store.list_steps(self.run.id)
+        if self.run.steps_used:  # a fresh run has no steps and no approvals to read back
+            self.steps = await self.store.list_steps(self.run.id)
+            self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.totals.steps_used = len(self.steps)
-        self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.messages = [Message(role="system", content=self.agent.instructions)]
         if self.run.thread_id is not None:
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
@@ -214,7 +217,7 @@ class RunLoop:
             if self.stopping.is_set():  # shutting down: the last step is checkpointed, hand the run back
                 await self.store.release_lease(self.run.id, self.settings.owner)
                 return await self.store.get_run(self.run.id)
-            if await self.store.is_cancel_requested(self.run.id):
+            if self.cancel_requested:
                 return await self._finish(RunStatus.CANCELLED, error="cancelled by request")
             last_model = self._last_model_step()
             if last_model is not None and last_model.message is not None:
@@ -511,7 +514,7 @@ class RunLoop:
     async def _end_step(
         self, step: StepRecord, outcome: StepOutcome, response: ModelResponse | None = None
     ) -> None:
-        await self.store.finish_step(
+        self.cancel_requested = await self.store.finish_step(
             self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
         )
         finished = step.model_copy(update=outcome.columns())

@@ -63,26 +63,27 @@ class Runtime:
             raise ValueError("the run input is empty")
         if not user_id.strip():
             raise ValueError("a run needs a user id")
-        if thread_id is None:
-            thread = await self.store.create_thread(user_id, tenant_id=tenant_id)
-        else:
+        new_thread = thread_id is None  # created with the run, in its transaction
+        if thread_id is not None:
             try:
                 thread = await self.store.get_thread(thread_id)
             except NotFoundError:
                 thread = await self.store.create_thread(user_id, thread_id, tenant_id=tenant_id)
             if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
+            thread_id = thread.id
         return await self.store.create_run(
             release=release,
             user_id=user_id,
             input=input,
             origin=origin,
-            thread_id=thread.id,
+            thread_id=thread_id,
             metadata=metadata,
             tenant_id=tenant_id,
             lease=(self.loop_settings.owner, self.loop_settings.lease_s) if claim else None,
             key_id=key_id,
             scopes=scopes,
+            new_thread=new_thread,
         )
 
     async def execute(self, run_id: str) -> RunRecord:

@@ -16,7 +16,6 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from tether.store.faults import describe
 
@@ -46,19 +45,49 @@ def create_engine(url: str) -> AsyncEngine:
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        # Every process opens its own connections; WAL lets readers and one writer share the file.
-        engine = create_async_engine(parsed, poolclass=NullPool, connect_args={"timeout": 30})
+        # Long-lived pooled connections (each aiosqlite connection owns a thread, so opening one per
+        # call cost a thread start); WAL lets these readers and one writer share the file.
+        engine = create_async_engine(parsed, pool_size=4, max_overflow=8, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(parsed, pool_pre_ping=True)
 
 
+def create_writer(engine: AsyncEngine) -> AsyncEngine | None:
+    """On SQLite, the one connection through which every write of this process goes; None elsewhere.
+
+    SQLite admits one writer at a time anyway: queueing writes in-process (on the pool) instead of
+    in SQLite's busy loop keeps them in order and cheap, and leaves the read connections free, so
+    reads never wait behind a write. Each write transaction starts with `BEGIN IMMEDIATE`: it takes
+    the file's write lock up front (waiting out other processes with the busy timeout) instead of
+    failing when a transaction that began by reading tries to write.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    writer = create_async_engine(
+        engine.url, pool_size=1, max_overflow=0, pool_timeout=120, connect_args={"timeout": 30}
+    )
+    event.listen(writer.sync_engine, "connect", _sqlite_writer_pragmas)
+    event.listen(writer.sync_engine, "begin", _begin_immediate)
+    return writer
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # every commit is on disk before it returns
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: `_begin_immediate` does
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: Connection) -> Config:

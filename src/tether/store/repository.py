@@ -14,11 +14,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tether.store import db
+from tether.store import db, fenced
+from tether.store.batch import CreateBatcher, NewRun
+from tether.store.fenced import RUNS, STEPS
+from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
 from tether.store.records import (
     FINAL_STATUSES,
@@ -54,7 +57,6 @@ from tether.store.tables import (
     GateVerdictRow,
     ReleaseRow,
     RunRow,
-    StepRow,
     ThreadRow,
     WorkerRow,
 )
@@ -77,10 +79,6 @@ class NotFoundError(LookupError):
     """No such run, release, thread or approval."""
 
 
-class LeaseLostError(RuntimeError):
-    """The caller no longer holds the run's lease; another worker owns it now."""
-
-
 class ConflictError(RuntimeError):
     """The request contradicts the current state (e.g. deciding an approval twice)."""
 
@@ -92,7 +90,15 @@ class Store:
         self, engine: AsyncEngine, *, clock: Clock = utc_now, on_event: EventHook | None = None
     ) -> None:
         self.engine = engine
+        """Reads, migrations, and on PostgreSQL writes too."""
+        self._writer = db.create_writer(engine)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._write_engine = self._writer or engine
+        self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+        """Every write transaction (on SQLite: the process's one writer connection)."""
+        self._creates = CreateBatcher(self._write_engine)
+        self._releases: dict[str, ReleaseRecord] = {}
+        """Releases by id: they are immutable, and every run's execution starts by reading one."""
         self._now = clock
         self.on_event = on_event
 
@@ -131,6 +137,8 @@ class Store:
             await self.on_event(run_id)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.dispose()
         await self.engine.dispose()
 
     @property
@@ -145,7 +153,7 @@ class Store:
     @property
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
-        return TelemetryStore(self._sessions, self._now, self.dialect)
+        return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
@@ -167,7 +175,7 @@ class Store:
             created_at=self._now(),
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 session.add(row)
         except IntegrityError:
             raise ConflictError(f"release version {version!r} already exists") from None
@@ -182,6 +190,9 @@ class Store:
         return None if row is None else ReleaseRecord.model_validate(row)
 
     async def get_release(self, version_or_id: str) -> ReleaseRecord:
+        cached = self._releases.get(version_or_id)
+        if cached is not None:
+            return cached
         query = select(ReleaseRow).where(
             or_(ReleaseRow.version == version_or_id, ReleaseRow.id == version_or_id)
         )
@@ -189,7 +200,10 @@ class Store:
             row = (await session.scalars(query)).first()
         if row is None:
             raise NotFoundError(f"no release {version_or_id!r}")
-        return ReleaseRecord.model_validate(row)
+        record = ReleaseRecord.model_validate(row)
+        if len(self._releases) < 1000:
+            self._releases[record.id] = record
+        return record
 
     async def list_releases(self, *, include_adhoc: bool = False) -> list[ReleaseRecord]:
         query = select(ReleaseRow).order_by(ReleaseRow.created_at.desc())
@@ -213,7 +227,7 @@ class Store:
             id=thread_id or new_id("thr"), user_id=user_id, tenant_id=tenant_id, created_at=self._now()
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 session.add(row)
         except IntegrityError:
             raise ConflictError(f"thread {row.id!r} already exists") from None
@@ -262,11 +276,20 @@ class Store:
         lease: tuple[str, float] | None = None,
         key_id: str | None = None,
         scopes: list[str] | None = None,
+        new_thread: bool = False,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
-        (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere."""
+        (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere. With `new_thread`,
+        the run starts a new thread (of `thread_id` if given), created in the same transaction.
+
+        Creates that arrive together are committed together (`store/batch.py`), so a burst of them
+        costs one disk flush, not one each, and never queues behind every step write."""
         now = self._now()
+        thread: dict[str, Any] | None = None
+        if new_thread:
+            thread_id = thread_id or new_id("thr")
+            thread = {"id": thread_id, "user_id": user_id, "tenant_id": tenant_id, "created_at": now}
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
@@ -291,19 +314,22 @@ class Store:
                     created_at=now,
                 )
             )
-        async with self._sessions.begin() as session:
-            session.add(row)
-            await session.flush()
-            session.add_all(events)
+        stored = await self._creates.create(
+            NewRun(
+                run=fenced.run_values(row),
+                events=[fenced.event_values(event) for event in events],
+                thread=thread,
+            )
+        )
         await self._notify(row.id)
-        return RunRecord.model_validate(row)
+        return fenced.run_record(stored)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        async with self._sessions() as session:
-            row = await session.get(RunRow, run_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(RUNS).where(RUNS.c.id == run_id))).first()
         if row is None:
             raise NotFoundError(f"no run {run_id!r}")
-        return RunRecord.model_validate(row)
+        return fenced.run_record(row)
 
     async def list_runs(
         self,
@@ -388,7 +414,7 @@ class Store:
         own data, so no other process may resume them, and none may stay `running` forever."""
         now = self._now()
         error = "abandoned: the process that alone executes this run (an eval or a drill) stopped"
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             ended = list(
                 (
                     await session.scalars(
@@ -427,17 +453,17 @@ class Store:
         if run_id is not None:
             candidates = candidates.where(RunRow.id == run_id)
         candidates = candidates.order_by(RunRow.created_at, RunRow.id).limit(1)
-        async with self._sessions.begin() as session:
+        async with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
-                chosen = (await session.scalars(candidates.with_for_update(skip_locked=True))).first()
+                chosen = (await conn.execute(candidates.with_for_update(skip_locked=True))).scalar()
                 if chosen is None:
                     return None
                 target: Any = RunRow.id == chosen
             else:
                 target = RunRow.id == candidates.scalar_subquery()
-            claimed = (
-                await session.scalars(
-                    update(RunRow)
+            row = (
+                await conn.execute(
+                    update(RUNS)
                     .where(target, self._claimable(now))
                     .values(
                         status=RunStatus.RUNNING,
@@ -446,22 +472,24 @@ class Store:
                         attempts=RunRow.attempts + 1,
                         started_at=func.coalesce(RunRow.started_at, now),
                         updated_at=now,
+                        event_seq=RunRow.event_seq + 1,
                     )
-                    .returning(RunRow.id)
+                    .returning(*RUNS.c)
                 )
             ).first()
-            if claimed is not None:
-                await self._emit(session, claimed, "status", {"status": RunStatus.RUNNING, "worker": owner})
-        if claimed is None:
-            return None
-        await self._notify(claimed)
-        return await self.get_run(claimed)
+            if row is None:
+                return None
+            claimed = fenced.run_record(row)
+            event = {"status": RunStatus.RUNNING, "worker": owner}
+            await fenced.add_events(conn, claimed.id, row.event_seq, [("status", event)], now)
+        await self._notify(claimed.id)
+        return claimed
 
     @asynccontextmanager
     async def _fenced(self, run_id: str, owner: str, lease_s: float) -> AsyncIterator[AsyncSession]:
         """A transaction that holds only while `owner` still holds the lease, which it extends."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             result = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == RunStatus.RUNNING)
@@ -472,71 +500,86 @@ class Store:
             yield session
 
     async def heartbeat(self, run_id: str, owner: str, lease_s: float) -> bool:
+        now = self._now()
         try:
-            async with self._fenced(run_id, owner, lease_s):
-                return True
+            async with self._write_engine.begin() as conn:
+                await fenced.fence(conn, run_id, owner, now=now, expires=now + timedelta(seconds=lease_s))
         except LeaseLostError:
             return False
+        return True
 
     async def is_cancel_requested(self, run_id: str) -> bool:
-        async with self._sessions() as session:
-            value = await session.scalar(select(RunRow.cancel_requested).where(RunRow.id == run_id))
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(select(RUNS.c.cancel_requested).where(RUNS.c.id == run_id))
         return bool(value)
 
     async def begin_step(self, run_id: str, owner: str, lease_s: float, draft: StepDraft) -> StepRecord:
         """Record that a step is starting, durably, before its side effects happen."""
         now = self._now()
-        row = StepRow(
-            run_id=run_id,
-            index=draft.index,
-            kind=draft.kind,
-            status=StepStatus.STARTED,
-            name=draft.name,
-            tool_call_id=draft.tool_call_id,
-            arguments=draft.arguments,
-            idempotency_key=f"{run_id}:{draft.index}",
-            attempts=0,
-            input_tokens=0,
-            output_tokens=0,
-            cost_usd=0.0,
-            started_at=now,
-        )
-        async with self._fenced(run_id, owner, lease_s) as session:
-            session.add(row)
-            await session.execute(
-                update(RunRow).where(RunRow.id == run_id).values(steps_used=RunRow.steps_used + 1)
-            )
-            await self._emit(
-                session,
+        step: dict[str, Any] = {
+            "run_id": run_id,
+            "index": draft.index,
+            "kind": draft.kind,
+            "status": StepStatus.STARTED,
+            "name": draft.name,
+            "tool_call_id": draft.tool_call_id,
+            "arguments": draft.arguments,
+            "result": None,
+            "error": None,
+            "message": None,
+            "idempotency_key": f"{run_id}:{draft.index}",
+            "attempts": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "latency_ms": None,
+            "started_at": now,
+            "finished_at": None,
+        }
+        event = {"index": draft.index, "kind": draft.kind, "name": draft.name, "arguments": draft.arguments}
+        async with self._write_engine.begin() as conn:
+            lease = await fenced.fence(
+                conn,
                 run_id,
-                "step_started",
-                {"index": draft.index, "kind": draft.kind, "name": draft.name, "arguments": draft.arguments},
+                owner,
+                now=now,
+                expires=now + timedelta(seconds=lease_s),
+                events=1,
+                values={"steps_used": RUNS.c.steps_used + 1},
             )
+            await conn.execute(insert(STEPS).values(step))
+            await fenced.add_events(conn, run_id, lease.first_seq, [("step_started", event)], now)
         await self._notify(run_id)
-        return StepRecord.model_validate(row)
+        return StepRecord.model_validate(step)
 
     async def finish_step(
         self, run_id: str, owner: str, lease_s: float, index: int, outcome: StepOutcome, totals: RunTotals
-    ) -> None:
-        """Record a step's outcome and the run's new totals in one transaction (the checkpoint)."""
-        async with self._fenced(run_id, owner, lease_s) as session:
-            await session.execute(
-                update(StepRow)
-                .where(StepRow.run_id == run_id, StepRow.index == index)
-                .values(**outcome.columns(), finished_at=self._now())
-            )
-            await session.execute(update(RunRow).where(RunRow.id == run_id).values(**totals.values()))
-            await self._emit(
-                session,
+    ) -> bool:
+        """Record a step's outcome and the run's new totals in one transaction (the checkpoint).
+
+        Returns whether the run's cancellation has been requested, as of this write: the loop's
+        step-boundary check, without a read of its own."""
+        now = self._now()
+        counters = totals.values()
+        event = {"index": index, **outcome.model_dump(mode="json", exclude={"message"}), "totals": counters}
+        async with self._write_engine.begin() as conn:
+            lease = await fenced.fence(
+                conn,
                 run_id,
-                "step_finished",
-                {
-                    "index": index,
-                    **outcome.model_dump(mode="json", exclude={"message"}),
-                    "totals": totals.values(),
-                },
+                owner,
+                now=now,
+                expires=now + timedelta(seconds=lease_s),
+                events=1,
+                values=counters,
             )
+            await conn.execute(
+                update(STEPS)
+                .where(STEPS.c.run_id == run_id, STEPS.c.index == index)
+                .values(**outcome.columns(), finished_at=now)
+            )
+            await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
         await self._notify(run_id)
+        return lease.cancel_requested
 
     async def finish_run(
         self,
@@ -552,30 +595,37 @@ class Store:
         if status not in FINAL_STATUSES:
             raise ValueError(f"{status} is not a final status")
         now = self._now()
-        async with self._fenced(run_id, owner, lease_s) as session:
-            await session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(
+        events: list[tuple[str, dict[str, Any]]] = (
+            [] if output is None else [("final_output", {"output": output})]
+        )
+        events.append(("status", {"status": status, "error": error}))
+        async with self._write_engine.begin() as conn:
+            lease = await fenced.fence(
+                conn,
+                run_id,
+                owner,
+                now=now,
+                expires=now,
+                events=len(events),
+                values={
                     **totals.values(),
-                    status=status,
-                    output=output,
-                    error=error,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+                    "status": status,
+                    "output": output,
+                    "error": error,
+                    "finished_at": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
+                whole_row=True,
             )
-            if output is not None:
-                await self._emit(session, run_id, "final_output", {"output": output})
-            await self._emit(session, run_id, "status", {"status": status, "error": error})
+            await fenced.add_events(conn, run_id, lease.first_seq, events, now)
         await self._notify(run_id)
-        return await self.get_run(run_id)
+        assert lease.row is not None
+        return fenced.run_record(lease.row)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Hand a still-running run back to the queue (e.g. a worker shutting down)."""
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             released = await session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == RunStatus.RUNNING)
@@ -590,10 +640,10 @@ class Store:
         await self._notify(run_id)
 
     async def list_steps(self, run_id: str) -> list[StepRecord]:
-        query = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.index)
-        async with self._sessions() as session:
-            rows = (await session.scalars(query)).all()
-        return [StepRecord.model_validate(row) for row in rows]
+        query = select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.index)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [StepRecord.model_validate(row._mapping) for row in rows]
 
     # -- approvals ------------------------------------------------------------------------------
 
@@ -688,7 +738,7 @@ class Store:
     ) -> ApprovalRecord:
         """Record a human decision and put the run back in the queue for any worker to resume."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(ApprovalRow, approval_id)
             if row is None:
                 raise NotFoundError(f"no approval {approval_id!r}")
@@ -723,7 +773,7 @@ class Store:
     async def request_cancel(self, run_id: str) -> RunRecord:
         """Cancel now if nothing runs it; otherwise flag it for the loop's next step boundary."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(RunRow, run_id, with_for_update=self.dialect == "postgresql")
             if row is None:
                 raise NotFoundError(f"no run {run_id!r}")
@@ -788,7 +838,7 @@ class Store:
             label=label,
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return ApiKeyRecord.model_validate(row)
 
@@ -803,7 +853,7 @@ class Store:
         return [ApiKeyRecord.model_validate(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> ApiKeyRecord:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             if row is None:
                 raise NotFoundError(f"no API key {key_id!r}")
@@ -819,7 +869,7 @@ class Store:
         row = FeedbackRow(
             run_id=run_id, user_id=user_id, score=score, comment=comment, created_at=self._now()
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
             await session.flush()
             record = FeedbackRecord.model_validate(row)
@@ -831,7 +881,7 @@ class Store:
 
     async def worker_heartbeat(self, worker_id: str, *, concurrency: int, active_runs: int) -> None:
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(WorkerRow, worker_id)
             if row is None:
                 session.add(
@@ -849,7 +899,7 @@ class Store:
                 row.stopped_at = None
 
     async def worker_stopped(self, worker_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             await session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == worker_id)
@@ -888,7 +938,7 @@ class Store:
         event = EventRow(
             run_id=row.id, seq=1, type="status", data={"status": RunStatus.SUCCEEDED}, created_at=at
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
             await session.flush()
             session.add(event)
@@ -914,7 +964,7 @@ class Store:
             summary={},
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return EvalRunRecord.model_validate(row)
 
@@ -922,7 +972,7 @@ class Store:
         self, eval_run_id: str, *, results: list[EvalCaseResultRecord], summary: dict[str, Any]
     ) -> EvalRunRecord:
         """Store every case result and mark the eval run finished, in one transaction."""
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             row = await session.get(EvalRunRow, eval_run_id)
             if row is None:
                 raise NotFoundError(f"no eval run {eval_run_id!r}")
@@ -982,7 +1032,7 @@ class Store:
             checks=checks,
             created_at=self._now(),
         )
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             session.add(row)
         return GateVerdictRecord.model_validate(row)
 

@@ -134,9 +134,16 @@ class OpsSnapshot(BaseModel):
 
 class TelemetryStore:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime], dialect: str
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime],
+        dialect: str,
+        *,
+        writes: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._writes = writes or sessions
+        """Write transactions go through the store's writer (on SQLite, its one write connection)."""
         self._now = clock
         self._insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
 
@@ -148,7 +155,7 @@ class TelemetryStore:
             return
         rows = [span.model_dump() for span in {span.span_id: span for span in spans}.values()]
         statement = self._insert(SpanRow).on_conflict_do_nothing(index_elements=["span_id"])
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             await session.execute(statement, rows)
 
     async def list_spans(self, *, run_id: str | None = None, trace_id: str | None = None) -> list[SpanRecord]:
@@ -257,7 +264,7 @@ class TelemetryStore:
             updated_at=now,
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._writes.begin() as session:
                 session.add(row)
         except IntegrityError:
             return None
@@ -266,7 +273,7 @@ class TelemetryStore:
     async def resolve_alert(self, alert_id: str, *, value: float | None, message: str) -> AlertRecord | None:
         """Close an open episode; None if it was already closed (another node won)."""
         now = self._now()
-        async with self._sessions.begin() as session:
+        async with self._writes.begin() as session:
             closed = await session.execute(
                 update(AlertRow)
                 .where(AlertRow.id == alert_id, AlertRow.state == "firing")

@@ -1,0 +1,122 @@
+"""The run loop's hot path: lease-fenced writes as SQLAlchemy Core statements, few per step.
+
+A write made on behalf of a running run first proves its caller still holds the lease. Here that
+proof, the lease extension, the reservation of event sequence numbers, and the run's new counters
+are one `UPDATE runs ... WHERE lease_owner = :owner RETURNING ...`: the statement that locks the
+run row until commit, so events of one run commit in sequence order and a reader that saw seq N
+never misses N-1. The step row and the events follow in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, insert, inspect, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.store.records import RunRecord, RunStatus
+from tether.store.tables import EventRow, RunRow, StepRow, ThreadRow
+
+RUNS = cast(Table, RunRow.__table__)
+STEPS = cast(Table, StepRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+THREADS = cast(Table, ThreadRow.__table__)
+
+
+class LeaseLostError(RuntimeError):
+    """The caller no longer holds the run's lease; another worker owns it now."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What the fencing UPDATE handed back."""
+
+    first_seq: int
+    """The first of the event sequence numbers reserved for this transaction."""
+    cancel_requested: bool
+    row: Row[Any] | None = None
+    """The whole run row after the update, when asked for."""
+
+
+async def fence(
+    conn: AsyncConnection,
+    run_id: str,
+    owner: str,
+    *,
+    now: datetime,
+    expires: datetime,
+    events: int = 0,
+    values: Mapping[str, Any] | None = None,
+    whole_row: bool = False,
+) -> Fence:
+    """Extend `owner`'s lease and apply `values`, reserving `events` sequence numbers; or raise
+    `LeaseLostError` (and change nothing) when the lease is someone else's now."""
+    changes: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now, **(values or {})}
+    if events:
+        changes["event_seq"] = RUNS.c.event_seq + events
+    returning = list(RUNS.c) if whole_row else [RUNS.c.event_seq, RUNS.c.cancel_requested]
+    statement = (
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.lease_owner == owner, RUNS.c.status == RunStatus.RUNNING)
+        .values(changes)
+        .returning(*returning)
+    )
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+    return Fence(
+        first_seq=int(row.event_seq) - events + 1,
+        cancel_requested=bool(row.cancel_requested),
+        row=row if whole_row else None,
+    )
+
+
+async def add_events(
+    conn: AsyncConnection,
+    run_id: str,
+    first_seq: int,
+    events: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> None:
+    """Insert events numbered from `first_seq` (reserved by `fence` or a claim) in one statement."""
+    if not events:
+        return
+    await conn.execute(
+        insert(EVENTS),
+        [
+            {"run_id": run_id, "seq": first_seq + i, "type": type, "data": data, "created_at": now}
+            for i, (type, data) in enumerate(events)
+        ],
+    )
+
+
+@cache
+def _run_attributes() -> tuple[tuple[str, str], ...]:
+    """(record field, column name) for every column of the runs table (`metadata` is `run_metadata`)."""
+    return tuple((attr.key, attr.columns[0].name) for attr in inspect(RunRow).column_attrs)
+
+
+def run_record(row: Row[Any]) -> RunRecord:
+    """A `RunRecord` from a Core row of every runs column."""
+    mapping = row._mapping
+    return RunRecord.model_validate({key: mapping[name] for key, name in _run_attributes()})
+
+
+def run_values(row: RunRow) -> dict[str, Any]:
+    """Column values of a not yet stored run for a Core INSERT; unset ones are left to the defaults."""
+    values = {name: getattr(row, key) for key, name in _run_attributes()}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def event_values(event: EventRow) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "type": event.type,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
