@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from conftest import SERVICES_REQUIRED, ProjectFactory
 from fastapi.testclient import TestClient
 from observe_agent import POLICY, PRICES, TOOLS
 from prometheus_client.parser import text_string_to_metric_families
+from timing import wait_until
 
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
@@ -68,12 +68,12 @@ def run_to_end(client: TestClient, key: str, text: str) -> dict[str, Any]:
     response = client.post("/v1/runs", json={"input": text}, headers=bearer(key))
     assert response.status_code == 202, response.text
     run_id = response.json()["run_id"]
-    for _ in range(600):
+
+    def settled() -> dict[str, Any] | None:
         run: dict[str, Any] = client.get(f"/v1/runs/{run_id}", headers=bearer(key)).json()
-        if run["status"] in FINAL or run["status"] == "waiting_for_approval":
-            return run
-        time.sleep(0.05)
-    pytest.fail(f"run {run_id} did not settle")
+        return run if run["status"] in FINAL or run["status"] == "waiting_for_approval" else None
+
+    return wait_until(settled, message=f"run {run_id} settles")
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -197,10 +197,7 @@ def real_server(project: Path) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: server.started or not thread.is_alive(), message="the server starts")
         assert server.started, "the server did not start"
         yield url
     finally:
@@ -217,7 +214,7 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
     key, metrics_key = issue(["runs:read", "runs:write"]), issue(["metrics"])
     with real_server(project) as url:
         with httpx.Client(base_url=url, headers=bearer(key)) as http:
-            created = http.post("/v1/runs", json={"input": 'lookup {"order": "9"}', "wait": 30})
+            created = http.post("/v1/runs", json={"input": 'lookup {"order": "9"}', "wait": 60})
             assert created.status_code == 200, created.text
             release = created.json()["release_version"]
         prom_port = _free_port()
@@ -249,20 +246,20 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
         )
         try:
             query = 'tether_runs_finished_total{job="tether",status="succeeded"}'
-            result: list[Any] = []
-            for _ in range(600):  # bounded: about a minute at most
+
+            def stored() -> list[Any]:
                 try:
                     answer = httpx.get(
                         f"http://127.0.0.1:{prom_port}/api/v1/query?query={urllib.parse.quote(query)}",
-                        timeout=2,
+                        timeout=10,
                     ).json()
-                    result = answer["data"]["result"]
+                    return list(answer["data"]["result"])
                 except (httpx.HTTPError, KeyError, ValueError):
-                    result = []
-                if result:
-                    break
-                time.sleep(0.1)
-            assert result, "Prometheus never stored tether_runs_finished_total"
+                    return []
+
+            result = wait_until(
+                stored, timeout=180, interval=0.2, message="Prometheus stores tether_runs_finished_total"
+            )
             assert result[0]["metric"]["release"] == release
             assert float(result[0]["value"][1]) == 1.0
             up = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query?query=up").json()["data"]["result"]
