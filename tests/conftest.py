@@ -24,6 +24,11 @@ import pytest
 from timing import TestClock, wait_until
 from typer.testing import CliRunner, Result
 
+# Rich sizes tables by the terminal the suite runs in (none under pytest-xdist: 80 columns), and the
+# CLI's consoles are created at import: fix the width first, so output does not depend on where the
+# suite was started. A test about narrow terminals sets its own width.
+os.environ["COLUMNS"] = "160"
+
 from tether.cli import app
 from tether.store import db
 from tether.store.repository import Store
@@ -269,16 +274,22 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: TestClock
 
 
 REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-_REDIS_DATABASES = range(1, 16)  # database 0 holds the locks below; a default server has 16
+_REDIS_DATABASES = range(1, 15)  # of the 16 a default server has: 0 is the one apps use by default,
+_REDIS_LOCKS = 15  # and 15 holds the locks that hand out the others (nothing ever flushes it)
+
+
+def _redis_db_url(number: int) -> str:
+    """REDIS_URL with another database number (the URL's path wins over a `db=` argument)."""
+    return urlsplit(REDIS_URL)._replace(path=f"/{number}").geturl()
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database of this test's own (one of 1-15, taken with a lock that other test processes
-    and other copies of the suite respect), empty at the start and flushed afterwards."""
+    """A Redis database of this test's own (one of 1-14, taken with a lock in database 15 that other
+    test processes and other copies of the suite respect), empty at the start and flushed afterwards."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    client = redis.Redis.from_url(_redis_db_url(_REDIS_LOCKS), socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -295,10 +306,10 @@ def redis_url() -> Iterator[str]:
         return None
 
     number = wait_until(take, timeout=600, interval=0.2, message="a free Redis test database")
-    own = redis.Redis.from_url(REDIS_URL, db=number, socket_connect_timeout=3)
+    own = redis.Redis.from_url(_redis_db_url(number), socket_connect_timeout=3)
     try:
         own.flushdb()
-        yield urlsplit(REDIS_URL)._replace(path=f"/{number}").geturl()
+        yield _redis_db_url(number)
     finally:
         own.flushdb()
         own.close()
