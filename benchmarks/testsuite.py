@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -71,14 +72,16 @@ def main() -> int:
                 command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
                 command += variant.args + args.pytest_args
                 began = time.monotonic()
+                load_before = os.getloadavg()[0]
                 done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
                 wall = time.monotonic() - began
+                load = f"load avg (1 min) {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end"
                 variant.walls.append(wall)
                 variant.passed += done.returncode == 0
                 variant.summaries.append(_summary(done.stdout))
                 print(
                     f"round {round_} | {variant.name} | exit {done.returncode} | {wall:.0f} s | "
-                    f"{variant.summaries[-1]}",
+                    f"{variant.summaries[-1]} | {load}",
                     flush=True,
                 )
                 if done.returncode != 0:

@@ -223,7 +223,8 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
         config.write_text(
             json.dumps(  # JSON is YAML
                 {
-                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    # A scrape may take seconds on a busy machine; a timed-out one would read as down.
+                    "global": {"scrape_interval": "5s", "scrape_timeout": "5s"},
                     "scrape_configs": [
                         {
                             "job_name": "tether",
@@ -251,7 +252,7 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
                 try:
                     answer = httpx.get(
                         f"http://127.0.0.1:{prom_port}/api/v1/query?query={urllib.parse.quote(query)}",
-                        timeout=10,
+                        timeout=60,
                     ).json()
                     return list(answer["data"]["result"])
                 except (httpx.HTTPError, KeyError, ValueError):
@@ -262,11 +263,12 @@ def test_a_real_prometheus_scrapes_the_metrics(project: Path, tmp_path: Path) ->
             )
             assert result[0]["metric"]["release"] == release
             assert float(result[0]["value"][1]) == 1.0
-            up = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query?query=up").json()["data"]["result"]
+            up = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query?query=up", timeout=60).json()
+            up = up["data"]["result"]
             assert [float(r["value"][1]) for r in up if r["metric"]["job"] == "tether"] == [1.0]
             for promql in dashboard_queries():  # Prometheus accepts every query the dashboard plots
                 answer = httpx.get(
-                    f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": promql}
+                    f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": promql}, timeout=60
                 ).json()
                 assert answer["status"] == "success", (promql, answer)
         finally:
