@@ -19,9 +19,6 @@ import pytest
 from ui_helpers import Dashboard, dashboard_service
 
 CHROMIUM = os.environ.get("TETHER_CHROMIUM", "/usr/bin/chromium")
-
-# One worker runs them all, so the module's `tether serve` (the slowest setup in the suite) starts once.
-pytestmark = pytest.mark.xdist_group("ui_browser")
 REQUIRED = os.environ.get("TETHER_REQUIRE_SERVICES") == "1"
 
 
