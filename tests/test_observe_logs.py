@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import structlog
 from conftest import Cli, ProjectFactory
 from fastapi.testclient import TestClient
 from observe_agent import POLICY, PRICES, TOOLS
+from timing import wait_until
 
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
@@ -72,7 +72,7 @@ def test_a_run_and_an_authenticated_request_log_json_with_correlation_ids_and_no
     with TestClient(app) as client:
         created = client.post(
             "/v1/runs",
-            json={"input": 'lookup {"order": "5"}', "wait": 30},
+            json={"input": 'lookup {"order": "5"}', "wait": 60},
             headers={"Authorization": f"Bearer {key}"},
         )
         assert created.status_code == 200, created.text
@@ -85,7 +85,10 @@ def test_a_run_and_an_authenticated_request_log_json_with_correlation_ids_and_no
             ).status_code
             == 401
         )
-        time.sleep(0.05)
+        wait_until(  # the request log line is written once the response is on its way
+            lambda: any(r.get("event") == "api request" and r.get("status") == 401 for r in lines(captured)),
+            message="the 401 is logged",
+        )
 
     text = captured.getvalue()
     records = lines(captured)  # every line is one JSON object

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from conftest import SERVICES_REQUIRED, ProjectFactory
 from fastapi.testclient import TestClient
 from observe_agent import POLICY, PRICES, TOOLS
 from prometheus_client.parser import text_string_to_metric_families
+from timing import wait_until
 
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
@@ -68,12 +68,12 @@ def run_to_end(client: TestClient, key: str, text: str) -> dict[str, Any]:
     response = client.post("/v1/runs", json={"input": text}, headers=bearer(key))
     assert response.status_code == 202, response.text
     run_id = response.json()["run_id"]
-    for _ in range(600):
+
+    def settled() -> dict[str, Any] | None:
         run: dict[str, Any] = client.get(f"/v1/runs/{run_id}", headers=bearer(key)).json()
-        if run["status"] in FINAL or run["status"] == "waiting_for_approval":
-            return run
-        time.sleep(0.05)
-    pytest.fail(f"run {run_id} did not settle")
+        return run if run["status"] in FINAL or run["status"] == "waiting_for_approval" else None
+
+    return wait_until(settled, message=f"run {run_id} settles")
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -227,10 +227,7 @@ def real_server(project: Path) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: server.started or not thread.is_alive(), message="the server starts")
         assert server.started, "the server did not start"
         yield url
     finally:
@@ -247,7 +244,8 @@ class Prometheus:
         config.write_text(
             json.dumps(  # JSON is YAML
                 {
-                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    # A scrape may take seconds on a busy machine; a timed-out one would read as down.
+                    "global": {"scrape_interval": "5s", "scrape_timeout": "5s"},
                     "scrape_configs": [
                         {
                             "job_name": "tether",
@@ -271,22 +269,27 @@ class Prometheus:
 
     def query(self, promql: str) -> dict[str, Any]:
         answer: dict[str, Any] = httpx.get(
-            f"http://127.0.0.1:{self.port}/api/v1/query", params={"query": promql}, timeout=5
+            f"http://127.0.0.1:{self.port}/api/v1/query", params={"query": promql}, timeout=60
         ).json()
         return answer
 
     def wait_for(self, promql: str, check: Any, what: str) -> list[Any]:
-        """The query's result once `check(result)` holds; fails after about two minutes."""
-        result: list[Any] = []
-        for _ in range(1200):
+        """The query's result once `check(result)` holds (a generous deadline: scrapes are slow when
+        the machine is busy)."""
+        last: list[Any] = []
+
+        def shown() -> list[Any] | None:
+            nonlocal last
             try:
-                result = self.query(promql)["data"]["result"]
+                last = self.query(promql)["data"]["result"]
             except (httpx.HTTPError, KeyError, ValueError):
-                result = []
-            if check(result):
-                return result
-            time.sleep(0.1)
-        pytest.fail(f"Prometheus never showed {what}: {promql} -> {result}")
+                last = []
+            return last if check(last) else None
+
+        found: list[Any] = wait_until(
+            shown, timeout=240, interval=0.2, message=lambda: f"Prometheus shows {what}: {promql} -> {last}"
+        )
+        return found
 
     def close(self) -> None:
         self.process.terminate()

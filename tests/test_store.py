@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from timing import TestClock
 
 from tether.store import db
 from tether.store.records import (
@@ -62,17 +63,19 @@ async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) ->
     assert run.status == RunStatus.RUNNING and run.attempts == 1 and run.lease_owner is not None
 
 
-async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_dies(store: Store) -> None:
+async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_dies(
+    store: Store, clock: TestClock
+) -> None:
     release = await _release(store)
     mine = await store.create_run(
-        origin=RunOrigin.EVAL, release=release, user_id="u", input="eval trial", lease=("evals", 0.05)
+        origin=RunOrigin.EVAL, release=release, user_id="u", input="eval trial", lease=("evals", 30)
     )
     other = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="a live run")
     assert (mine.status, mine.lease_owner, mine.attempts) == (RunStatus.RUNNING, "evals", 1)
     assert mine.pinned
     assert [e.data["status"] for e in await store.list_events(mine.id)] == ["queued", "running"]
     assert await store.fail_abandoned_pinned_runs() == []  # its owner is alive: nothing to do
-    await asyncio.sleep(0.1)  # the owner stops heartbeating: its lease expires
+    clock.advance(31)  # the owner stops heartbeating: its lease expires
 
     # No worker takes it over (it ran on its creator's own data); a sweep ends it instead.
     assert await store.claim_run("worker-a", 30, run_id=mine.id) is None
@@ -86,12 +89,18 @@ async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_di
     assert await store.fail_abandoned_pinned_runs() == []
 
 
-async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(store: Store) -> None:
+async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(
+    store: Store, clock: TestClock
+) -> None:
     release = await _release(store)
     run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
-    assert await store.claim_run("old", lease_s=0.05, run_id=run.id) is not None
+    assert await store.claim_run("old", lease_s=30, run_id=run.id) is not None
+    clock.advance(29)
     assert await store.claim_run("new", lease_s=60, run_id=run.id) is None  # lease still fresh
-    await asyncio.sleep(0.1)
+    assert await store.heartbeat(run.id, "old", 30)  # renewed: 30 s from now again
+    clock.advance(29)
+    assert await store.claim_run("new", lease_s=60, run_id=run.id) is None
+    clock.advance(2)
 
     taken = await store.claim_run("new", lease_s=60, run_id=run.id)
     assert taken is not None and taken.lease_owner == "new" and taken.attempts == 2

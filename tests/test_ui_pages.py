@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ import pytest
 from conftest import Cli
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
+from timing import wait_until
 from ui_helpers import TRAFFIC, csrf_from, write_shop_project
 
 from tether.api.app import ServiceOptions, create_app
@@ -80,7 +80,7 @@ def login(client: TestClient, key: str, next_path: str = "/ui/health") -> httpx.
 
 def submit(client: TestClient, key: str, text: str) -> dict[str, Any]:
     answer = client.post(
-        "/v1/runs", json={"input": text, "wait": 30}, headers={"Authorization": f"Bearer {key}"}
+        "/v1/runs", json={"input": text, "wait": 60}, headers={"Authorization": f"Bearer {key}"}
     )
     assert answer.status_code in (200, 202), answer.text
     run: dict[str, Any] = answer.json()
@@ -88,14 +88,13 @@ def submit(client: TestClient, key: str, text: str) -> dict[str, Any]:
 
 
 def settled(client: TestClient, key: str, run_id: str, statuses: set[str]) -> dict[str, Any]:
-    for _ in range(600):
+    def reached() -> dict[str, Any] | None:
         run: dict[str, Any] = client.get(
             f"/v1/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}
         ).json()
-        if run["status"] in statuses:
-            return run
-        time.sleep(0.05)
-    pytest.fail(f"run {run_id} never reached {statuses}; last {run['status']}")
+        return run if run["status"] in statuses else None
+
+    return wait_until(reached, message=f"run {run_id} reaches {statuses}")
 
 
 def traffic(client: TestClient, key: str) -> dict[str, dict[str, Any]]:

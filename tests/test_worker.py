@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from conftest import ProjectFactory
+from timing import wait_until, wait_until_async
 
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
@@ -27,12 +28,13 @@ import time
 from pathlib import Path
 from tether import tool, ToolContext
 
-@tool(timeout_s=30)
-def pause(seconds: float, ctx: ToolContext) -> str:
-    """Sleep a while (and leave a marker so tests know it started)."""
+@tool(timeout_s=300)
+def pause(ctx: ToolContext) -> str:
+    """Leave a marker so tests know it started, then wait until the test says go."""
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
     (ctx.data_dir / f"started-{ctx.run_id}").touch()
-    time.sleep(seconds)
+    while not (ctx.data_dir / "go").exists():
+        time.sleep(0.02)
     return "rested"
 '''
 
@@ -40,7 +42,7 @@ POLICY = """
 def respond(turn):
     if turn.called("pause"):
         return "done"
-    return turn.call("pause", seconds=float(turn.user_input))
+    return turn.call("pause")
 """
 
 
@@ -55,24 +57,26 @@ async def test_worker_runs_many_at_once(make_project: ProjectFactory, isolated_e
     try:
         release = await working_copy_release(store, project)
         runs = [
-            await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="0.5") for _ in range(4)
+            await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="rest") for _ in range(4)
         ]
         worker = Worker(runtime, concurrency=4, poll_s=0.05, heartbeat_s=0.2)
         task = asyncio.create_task(worker.run())
         markers = [isolated_env / "data" / f"started-{r.id}" for r in runs]
-        while not all(marker.exists() for marker in markers):
-            await asyncio.sleep(0.02)
-        # All four tools are executing at the same moment: the worker runs them concurrently.
+        await wait_until_async(lambda: all(marker.exists() for marker in markers))
+        # All four tools are executing at the same moment (none can end before the go): the worker
+        # runs them concurrently.
         assert len(worker.active) == 4
-        assert len(await store.live_workers(within_s=30)) == 1
-        statuses: set[RunStatus] = set()
-        while not statuses or not all(status.is_final for status in statuses):
-            await asyncio.sleep(0.05)
-            statuses = {(await store.get_run(r.id)).status for r in runs}
+        await wait_until_async(lambda: store.live_workers(within_s=600), message="the worker's heartbeat")
+        (isolated_env / "data" / "go").touch()
+
+        async def statuses() -> set[RunStatus] | None:
+            found = {(await store.get_run(r.id)).status for r in runs}
+            return found if all(status.is_final for status in found) else None
+
+        assert await wait_until_async(statuses) == {RunStatus.SUCCEEDED}
         worker.stop()
         await task
-        assert statuses == {RunStatus.SUCCEEDED}
-        assert await store.live_workers(within_s=30) == []  # it said goodbye
+        assert await store.live_workers(within_s=600) == []  # it said goodbye
     finally:
         await store.close()
 
@@ -84,12 +88,12 @@ async def test_stopping_worker_finishes_the_current_step_and_hands_the_run_back(
     store, runtime = await _runtime(project, isolated_env / "data")
     try:
         release = await working_copy_release(store, project)
-        run = await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="0.5")
+        run = await runtime.submit(release, origin=RunOrigin.API, user_id="u", input="rest")
         worker = Worker(runtime, concurrency=1, poll_s=0.05)
         task = asyncio.create_task(worker.run())
-        while not (isolated_env / "data" / f"started-{run.id}").exists():
-            await asyncio.sleep(0.02)
-        worker.stop()  # what SIGTERM does
+        await wait_until_async(lambda: (isolated_env / "data" / f"started-{run.id}").exists())
+        worker.stop()  # what SIGTERM does, while the tool runs
+        (isolated_env / "data" / "go").touch()  # the tool ends only now: the step finishes after the stop
         await task
 
         parked = await store.get_run(run.id)
@@ -127,7 +131,7 @@ def test_tether_serve_prints_a_working_admin_key_and_stops_cleanly(example_proje
     try:
         assert server.stdout is not None
         key = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         printed = []
         while key is None and time.monotonic() < deadline:
             line = server.stdout.readline()
@@ -137,16 +141,17 @@ def test_tether_serve_prints_a_working_admin_key_and_stops_cleanly(example_proje
         assert key, "".join(printed)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30) as client:
-            while time.monotonic() < deadline:
+
+            def ready() -> bool:
                 try:
-                    if client.get("/readyz").status_code == 200:
-                        break
+                    return client.get("/readyz").status_code == 200
                 except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+                    return False
+
+            wait_until(ready, message="/readyz answers 200")
             answer = client.post(
                 "/v1/runs",
-                json={"input": "What is your return policy?", "wait": 20},
+                json={"input": "What is your return policy?", "wait": 60},
                 headers={"Authorization": f"Bearer {key}"},
             )
             assert answer.status_code == 200, answer.text

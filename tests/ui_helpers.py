@@ -140,7 +140,7 @@ class Dashboard:
 
 
 def _wait_status(
-    client: httpx.Client, run_id: str, statuses: set[str], timeout: float = 60
+    client: httpx.Client, run_id: str, statuses: set[str], timeout: float = 120
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,7 +152,7 @@ def _wait_status(
 
 
 def wait_status(
-    base_url: str, key: str, run_id: str, statuses: set[str], timeout: float = 60
+    base_url: str, key: str, run_id: str, statuses: set[str], timeout: float = 120
 ) -> dict[str, Any]:
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
         return _wait_status(client, run_id, statuses, timeout)
@@ -196,7 +196,7 @@ def dashboard_service(workdir: Path, *, history: bool = False) -> Iterator[Dashb
         with httpx.Client(
             base_url=base_url, headers={"Authorization": f"Bearer {app_key}"}, timeout=30
         ) as client:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while True:
                 if server.poll() is not None:
                     raise RuntimeError(f"tether serve exited {server.returncode}:\n{log.read_text()}")
@@ -210,7 +210,7 @@ def dashboard_service(workdir: Path, *, history: bool = False) -> Iterator[Dashb
                 time.sleep(0.1)
             runs = {}
             for text, expected in TRAFFIC:
-                answer = client.post("/v1/runs", json={"input": text, "wait": 30})
+                answer = client.post("/v1/runs", json={"input": text, "wait": 60})
                 answer.raise_for_status()
                 runs[text] = _wait_status(client, answer.json()["run_id"], {expected})
         yield Dashboard(base_url, key, runs, log)

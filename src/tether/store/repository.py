@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -86,8 +86,12 @@ class ConflictError(RuntimeError):
 class Store:
     """Repository over one database. Create with `await Store.open(url)`."""
 
+    default_clock: ClassVar[Clock] = utc_now
+    """The clock (lease deadlines, timestamps) of a store opened without one. Tests that drive time
+    through code which opens its own store (the CLI, the API app) replace it instead of sleeping."""
+
     def __init__(
-        self, engine: AsyncEngine, *, clock: Clock = utc_now, on_event: EventHook | None = None
+        self, engine: AsyncEngine, *, clock: Clock | None = None, on_event: EventHook | None = None
     ) -> None:
         self.engine = engine
         """Reads, migrations, and on PostgreSQL writes too."""
@@ -99,12 +103,12 @@ class Store:
         self._creates = CreateBatcher(self._write_engine)
         self._releases: dict[str, ReleaseRecord] = {}
         """Releases by id: they are immutable, and every run's execution starts by reading one."""
-        self._now = clock
+        self._now = clock if clock is not None else Store.default_clock
         self.on_event = on_event
 
     @classmethod
     async def open(
-        cls, url: str, *, clock: Clock = utc_now, migrate: bool = True, on_event: EventHook | None = None
+        cls, url: str, *, clock: Clock | None = None, migrate: bool = True, on_event: EventHook | None = None
     ) -> Store:
         engine = db.create_engine(url)
         try:
