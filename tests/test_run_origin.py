@@ -211,7 +211,7 @@ async def test_migration_0007_classifies_existing_runs(
     url = (
         f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
         if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
+        else request.getfixturevalue("empty_postgres_url")
     )
     engine = db.create_engine(url)
     runs = {
