@@ -8,8 +8,8 @@ Anything else is a real error and must surface.
 from __future__ import annotations
 
 import sqlite3
+import sys
 
-import psycopg
 from sqlalchemy import exc as sa_exc
 
 # PostgreSQL SQLSTATEs that say "not now" rather than "never": serialization failure, deadlock,
@@ -38,7 +38,10 @@ def _transient_here(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):  # pool exhausted / lost
         return True
-    if isinstance(exc, psycopg.Error):
+    # psycopg is looked up, not imported: a process that never loaded it (SQLite) has no psycopg
+    # errors to classify, and importing it costs the CLI a tenth of a second at start-up.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
         state = exc.sqlstate
         if state is None:  # no server answer at all: refused, reset, closed unexpectedly
             return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
