@@ -3,8 +3,8 @@
 When a client closes an event stream (SSE), the stream's writer finds the connection gone and the
 request ends with an exception (an exception group of `anyio.BrokenResourceError` and friends).
 Without this middleware that surfaced as two ERROR lines with a full traceback per closed stream.
-Here it becomes one INFO line; anything else, or anything before the response started, is raised
-as before.
+Here it becomes one INFO line, as does a stream that noticed the disconnect itself and ended
+cleanly; anything else, or anything before the response started, is raised as before.
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ class ClientDisconnects:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = completed = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, completed
             if message["type"] == "http.response.start":
                 started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                completed = True
             await send(message)
 
         try:
@@ -56,4 +58,10 @@ class ClientDisconnects:
         except BaseException as exc:
             if not (started and is_disconnect(exc)):
                 raise
+            gone = True
+        else:
+            # A stream that noticed the disconnect itself (by receiving `http.disconnect`) ends
+            # cleanly but never sends its last body part: the same event, reported the same way.
+            gone = started and not completed
+        if gone:
             log.info("client closed the connection during %s %s", scope["method"], scope["path"])
