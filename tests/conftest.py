@@ -31,6 +31,7 @@ os.environ["COLUMNS"] = "160"
 
 from tether.cli import app
 from tether.store import db
+from tether.store.records import ReleaseRecord
 from tether.store.repository import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,3 +317,10 @@ def redis_url() -> Iterator[str]:
         if client.get(f"tether-test:redis-db:{number}") == token.encode():
             client.delete(f"tether-test:redis-db:{number}")
         client.close()
+
+
+async def bare_release(store: Store) -> ReleaseRecord:
+    """A release row with an empty snapshot: enough for store tests that never load an agent."""
+    return await store.add_release(
+        version="agent-1", agent_name="agent", kind="release", content_hash="0" * 64, snapshot={"config": {}}
+    )

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import bare_release
 from timing import TestClock
 
 from tether.store import db
 from tether.store.records import (
     ApprovalKind,
-    ReleaseRecord,
     RunOrigin,
     RunStatus,
     RunTotals,
@@ -25,12 +25,6 @@ from tether.store.records import (
 )
 from tether.store.repository import ConflictError, LeaseLostError, NotFoundError, Store
 from tether.store.tables import Base
-
-
-async def _release(store: Store) -> ReleaseRecord:
-    return await store.add_release(
-        version="agent-1", agent_name="agent", kind="release", content_hash="0" * 64, snapshot={"config": {}}
-    )
 
 
 async def test_migrations_match_the_tables(store: Store) -> None:
@@ -44,7 +38,7 @@ async def test_migrations_match_the_tables(store: Store) -> None:
 
 
 async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     created = {
         (await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input=f"task {i}")).id
         for i in range(12)
@@ -66,7 +60,7 @@ async def test_each_queued_run_is_claimed_by_exactly_one_worker(store: Store) ->
 async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_dies(
     store: Store, clock: TestClock
 ) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     mine = await store.create_run(
         origin=RunOrigin.EVAL, release=release, user_id="u", input="eval trial", lease=("evals", 30)
     )
@@ -92,7 +86,7 @@ async def test_a_run_created_claimed_is_pinned_to_its_creator_and_fails_if_it_di
 async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(
     store: Store, clock: TestClock
 ) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     assert await store.claim_run("old", lease_s=30, run_id=run.id) is not None
     clock.advance(29)
@@ -124,7 +118,7 @@ async def test_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(
 
 
 async def test_approval_parks_the_run_and_a_decision_requeues_it_once(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     await store.claim_run("w", lease_s=60, run_id=run.id)
     approval = await store.wait_for_approval(
@@ -153,7 +147,7 @@ async def test_approval_parks_the_run_and_a_decision_requeues_it_once(store: Sto
 
 
 async def test_cancel_queued_run_never_starts_and_running_run_is_flagged(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     queued = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     cancelled = await store.request_cancel(queued.id)
     assert cancelled.status == RunStatus.CANCELLED and cancelled.finished_at is not None
@@ -168,7 +162,7 @@ async def test_cancel_queued_run_never_starts_and_running_run_is_flagged(store: 
 
 
 async def test_timestamps_come_back_in_utc(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     run = await store.create_run(origin=RunOrigin.API, release=release, user_id="u", input="x")
     fetched = await store.get_run(run.id)
     assert fetched.created_at.utcoffset() == timedelta(0)
@@ -176,7 +170,7 @@ async def test_timestamps_come_back_in_utc(store: Store) -> None:
 
 
 async def test_thread_history_is_ordered_and_excludes_later_runs(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     thread = await store.create_thread("u")
     first = await store.create_run(
         origin=RunOrigin.API, release=release, user_id="u", input="one", thread_id=thread.id

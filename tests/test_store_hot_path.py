@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import ProjectFactory
+from conftest import ProjectFactory, bare_release
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +20,6 @@ from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.settings import Settings
 from tether.store.records import (
-    ReleaseRecord,
     RunStatus,
     RunTotals,
     StepDraft,
@@ -29,12 +28,6 @@ from tether.store.records import (
     StepStatus,
 )
 from tether.store.repository import Store
-
-
-async def _release(store: Store) -> ReleaseRecord:
-    return await store.add_release(
-        version="agent-1", agent_name="agent", kind="release", content_hash="0" * 64, snapshot={"config": {}}
-    )
 
 
 class Tally:
@@ -81,7 +74,7 @@ def _engines(store: Store) -> tuple[AsyncEngine, AsyncEngine]:
 
 async def test_a_step_is_one_fenced_update_one_row_and_one_event(store: Store) -> None:
     """Fence, lease extension, event number, steps_used and totals are one UPDATE ... RETURNING."""
-    release = await _release(store)
+    release = await bare_release(store)
     run = await store.create_run(release=release, user_id="u", origin="api", input="x")
     assert await store.claim_run("w", 60, run_id=run.id) is not None
     draft = StepDraft(index=0, kind=StepKind.MODEL_CALL, name="m")
@@ -110,7 +103,7 @@ async def test_a_step_is_one_fenced_update_one_row_and_one_event(store: Store) -
 
 async def test_creates_that_arrive_together_share_one_commit(store: Store) -> None:
     """A burst of creates costs a few disk flushes, not one each; every run is stored, in order."""
-    release = await _release(store)
+    release = await bare_release(store)
     with tally(*_engines(store)) as seen:
         runs = await asyncio.gather(
             *(
@@ -127,7 +120,7 @@ async def test_creates_that_arrive_together_share_one_commit(store: Store) -> No
 
 
 async def test_one_bad_create_in_a_burst_fails_alone(store: Store) -> None:
-    release = await _release(store)
+    release = await bare_release(store)
     await store.create_thread("u", "thr_taken")
     good = [
         store.create_run(release=release, user_id="u", origin="api", input=f"ok {i}", new_thread=True)
@@ -146,7 +139,7 @@ async def test_executing_a_run_reuses_the_same_connections(tmp_path: Any) -> Non
     """SQLite: long-lived pooled connections (one per aiosqlite thread), not one per call."""
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}")
     try:
-        release = await _release(store)
+        release = await bare_release(store)
         with tally(*_engines(store)) as seen:
             for i in range(5):
                 run = await store.create_run(
