@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,20 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from service_helpers import (  # noqa: E402 (after the path tweak)
-    Api,
     ChaosConfig,
     ChaosReport,
-    Fleet,
-    create_key,
-    free_port,
+    chaos_stage,
     machine_info,
     markdown_table,
-    prepare_data_dir,
     run_chaos,
-    scratch_postgres,
-    service_env,
     table,
-    write_project,
 )
 
 DEFAULT_PG = os.environ.get("TETHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -97,27 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = datetime.now(UTC)
     machine = machine_info(args.database_url)
-    with (
-        tempfile.TemporaryDirectory(prefix="tether-chaos-") as tmp,
-        scratch_postgres(args.database_url, "tether_chaos") as database_url,
-    ):
-        root = Path(tmp)
-        project = write_project(root / "agent")
-        data = root / "data"
-        prepare_data_dir(data)
-        env = service_env(
-            database_url=database_url,
-            redis_url=args.redis_url or None,
-            data_dir=data,
-            code_cache=root / "code",
-            lease_s=args.lease_seconds,
-            poll_s=args.poll_s,
+    with chaos_stage(
+        args.database_url,
+        db_prefix="tether_chaos",
+        redis_url=args.redis_url or None,
+        lease_s=args.lease_seconds,
+        poll_s=args.poll_s,
+    ) as stage:
+        stage.fleet.start_api(stage.port)
+        report = run_chaos(
+            stage.fleet, stage.api, stage.data, config, say=lambda line: print(line, flush=True)
         )
-        key = create_key(project, env, user="chaos", scopes="runs:write,runs:read,approvals")
-        port = free_port()
-        with Fleet(project, env, root / "logs") as fleet, Api(port, key) as api:
-            fleet.start_api(port)
-            report = run_chaos(fleet, api, data, config, say=lambda line: print(line, flush=True))
 
     ok = not report.audit.violations and report.statuses == {"succeeded": config.runs}
     print()

@@ -39,7 +39,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -57,19 +56,13 @@ from service_helpers import (  # noqa: E402 (after the path tweak)
     FINAL,
     Api,
     Audit,
-    Fleet,
     audit,
-    create_key,
-    free_port,
+    chaos_stage,
     machine_info,
     markdown_table,
     plan,
-    prepare_data_dir,
-    scratch_postgres,
-    service_env,
     status_workers,
     table,
-    write_project,
 )
 
 DEFAULT_REDIS = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -299,99 +292,88 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     machine = machine_info(args.database_url)
     outcome = Outcome()
-    with (
-        tempfile.TemporaryDirectory(prefix="tether-chaos-db-") as tmp,
-        scratch_postgres(args.database_url, "tether_chaos_db") as database_url,
-    ):
-        root = Path(tmp)
-        project = write_project(root / "agent")
-        data = root / "data"
-        prepare_data_dir(data)
-        env = service_env(
-            database_url=database_url,
-            redis_url=args.redis_url or None,
-            data_dir=data,
-            code_cache=root / "code",
-            lease_s=args.lease_seconds,
-            poll_s=args.poll_s,
+    with chaos_stage(
+        args.database_url,
+        db_prefix="tether_chaos_db",
+        redis_url=args.redis_url or None,
+        lease_s=args.lease_seconds,
+        poll_s=args.poll_s,
+    ) as stage:
+        root, data, fleet, api, port = stage.root, stage.data, stage.fleet, stage.api, stage.port
+        api_proc = fleet.start_api(port)
+        for _ in range(args.workers):
+            fleet.start_worker(args.concurrency)
+        api.wait_ready(workers=args.workers, timeout=120, procs=[api_proc])
+        patient = Patient(api)
+        began = time.monotonic()
+        restarts = Restarts(
+            args.restart_command, (args.restart_min, args.restart_max), began + args.phase, rng
         )
-        key = create_key(project, env, user="chaos", scopes="runs:write,runs:read,approvals")
-        port = free_port()
-        with Fleet(project, env, root / "logs") as fleet, Api(port, key) as api:
-            api_proc = fleet.start_api(port)
-            for _ in range(args.workers):
-                fleet.start_worker(args.concurrency)
-            api.wait_ready(workers=args.workers, timeout=120, procs=[api_proc])
-            patient = Patient(api)
-            began = time.monotonic()
-            restarts = Restarts(
-                args.restart_command, (args.restart_min, args.restart_max), began + args.phase, rng
-            )
-            thread = threading.Thread(target=restarts.run, daemon=True)
-            thread.start()
-            run_ids: list[str] = []
-            if args.variant == "long-tool":
-                run_ids = [patient.submit(workload(args, rng, i)) for i in range(args.runs)]
-            exited: set[str] = set()
-            runs: dict[str, dict[str, Any]] = {}
-            last_check = 0.0
-            while True:
-                now = time.monotonic()
-                if args.variant == "load" and now - began < args.phase:
-                    due = int((now - began) * args.rate) + 1
-                    while len(run_ids) < due:
-                        run_ids.append(patient.submit(workload(args, rng, len(run_ids))))
-                for proc in fleet.workers():  # a worker dying on its own is a finding; replace it
-                    if not proc.alive and proc.name not in exited:
-                        exited.add(proc.name)
-                        print(f"{proc.name} exited {proc.popen.returncode}", flush=True)
-                        fleet.start_worker(args.concurrency)
-                if now - last_check >= 2.0:
-                    last_check = now
-                    runs = patient.statuses(run_ids)
-                    outcome.approvals += patient.approve_parked(runs)
-                    open_runs = [r for r in run_ids if runs[r]["status"] not in FINAL]
-                    print(
-                        f"t={now - began:5.0f}s submitted {len(run_ids)} open {len(open_runs)} "
-                        f"restarts {len(restarts.done)} 503s {patient.unavailable}",
-                        flush=True,
-                    )
-                    phase_over = now - began >= args.phase and not thread.is_alive()
-                    if phase_over and not open_runs:
-                        break
-                    if now - began > args.phase + args.settle:
-                        print(f"{len(open_runs)} run(s) still open after the settle period", flush=True)
-                        break
-                time.sleep(0.1)
-            restarts.stop.set()
-            thread.join(timeout=60)
-            outcome.duration_s = time.monotonic() - began
-            last_restart = max((end for _, end, _ in restarts.done), default=began)
-            outcome.settle_s = time.monotonic() - last_restart
-            outcome.restarts = restarts.done
-            outcome.runs = len(run_ids)
-            outcome.statuses = Counter(r["status"] for r in runs.values())
-            outcome.errors = Counter(
-                (r.get("error") or "")[:120] for r in runs.values() if r["status"] != "succeeded"
-            )
-            approvals: dict[str, int] = {}
-            for run_id in run_ids:
-                if runs[run_id]["status"] not in FINAL:
-                    continue
-                events = api.events(run_id)
-                outcome.resumed += len(status_workers(events)) > 1
-                approvals[run_id] = sum(
-                    1
-                    for e in events
-                    if e["event"] == "approval_decided"
-                    and e["data"]["kind"] == "retry"
-                    and e["data"]["status"] == "approved"
+        thread = threading.Thread(target=restarts.run, daemon=True)
+        thread.start()
+        run_ids: list[str] = []
+        if args.variant == "long-tool":
+            run_ids = [patient.submit(workload(args, rng, i)) for i in range(args.runs)]
+        exited: set[str] = set()
+        runs: dict[str, dict[str, Any]] = {}
+        last_check = 0.0
+        while True:
+            now = time.monotonic()
+            if args.variant == "load" and now - began < args.phase:
+                due = int((now - began) * args.rate) + 1
+                while len(run_ids) < due:
+                    run_ids.append(patient.submit(workload(args, rng, len(run_ids))))
+            for proc in fleet.workers():  # a worker dying on its own is a finding; replace it
+                if not proc.alive and proc.name not in exited:
+                    exited.add(proc.name)
+                    print(f"{proc.name} exited {proc.popen.returncode}", flush=True)
+                    fleet.start_worker(args.concurrency)
+            if now - last_check >= 2.0:
+                last_check = now
+                runs = patient.statuses(run_ids)
+                outcome.approvals += patient.approve_parked(runs)
+                open_runs = [r for r in run_ids if runs[r]["status"] not in FINAL]
+                print(
+                    f"t={now - began:5.0f}s submitted {len(run_ids)} open {len(open_runs)} "
+                    f"restarts {len(restarts.done)} 503s {patient.unavailable}",
+                    flush=True,
                 )
-            outcome.audit = audit(api, runs, data, {}, approvals=approvals)
-            outcome.worker_exits = len(exited)
-            outcome.unavailable = patient.unavailable
-            outcome.retry_after_missing = patient.retry_after_missing
-            outcome.other_5xx = sum(patient.other_errors.values())
+                phase_over = now - began >= args.phase and not thread.is_alive()
+                if phase_over and not open_runs:
+                    break
+                if now - began > args.phase + args.settle:
+                    print(f"{len(open_runs)} run(s) still open after the settle period", flush=True)
+                    break
+            time.sleep(0.1)
+        restarts.stop.set()
+        thread.join(timeout=60)
+        outcome.duration_s = time.monotonic() - began
+        last_restart = max((end for _, end, _ in restarts.done), default=began)
+        outcome.settle_s = time.monotonic() - last_restart
+        outcome.restarts = restarts.done
+        outcome.runs = len(run_ids)
+        outcome.statuses = Counter(r["status"] for r in runs.values())
+        outcome.errors = Counter(
+            (r.get("error") or "")[:120] for r in runs.values() if r["status"] != "succeeded"
+        )
+        approvals: dict[str, int] = {}
+        for run_id in run_ids:
+            if runs[run_id]["status"] not in FINAL:
+                continue
+            events = api.events(run_id)
+            outcome.resumed += len(status_workers(events)) > 1
+            approvals[run_id] = sum(
+                1
+                for e in events
+                if e["event"] == "approval_decided"
+                and e["data"]["kind"] == "retry"
+                and e["data"]["status"] == "approved"
+            )
+        outcome.audit = audit(api, runs, data, {}, approvals=approvals)
+        outcome.worker_exits = len(exited)
+        outcome.unavailable = patient.unavailable
+        outcome.retry_after_missing = patient.retry_after_missing
+        outcome.other_5xx = sum(patient.other_errors.values())
         outcome.log_counts = scan_logs(root / "logs", outcome.log_examples)
         if args.keep_logs is not None:
             shutil.copytree(root / "logs", args.keep_logs, dirs_exist_ok=True)

@@ -835,6 +835,47 @@ def scratch_postgres(admin_url: str, prefix: str = "tether_bench") -> Iterator[s
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass
+class ChaosStage:
+    """What a chaos benchmark breaks: a throwaway agent and data folder and a fleet on a scratch
+    PostgreSQL database, with an API client (no process started yet)."""
+
+    root: Path
+    data: Path
+    fleet: Fleet
+    api: Api
+    port: int
+
+
+@contextlib.contextmanager
+def chaos_stage(
+    admin_url: str, *, db_prefix: str, redis_url: str | None, lease_s: float, poll_s: float
+) -> Iterator[ChaosStage]:
+    """Set up (and tear down) the stage `benchmarks/chaos.py` and `benchmarks/chaos_db.py` share."""
+    import tempfile
+
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{db_prefix.replace('_', '-')}-") as tmp,
+        scratch_postgres(admin_url, db_prefix) as database_url,
+    ):
+        root = Path(tmp)
+        project = write_project(root / "agent")
+        data = root / "data"
+        prepare_data_dir(data)
+        env = service_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            data_dir=data,
+            code_cache=root / "code",
+            lease_s=lease_s,
+            poll_s=poll_s,
+        )
+        key = create_key(project, env, user="chaos", scopes="runs:write,runs:read,approvals")
+        port = free_port()
+        with Fleet(project, env, root / "logs") as fleet, Api(port, key) as api:
+            yield ChaosStage(root=root, data=data, fleet=fleet, api=api, port=port)
+
+
 def machine_info(database_url: str | None = None) -> list[tuple[str, str]]:
     """Where a benchmark ran: CPUs, Python, OS, database server, and the code's commit."""
     import platform
