@@ -164,6 +164,31 @@ class AlertRule(_Strict):
         return self
 
 
+class BreakersSection(_Strict):
+    """Circuit breakers per model and per tool (see docs/resilience.md)."""
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open a breaker."""
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=60.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)
+    """The error rate is only judged over at least this many calls in the window."""
+    open_s: float = Field(default=30.0, gt=0)
+    """How long an open breaker refuses calls before half-open probes."""
+    probes: int = Field(default=1, ge=1)
+    tools: bool = True
+    """Tools get breakers too (a failing tool is reported unavailable to the model, not called)."""
+    when_all_open: Literal["answer", "wait"] = "answer"
+    """Every model of the chain open: end the run at once with `degraded_answer`, or wait for a probe."""
+    max_wait_s: float = Field(default=60.0, ge=0)
+    """With `wait`: the longest a run waits in all before it gives the degraded answer."""
+    degraded_answer: str = (
+        "Sorry, I can't answer right now: our AI service is temporarily unavailable. "
+        "Please try again in a few minutes."
+    )
+
+
 class ProjectConfig(_Strict):
     agent: AgentSection
     model: ModelSection
@@ -174,6 +199,7 @@ class ProjectConfig(_Strict):
     evals: EvalsSection = Field(default_factory=EvalsSection)
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
+    breakers: BreakersSection = Field(default_factory=BreakersSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
+from tether.models.breakers import BreakerBoard, tool_key
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
-from tether.runtime.models import build_chain, pricer_for
+from tether.runtime.models import breaker_policy, build_chain, pricer_for
+from tether.runtime.tool_calls import ToolBreaker
 from tether.store.records import ReleaseRecord
 
 
@@ -17,13 +19,23 @@ class LoadedRelease:
     agent: AgentDefinition
     model: FallbackChain
     pricer: Pricer
+    breakers: BreakerBoard | None = None
+    """Shared circuit breakers; None when the release turns them off."""
+
+    def tool_breaker(self, tool: str) -> ToolBreaker | None:
+        breakers = self.agent.config.breakers
+        if self.breakers is None or not breakers.tools:
+            return None
+        key = tool_key(self.agent.config.agent.name, tool)
+        return ToolBreaker(self.breakers, breaker_policy(self.agent.config), key)
 
 
 class AgentCache:
     """Loads each release once per process; releases are immutable, so the cache never goes stale."""
 
-    def __init__(self, *, backoff_s: float) -> None:
+    def __init__(self, *, backoff_s: float, breakers: BreakerBoard | None = None) -> None:
         self._backoff_s = backoff_s
+        self.breakers = breakers
         self._loaded: dict[str, LoadedRelease] = {}
 
     def load(self, release: ReleaseRecord) -> LoadedRelease:
@@ -33,8 +45,11 @@ class AgentCache:
             cached = LoadedRelease(
                 release=release,
                 agent=agent,
-                model=build_chain(agent.config, agent.resolve, backoff_s=self._backoff_s),
+                model=build_chain(
+                    agent.config, agent.resolve, backoff_s=self._backoff_s, breakers=self.breakers
+                ),
                 pricer=pricer_for(agent.config),
+                breakers=self.breakers if agent.config.breakers.enabled else None,
             )
             self._loaded[release.id] = cached
         return cached

@@ -19,13 +19,16 @@ from typing import TypeVar
 
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
+from tether.models.routing import ChainUnavailableError
 from tether.models.tokens import estimate_prompt_tokens
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.runtime.degrade import wait_for_models
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.runtime.tool_calls import call_tool
 from tether.store.faults import describe, is_transient
 from tether.store.records import (
     ApprovalKind,
@@ -42,7 +45,6 @@ from tether.store.repository import LeaseLostError, Store
 
 log = logging.getLogger("tether.loop")
 T = TypeVar("T")
-_RETRY_BACKOFF_S = 0.2
 _SUMMARY_RESULT_CHARS = 300
 
 
@@ -105,6 +107,8 @@ class RunLoop:
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.messages: list[Message] = []
+        self.waited_for_models_s = 0.0
+        """Time this execution spent waiting for an open model breaker (`[breakers] when_all_open`)."""
         self.tool_specs: list[ToolSpec] = [
             tool.spec()
             for tool in self.agent.tools.values()
@@ -285,6 +289,8 @@ class RunLoop:
             response = await self._guarded(
                 self.loaded.model.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
             )
+        except ChainUnavailableError as exc:
+            return await self._models_unavailable(step, exc, started)
         except ModelError as exc:
             await self._end_step(
                 step,
@@ -322,6 +328,27 @@ class RunLoop:
         )
         self.messages.append(message)
         return None
+
+    async def _models_unavailable(
+        self, step: StepRecord, exc: ChainUnavailableError, started: float
+    ) -> RunRecord | None:
+        """Every model's breaker is open: wait for a probe (None: call again) or answer degraded."""
+        policy = self.config.breakers
+        waited = await wait_for_models(
+            exc.retry_at, policy, already_s=self.waited_for_models_s, stopping=self.stopping
+        )
+        if waited is not None:
+            self.waited_for_models_s += waited
+            return None  # the step stays started; the next _call_model reuses it
+        await self._end_step(
+            step,
+            StepOutcome(status=StepStatus.FAILED, error=str(exc), attempts=0, latency_ms=_ms_since(started)),
+        )
+        return await self._finish(
+            RunStatus.FAILED,
+            output=policy.degraded_answer,
+            error=f"model call failed: degraded service: {exc}",
+        )
 
     # -- tool calls -----------------------------------------------------------------------------
 
@@ -425,39 +452,19 @@ class RunLoop:
             scopes=frozenset(self.run.scopes or ()),
         )
         started = time.monotonic()
-        error = ""
-        attempts = 0
-        for attempt in range(tool.retries + 1):
-            attempts = attempt + 1
-            try:
-                result = await self._guarded(tool.invoke(call.arguments, context))
-            except LeaseLostError:
-                raise
-            except TimeoutError:
-                error = f"{tool.name} timed out after {tool.timeout_s:g}s"
-            except Exception as exc:
-                error = f"{tool.name} failed: {type(exc).__name__}: {exc}"
-            else:
-                self.totals.tools_called.append(tool.name)
-                await self._end_step(
-                    step,
-                    StepOutcome(
-                        status=StepStatus.SUCCEEDED,
-                        result=render_result(result),
-                        attempts=attempts,
-                        latency_ms=_ms_since(started),
-                    ),
-                )
-                return
-            if not tool.safe_to_repeat:  # a failed write may still have happened: never repeat it blindly
-                break
-            if attempt < tool.retries:
-                await asyncio.sleep(_RETRY_BACKOFF_S * 2**attempt)
-        self.totals.tools_called.append(tool.name)
+        outcome = await call_tool(
+            tool, call.arguments, context, guarded=self._guarded, breaker=self.loaded.tool_breaker(tool.name)
+        )
+        if outcome.attempts:  # a tool behind an open breaker was not called
+            self.totals.tools_called.append(tool.name)
         await self._end_step(
             step,
             StepOutcome(
-                status=StepStatus.FAILED, error=error, attempts=attempts, latency_ms=_ms_since(started)
+                status=StepStatus.SUCCEEDED if outcome.error is None else StepStatus.FAILED,
+                result=render_result(outcome.result) if outcome.error is None else None,
+                error=outcome.error,
+                attempts=outcome.attempts,
+                latency_ms=_ms_since(started),
             ),
         )
 

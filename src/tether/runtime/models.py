@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from tether.agent.config import ConfigError, ProjectConfig
 from tether.models.base import ChatModel
+from tether.models.breakers import BreakerBoard, BreakerPolicy
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
 from tether.models.scripted import Policy, ScriptedModel
@@ -71,9 +72,32 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
     raise ConfigError(_unknown_provider(reference, provider))
 
 
+def breaker_policy(config: ProjectConfig) -> BreakerPolicy:
+    section = config.breakers
+    return BreakerPolicy(
+        failures=section.failures,
+        error_rate=section.error_rate,
+        window_s=section.window_s,
+        min_calls=section.min_calls,
+        open_s=section.open_s,
+        probes=section.probes,
+    )
+
+
 def build_chain(
-    config: ProjectConfig, resolve_policy: PolicyResolver, *, backoff_s: float = 0.5
+    config: ProjectConfig,
+    resolve_policy: PolicyResolver,
+    *,
+    backoff_s: float = 0.5,
+    breakers: BreakerBoard | None = None,
 ) -> FallbackChain:
+    """The release's models in order; with `breakers` (and `[breakers] enabled`), each behind one."""
     check_prices(config)
     models = [build_client(ref, config, resolve_policy) for ref in config.model.chain]
-    return FallbackChain(models, retries=config.model.retries, backoff_s=backoff_s)
+    return FallbackChain(
+        models,
+        retries=config.model.retries,
+        backoff_s=backoff_s,
+        breakers=breakers if config.breakers.enabled else None,
+        breaker_policy=breaker_policy(config),
+    )

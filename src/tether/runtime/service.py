@@ -9,8 +9,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tether.models.breakers import BreakerBoard
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
+from tether.runtime.breaker_state import breaker_backend_for
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
@@ -30,7 +32,9 @@ class Runtime:
         self.loop_settings = LoopSettings(
             owner=settings.worker_id, lease_s=settings.lease_seconds, data_dir=data_dir
         )
-        self.agents = AgentCache(backoff_s=settings.model_backoff_s)
+        self.breakers = BreakerBoard(breaker_backend_for(store, settings.redis_url))
+        """Circuit breakers per model and tool, shared through the database (or Redis)."""
+        self.agents = AgentCache(backoff_s=settings.model_backoff_s, breakers=self.breakers)
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
         self.timer: Timer = REAL_TIMER

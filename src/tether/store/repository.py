@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
+from tether.store.breakers import BreakerStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -158,6 +159,11 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def breakers(self) -> BreakerStore:
+        """Circuit-breaker states shared by every process (store/breakers.py)."""
+        return BreakerStore(self._sessions, self._writes, self._now, self.dialect)
 
     @property
     def ui_sessions(self) -> UiSessionStore:

@@ -348,3 +348,13 @@ class AlertRow(Base):
 # Trace search: "runs of release X" and "runs that called tool Y" without scanning every run.
 Index("ix_runs_release_created", RunRow.release_version, RunRow.created_at)
 Index("ix_steps_name_run", StepRow.name, StepRow.run_id)
+
+
+class BreakerRow(Base):
+    """One circuit breaker's state (models/breakers.py owns its meaning); shared by every process."""
+
+    __tablename__ = "circuit_breakers"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
