@@ -42,6 +42,9 @@ class ModelSection(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     tool_choice: ToolChoice = "auto"
     """Sent with every request that offers tools; `omit` leaves it out (see docs/configuration.md)."""
+    prompt_cache: bool = True
+    """Anthropic: mark the system prompt and tool list as cacheable (`cache_control` breakpoints).
+    OpenAI caches long prompts by itself; its cached tokens are priced from reported usage either way."""
 
     @field_validator("primary", "fallbacks")
     @classmethod
@@ -68,6 +71,9 @@ class Price(_Strict):
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cache_read_per_mtok: float | None = Field(default=None, ge=0)
+    """Input tokens read from the provider's prompt cache; unset prices them as input."""
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class ProviderSection(_Strict):

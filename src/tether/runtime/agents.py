@@ -8,7 +8,8 @@ from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
 from tether.models.breakers import BreakerBoard, tool_key
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
-from tether.runtime.models import breaker_policy, build_chain, pricer_for
+from tether.models.tokens import TokenCounter
+from tether.runtime.models import breaker_policy, build_chain, pricer_for, token_counters
 from tether.runtime.tool_calls import ToolBreaker
 from tether.store.records import ReleaseRecord
 
@@ -21,6 +22,8 @@ class LoadedRelease:
     pricer: Pricer
     breakers: BreakerBoard | None = None
     """Shared circuit breakers; None when the release turns them off."""
+    counters: tuple[TokenCounter, ...] = ()
+    """Token counters of the chain's models, for the pre-call ceiling estimate."""
 
     def tool_breaker(self, tool: str) -> ToolBreaker | None:
         breakers = self.agent.config.breakers
@@ -50,6 +53,7 @@ class AgentCache:
                 ),
                 pricer=pricer_for(agent.config),
                 breakers=self.breakers if agent.config.breakers.enabled else None,
+                counters=tuple(token_counters(agent.config)),
             )
             self._loaded[release.id] = cached
         return cached

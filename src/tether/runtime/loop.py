@@ -20,7 +20,7 @@ from typing import TypeVar
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
 from tether.models.routing import ChainUnavailableError
-from tether.models.tokens import estimate_prompt_tokens
+from tether.models.tokens import CharCounter, estimate_for_chain
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
@@ -272,7 +272,9 @@ class RunLoop:
         verdict = check_budget(
             self.totals,
             self.config.limits,
-            estimated_input_tokens=estimate_prompt_tokens(self.messages, self.tool_specs),
+            estimated_input_tokens=estimate_for_chain(
+                list(self.loaded.counters) or [CharCounter()], self.messages, self.tool_specs
+            ),
             max_output_tokens=max_output,
             pricer=self.loaded.pricer,
             models=self.config.model.chain,
@@ -321,6 +323,7 @@ class RunLoop:
                 name=response.reference or None,
                 input_tokens=response.usage.input_tokens,
                 output_tokens=response.usage.output_tokens,
+                cached_input_tokens=response.usage.cache_read_tokens,
                 cost_usd=cost,
                 latency_ms=_ms_since(started),
             ),

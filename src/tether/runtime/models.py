@@ -11,6 +11,7 @@ from tether.models.breakers import BreakerBoard, BreakerPolicy
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
 from tether.models.scripted import Policy, ScriptedModel
+from tether.models.tokens import TokenCounter, counter_for
 
 PolicyResolver = Callable[[str], Policy]
 
@@ -19,6 +20,13 @@ def pricer_for(config: ProjectConfig) -> Pricer:
     return Pricer(
         overrides={ref: (p.input_per_mtok, p.output_per_mtok) for ref, p in config.prices.items()},
         provider_kinds={name: section.kind for name, section in config.providers.items()},
+        cache_overrides={
+            ref: (
+                p.input_per_mtok if p.cache_read_per_mtok is None else p.cache_read_per_mtok,
+                p.input_per_mtok if p.cache_write_per_mtok is None else p.cache_write_per_mtok,
+            )
+            for ref, p in config.prices.items()
+        },
     )
 
 
@@ -67,9 +75,24 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
         from tether.models.anthropic_client import AnthropicChatModel
 
         return AnthropicChatModel(
-            reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout, tool_choice=choice
+            reference,
+            model,
+            base_url=base_url,
+            api_key=api_key,
+            timeout_s=timeout,
+            tool_choice=choice,
+            prompt_cache=config.model.prompt_cache,
         )
     raise ConfigError(_unknown_provider(reference, provider))
+
+
+def token_counters(config: ProjectConfig) -> list[TokenCounter]:
+    """One counter per model of the chain (a real tokenizer where one ships offline)."""
+    kinds = {name: section.kind for name, section in config.providers.items()}
+    return [
+        counter_for(ref, kinds.get(ref.partition(":")[0], ref.partition(":")[0]))
+        for ref in config.model.chain
+    ]
 
 
 def breaker_policy(config: ProjectConfig) -> BreakerPolicy:

@@ -146,6 +146,12 @@ class StepRow(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tier: Mapped[str | None] = mapped_column(String(32))
+    route: Mapped[str | None] = mapped_column(String(300))
+    cache: Mapped[str | None] = mapped_column(String(16))
+    saved_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    saved_latency_ms: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class ApprovalRow(Base):

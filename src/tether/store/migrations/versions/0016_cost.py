@@ -1,4 +1,5 @@
-"""Spending less and failing softly: shared circuit-breaker states
+"""Spending less and failing softly: shared circuit-breaker states; per step: prompt-cache tokens,
+routing tier and why, which cache answered and what it saved
 
 Revision ID: 0016
 Revises: 0009
@@ -24,7 +25,19 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_circuit_breakers")),
     )
+    with op.batch_alter_table("steps", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("cached_input_tokens", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch_op.add_column(sa.Column("tier", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("route", sa.String(length=300), nullable=True))
+        batch_op.add_column(sa.Column("cache", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("saved_cost_usd", sa.Float(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("saved_latency_ms", sa.Float(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("steps", schema=None) as batch_op:
+        for column in ("saved_latency_ms", "saved_cost_usd", "cache", "route", "tier", "cached_input_tokens"):
+            batch_op.drop_column(column)
     op.drop_table("circuit_breakers")
