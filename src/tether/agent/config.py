@@ -170,6 +170,88 @@ class AlertRule(_Strict):
         return self
 
 
+RouteStep = Literal["first", "after_tool", "final"]
+
+
+class RouteRule(_Strict):
+    """One `[[routing.rules]]` entry: every condition given must hold; the first matching rule wins."""
+
+    tier: str = Field(min_length=1)
+    step: list[RouteStep] | None = None
+    """`first`: the run's first model call; `after_tool`: the call reading tool results; `final`: the
+    last call the step limit allows (it must answer)."""
+    input_matches: str | None = None
+    """A regular expression searched in the run's input (case-insensitive): a rules classifier."""
+    input_max_chars: int | None = Field(default=None, gt=0)
+    input_min_chars: int | None = Field(default=None, ge=0)
+    classifier: str | None = None
+    """`module:function` in the project's code, called with the run's input; the rule matches when it
+    returns this rule's tier (it may ask a small model through Tether's model clients)."""
+    budget_below: float | None = Field(default=None, gt=0, le=1)
+    """Matches when less than this share of the run's token or cost ceiling is left."""
+    flag: str | None = None
+    """`name=value`: matches when the run's evaluated flag (or experiment arm) `name` is `value`."""
+
+    @field_validator("input_matches")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"input_matches {value!r} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+    @field_validator("flag")
+    @classmethod
+    def _name_value(cls, value: str | None) -> str | None:
+        if value is not None and "=" not in value:
+            raise ValueError(f"flag {value!r} must be written 'name=value'")
+        return value
+
+
+class RoutingSection(_Strict):
+    """Model tiers and the rules that pick one per model call (see docs/cost.md)."""
+
+    tiers: dict[str, list[str]] = Field(default_factory=dict)
+    """Tier name -> model chain (primary first). A tier named like `default` below may be omitted:
+    it is then the `[model]` chain."""
+    default: str = "large"
+    rules: list[RouteRule] = Field(default_factory=list)
+    escalate_to: str | None = None
+    """Retry a failed or low-confidence answer of another tier once on this tier."""
+    low_confidence: list[str] = Field(
+        default_factory=lambda: ["i'm not sure", "i am not sure", "i don't know", "i cannot determine"]
+    )
+    """Phrases (case-insensitive) that mark an answer as low-confidence, for escalation."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _references(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for tier, chain in value.items():
+            if not chain:
+                raise ValueError(f"tier {tier!r} needs at least one model")
+            for ref in chain:
+                provider, _, model = ref.partition(":")
+                if not provider or not model:
+                    raise ValueError(f"model {ref!r} must be written 'provider:model'")
+        return value
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> RoutingSection:
+        known = set(self.tiers) | {self.default}
+        for name in [rule.tier for rule in self.rules] + ([self.escalate_to] if self.escalate_to else []):
+            if name not in known:
+                raise ValueError(f"unknown tier {name!r}; declare it under [routing.tiers]")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tiers)
+
+
 class BreakersSection(_Strict):
     """Circuit breakers per model and per tool (see docs/resilience.md)."""
 
@@ -206,6 +288,7 @@ class ProjectConfig(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
     breakers: BreakersSection = Field(default_factory=BreakersSection)
+    routing: RoutingSection = Field(default_factory=RoutingSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

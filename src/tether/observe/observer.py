@@ -234,6 +234,7 @@ class RunTelemetry(RunObservation):
             "tether.step.index": step.index,
             "tether.model.reference": reference,
             SPAN_KIND: "LLM",
+            **_cost_attributes(step),
             "llm.provider": answered_by,
             "llm.system": answered_by,
             "llm.model_name": requested,
@@ -504,3 +505,14 @@ _PAUSED = {
     RunStatus.QUEUED: "handed back",
     RunStatus.RUNNING: "taken over",
 }
+
+
+def _cost_attributes(step: StepRecord) -> dict[str, Any]:
+    """Routing tier and why, and which Tether cache answered (issue 16), when there are any."""
+    found = {
+        "tether.route.tier": step.tier,
+        "tether.route.reason": step.route,
+        "tether.cache": step.cache,
+        "gen_ai.usage.cache_read.input_tokens": step.cached_input_tokens or None,
+    }
+    return {key: value for key, value in found.items() if value is not None}

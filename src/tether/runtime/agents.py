@@ -9,7 +9,8 @@ from tether.models.breakers import BreakerBoard, tool_key
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
 from tether.models.tokens import TokenCounter
-from tether.runtime.models import breaker_policy, build_chain, pricer_for, token_counters
+from tether.runtime.models import breaker_policy, build_chain, build_router, token_counters
+from tether.runtime.routed import ModelRouter
 from tether.runtime.tool_calls import ToolBreaker
 from tether.store.records import ReleaseRecord
 
@@ -23,7 +24,9 @@ class LoadedRelease:
     breakers: BreakerBoard | None = None
     """Shared circuit breakers; None when the release turns them off."""
     counters: tuple[TokenCounter, ...] = ()
-    """Token counters of the chain's models, for the pre-call ceiling estimate."""
+    """Token counters of every model a call may reach, for the pre-call ceiling estimate."""
+    router: ModelRouter | None = None
+    """Picks the tier per call (`[routing]`); without one, every call goes to `model`."""
 
     def tool_breaker(self, tool: str) -> ToolBreaker | None:
         breakers = self.agent.config.breakers
@@ -45,15 +48,20 @@ class AgentCache:
         cached = self._loaded.get(release.id)
         if cached is None:
             agent = load_agent(ProjectSnapshot.model_validate(release.snapshot))
+            chain = build_chain(
+                agent.config, agent.resolve, backoff_s=self._backoff_s, breakers=self.breakers
+            )
+            router = build_router(
+                agent.config, agent.resolve, chain, backoff_s=self._backoff_s, breakers=self.breakers
+            )
             cached = LoadedRelease(
                 release=release,
                 agent=agent,
-                model=build_chain(
-                    agent.config, agent.resolve, backoff_s=self._backoff_s, breakers=self.breakers
-                ),
-                pricer=pricer_for(agent.config),
+                model=chain,
+                pricer=router.pricer,
                 breakers=self.breakers if agent.config.breakers.enabled else None,
-                counters=tuple(token_counters(agent.config)),
+                counters=tuple(token_counters(agent.config, router.models)),
+                router=router,
             )
             self._loaded[release.id] = cached
         return cached

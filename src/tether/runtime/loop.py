@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
-from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
+from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.routing import ChainUnavailableError
 from tether.models.tokens import CharCounter, estimate_for_chain
 from tether.runtime.agents import LoadedRelease
@@ -28,6 +28,9 @@ from tether.runtime.degrade import wait_for_models
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.runtime.routed import ModelRouter, budget_left, step_kind
+from tether.runtime.run_flags import run_flags
+from tether.runtime.tiers import Situation
 from tether.runtime.tool_calls import call_tool
 from tether.store.faults import describe, is_transient
 from tether.store.records import (
@@ -107,6 +110,9 @@ class RunLoop:
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.messages: list[Message] = []
+        self.router = loaded.router or ModelRouter(self.config.routing, loaded.model, {}, loaded.pricer, {})
+        """Picks the tier of each model call (`[routing]`), escalating once when asked to."""
+        self._counters = list(loaded.counters) or [CharCounter()]
         self.waited_for_models_s = 0.0
         """Time this execution spent waiting for an open model breaker (`[breakers] when_all_open`)."""
         self.tool_specs: list[ToolSpec] = [
@@ -272,12 +278,10 @@ class RunLoop:
         verdict = check_budget(
             self.totals,
             self.config.limits,
-            estimated_input_tokens=estimate_for_chain(
-                list(self.loaded.counters) or [CharCounter()], self.messages, self.tool_specs
-            ),
+            estimated_input_tokens=estimate_for_chain(self._counters, self.messages, self.tool_specs),
             max_output_tokens=max_output,
             pricer=self.loaded.pricer,
-            models=self.config.model.chain,
+            models=self.router.models,
         )
         if not verdict.allowed:
             return await self._exhausted(str(verdict.reason))
@@ -288,8 +292,10 @@ class RunLoop:
         started = time.monotonic()
         self.observation.model_request(self.messages)
         try:
-            response = await self._guarded(
-                self.loaded.model.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
+            answer = await self._guarded(
+                self.router.chat(
+                    self._situation(), self.messages, self.tool_specs, max_output, self._affordable
+                )
             )
         except ChainUnavailableError as exc:
             return await self._models_unavailable(step, exc, started)
@@ -304,10 +310,10 @@ class RunLoop:
                 ),
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
-        cost = self.loaded.pricer.cost(response.reference, response.usage)
+        response, cost = answer.response, answer.cost
         message = response.as_message()
-        self.totals.input_tokens += response.usage.input_tokens
-        self.totals.output_tokens += response.usage.output_tokens
+        self.totals.input_tokens += answer.usage.input_tokens
+        self.totals.output_tokens += answer.usage.output_tokens
         self.totals.estimated_cost_usd += cost
         # Only the latest turn counts: the run's output is the last answer, and it is whole unless
         # that answer stopped at the output-token limit.
@@ -321,16 +327,53 @@ class RunLoop:
                 finish_reason=response.finish_reason,
                 attempts=response.attempts,
                 name=response.reference or None,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cached_input_tokens=response.usage.cache_read_tokens,
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+                cached_input_tokens=answer.usage.cache_read_tokens,
                 cost_usd=cost,
                 latency_ms=_ms_since(started),
+                tier=answer.tier,
+                route=answer.route,
             ),
             response,
         )
         self.messages.append(message)
         return None
+
+    def _situation(self) -> Situation:
+        """What routing rules may look at before this call."""
+        limits = self.config.limits
+        return Situation(
+            step=step_kind(
+                any(s.kind == StepKind.MODEL_CALL and s.status == StepStatus.SUCCEEDED for s in self.steps),
+                self.messages[-1].role if self.messages else None,
+                self.totals.steps_used - 1,  # the call's own step is already begun
+                limits.max_steps,
+            ),
+            input=self.run.input,
+            budget_left=budget_left(
+                self.totals.input_tokens + self.totals.output_tokens,
+                limits.max_tokens_per_run,
+                self.totals.estimated_cost_usd,
+                limits.max_cost_usd_per_run,
+            ),
+            flags=run_flags(self.run),
+        )
+
+    def _affordable(self, spent: Usage, cost: float, models: list[str]) -> bool:
+        """Whether an escalated call still fits the ceilings after `spent` (not yet in the totals)."""
+        totals = self.totals.model_copy()
+        totals.input_tokens += spent.input_tokens
+        totals.output_tokens += spent.output_tokens
+        totals.estimated_cost_usd += cost
+        return check_budget(
+            totals,
+            self.config.limits,
+            estimated_input_tokens=estimate_for_chain(self._counters, self.messages, self.tool_specs),
+            max_output_tokens=self.config.model.max_output_tokens,
+            pricer=self.loaded.pricer,
+            models=models,
+        ).allowed
 
     async def _models_unavailable(
         self, step: StepRecord, exc: ChainUnavailableError, started: float
