@@ -252,6 +252,25 @@ class RoutingSection(_Strict):
         return bool(self.tiers)
 
 
+class CacheSection(_Strict):
+    """Which caches this release uses (all off by default; see docs/caches.md)."""
+
+    response: bool = False
+    """Exact response cache: the same request (models, messages, tools, parameters) is answered
+    from the cache instead of the model."""
+    response_ttl_s: float = Field(default=3600.0, gt=0)
+    semantic: bool = False
+    """Semantic cache of final answers: a new run whose input is close enough to an earlier one's
+    (and names the same numbers and ids) gets that run's answer without any model call."""
+    semantic_threshold: float = Field(default=0.93, gt=0, le=1)
+    semantic_ttl_s: float = Field(default=86400.0, gt=0)
+    tools: bool = True
+    """Honour `@tool(cache_ttl=...)` on read tools."""
+    user_independent: bool = False
+    """Answers and tool results do not depend on who asks: share entries across the tenant's users.
+    Entries are never shared across tenants."""
+
+
 class BreakersSection(_Strict):
     """Circuit breakers per model and per tool (see docs/resilience.md)."""
 
@@ -289,6 +308,7 @@ class ProjectConfig(_Strict):
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
     breakers: BreakersSection = Field(default_factory=BreakersSection)
     routing: RoutingSection = Field(default_factory=RoutingSection)
+    cache: CacheSection = Field(default_factory=CacheSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

@@ -210,6 +210,7 @@ class RunTelemetry(RunObservation):
     def step_finished(self, step: StepRecord, response: ModelResponse | None = None) -> None:
         end = time.time_ns()
         start = end - int((step.latency_ms or 0.0) * 1e6)
+        self.metrics.costs.step(self.release, self.run, step)
         if step.kind == StepKind.MODEL_CALL:
             self._model_call(step, response, self.request_ns or start, end)
             self.request_ns, self.request_content = None, {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
+from tether.caches.service import Caches
 from tether.models.breakers import BreakerBoard, tool_key
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
@@ -27,6 +28,8 @@ class LoadedRelease:
     """Token counters of every model a call may reach, for the pre-call ceiling estimate."""
     router: ModelRouter | None = None
     """Picks the tier per call (`[routing]`); without one, every call goes to `model`."""
+    caches: Caches | None = None
+    """The process's cache store; None (evals, drills) means no caching at all."""
 
     def tool_breaker(self, tool: str) -> ToolBreaker | None:
         breakers = self.agent.config.breakers
@@ -39,9 +42,12 @@ class LoadedRelease:
 class AgentCache:
     """Loads each release once per process; releases are immutable, so the cache never goes stale."""
 
-    def __init__(self, *, backoff_s: float, breakers: BreakerBoard | None = None) -> None:
+    def __init__(
+        self, *, backoff_s: float, breakers: BreakerBoard | None = None, caches: Caches | None = None
+    ) -> None:
         self._backoff_s = backoff_s
         self.breakers = breakers
+        self.caches = caches
         self._loaded: dict[str, LoadedRelease] = {}
 
     def load(self, release: ReleaseRecord) -> LoadedRelease:
@@ -62,6 +68,7 @@ class AgentCache:
                 breakers=self.breakers if agent.config.breakers.enabled else None,
                 counters=tuple(token_counters(agent.config, router.models)),
                 router=router,
+                caches=self.caches,
             )
             self._loaded[release.id] = cached
         return cached

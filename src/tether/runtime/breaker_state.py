@@ -1,4 +1,4 @@
-"""Where this process keeps circuit breakers: the database by default, Redis when configured.
+"""Where this process keeps circuit breakers and caches: the database by default, Redis when configured.
 
 Both are shared by every process on the same database or Redis, so a provider that fails for one
 worker is skipped by all of them.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tether.caches.backend import CacheBackend, RedisCache
 from tether.models.breakers import BreakerBackend, BreakerState, Change
 from tether.store.repository import Store
 
@@ -80,3 +81,8 @@ class RedisBackend:
 
 def breaker_backend_for(store: Store, redis_url: str | None) -> BreakerBackend:
     return RedisBackend(redis_url) if redis_url else StoreBackend(store)
+
+
+def cache_backend_for(store: Store, redis_url: str | None) -> CacheBackend:
+    """The cache store: the database by default, Redis when configured (like breakers)."""
+    return RedisCache(redis_url) if redis_url else store.caches

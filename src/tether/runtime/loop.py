@@ -24,6 +24,7 @@ from tether.models.tokens import CharCounter, estimate_for_chain
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.runtime.cached_calls import RunCaches
 from tether.runtime.degrade import wait_for_models
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
@@ -113,6 +114,10 @@ class RunLoop:
         self.router = loaded.router or ModelRouter(self.config.routing, loaded.model, {}, loaded.pricer, {})
         """Picks the tier of each model call (`[routing]`), escalating once when asked to."""
         self._counters = list(loaded.counters) or [CharCounter()]
+        self.caches = RunCaches(
+            loaded.caches, self.config.cache, run, self.config.agent.name, self.router.models
+        )
+        """The release's caches (`[cache]`), scoped to this run's tenant and user."""
         self.waited_for_models_s = 0.0
         """Time this execution spent waiting for an open model breaker (`[breakers] when_all_open`)."""
         self.tool_specs: list[ToolSpec] = [
@@ -233,9 +238,9 @@ class RunLoop:
             if last_model is not None and last_model.message is not None:
                 calls = Message.model_validate(last_model.message).tool_calls
                 if not calls:
-                    return await self._finish(
-                        RunStatus.SUCCEEDED, output=last_model.message.get("content", "")
-                    )
+                    output = last_model.message.get("content", "")
+                    await self._remember_final(last_model, output)
+                    return await self._finish(RunStatus.SUCCEEDED, output=output)
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
@@ -293,8 +298,14 @@ class RunLoop:
         self.observation.model_request(self.messages)
         try:
             answer = await self._guarded(
-                self.router.chat(
-                    self._situation(), self.messages, self.tool_specs, max_output, self._affordable
+                self.caches.model_call(
+                    self.messages,
+                    self.tool_specs,
+                    max_output,
+                    lambda: self.router.chat(
+                        self._situation(), self.messages, self.tool_specs, max_output, self._affordable
+                    ),
+                    question=self.run.input if len(self.messages) == 2 else None,  # no history, no steps
                 )
             )
         except ChainUnavailableError as exc:
@@ -334,11 +345,25 @@ class RunLoop:
                 latency_ms=_ms_since(started),
                 tier=answer.tier,
                 route=answer.route,
+                cache=answer.cache,
+                saved_cost_usd=answer.saved_cost_usd,
+                saved_latency_ms=answer.saved_latency_ms,
             ),
             response,
         )
         self.messages.append(message)
         return None
+
+    async def _remember_final(self, last_model: StepRecord, output: str) -> None:
+        """A run with no thread history whose answer a model wrote feeds the semantic cache."""
+        first_input = self.messages[1].content if len(self.messages) > 1 else None
+        if (
+            self.caches.semantic
+            and first_input == self.run.input
+            and "semantic:hit" not in (last_model.cache or "")
+        ):
+            latency = sum(step.latency_ms or 0.0 for step in self.steps)
+            await self.caches.remember_final(self.run.input, output, self.totals.estimated_cost_usd, latency)
 
     def _situation(self) -> Situation:
         """What routing rules may look at before this call."""
@@ -498,8 +523,16 @@ class RunLoop:
             scopes=frozenset(self.run.scopes or ()),
         )
         started = time.monotonic()
-        outcome = await call_tool(
-            tool, call.arguments, context, guarded=self._guarded, breaker=self.loaded.tool_breaker(tool.name)
+        outcome, cache, hit = await self.caches.tool_call(
+            tool,
+            call.arguments,
+            lambda: call_tool(
+                tool,
+                call.arguments,
+                context,
+                guarded=self._guarded,
+                breaker=self.loaded.tool_breaker(tool.name),
+            ),
         )
         if outcome.attempts:  # a tool behind an open breaker was not called
             self.totals.tools_called.append(tool.name)
@@ -511,6 +544,8 @@ class RunLoop:
                 error=outcome.error,
                 attempts=outcome.attempts,
                 latency_ms=_ms_since(started),
+                cache=cache,
+                saved_latency_ms=hit.saved_latency_ms if hit else 0.0,
             ),
         )
 

@@ -29,6 +29,10 @@ class RoutedAnswer:
     cost: float
     tier: str | None = None
     route: str | None = None
+    cache: str | None = None
+    """Which caches were asked and how they answered (`semantic:miss,exact:hit`), None if none."""
+    saved_cost_usd: float = 0.0
+    saved_latency_ms: float = 0.0
 
 
 class ModelRouter:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
 from tether.store.breakers import BreakerStore
+from tether.store.caches import CacheStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -164,6 +165,11 @@ class Store:
     def breakers(self) -> BreakerStore:
         """Circuit-breaker states shared by every process (store/breakers.py)."""
         return BreakerStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def caches(self) -> CacheStore:
+        """Cache entries, when the cache store is the database (store/caches.py)."""
+        return CacheStore(self._sessions, self._writes, self._now, self.dialect)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
