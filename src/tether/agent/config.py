@@ -296,6 +296,26 @@ class BreakersSection(_Strict):
     )
 
 
+class BudgetAlert(_Strict):
+    """One `[[budget_alerts]]` rule: fire when a tenant's or feature tag's production spend over
+    `window` reaches `at` (a share) of `budget_usd`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    budget_usd: float = Field(gt=0)
+    tenant: str | None = None
+    tag: str | None = None
+    """The run metadata `tag` (feature) to watch; with `tenant` too, that tenant's spend on it."""
+    at: float = Field(default=0.8, gt=0, le=10)
+    window: str = Field(default="30d", pattern=r"^[1-9][0-9]*[smhd]$")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _watches_something(self) -> BudgetAlert:
+        if self.tenant is None and self.tag is None:
+            raise ValueError(f"budget alert {self.name!r}: give a tenant, a tag, or both")
+        return self
+
+
 class ProjectConfig(_Strict):
     agent: AgentSection
     model: ModelSection
@@ -309,6 +329,7 @@ class ProjectConfig(_Strict):
     breakers: BreakersSection = Field(default_factory=BreakersSection)
     routing: RoutingSection = Field(default_factory=RoutingSection)
     cache: CacheSection = Field(default_factory=CacheSection)
+    budget_alerts: list[BudgetAlert] = Field(default_factory=list)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

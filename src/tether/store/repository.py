@@ -22,6 +22,7 @@ from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
 from tether.store.breakers import BreakerStore
 from tether.store.caches import CacheStore
+from tether.store.costs import CostStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -170,6 +171,11 @@ class Store:
     def caches(self) -> CacheStore:
         """Cache entries, when the cache store is the database (store/caches.py)."""
         return CacheStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def costs(self) -> CostStore:
+        """Spend grouped by user, thread, tenant, tag, release, model or tier (store/costs.py)."""
+        return CostStore(self._sessions)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
