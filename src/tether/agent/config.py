@@ -296,6 +296,22 @@ class BreakersSection(_Strict):
     )
 
 
+class ContextSection(_Strict):
+    """How much of a thread's history each run replays (see docs/cost.md)."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """The most history (earlier turns of the thread) a run sends; None sends it all."""
+    strategy: Literal["trim", "summarize"] = "trim"
+    """`trim` drops the oldest turns; `summarize` replaces them with a model-written summary (a
+    recorded, costed step)."""
+    keep_recent_turns: int = Field(default=2, ge=0)
+    """Turns always kept verbatim, even over `max_tokens`."""
+    summary_max_tokens: int = Field(default=300, gt=0)
+    summary_input_tokens: int = Field(default=4000, gt=0)
+    """At most this much of the dropped history is summarised (the newest part), so the summary's
+    own cost stays bounded however long the thread grows."""
+
+
 class BudgetAlert(_Strict):
     """One `[[budget_alerts]]` rule: fire when a tenant's or feature tag's production spend over
     `window` reaches `at` (a share) of `budget_usd`."""
@@ -330,6 +346,7 @@ class ProjectConfig(_Strict):
     routing: RoutingSection = Field(default_factory=RoutingSection)
     cache: CacheSection = Field(default_factory=CacheSection)
     budget_alerts: list[BudgetAlert] = Field(default_factory=list)
+    context: ContextSection = Field(default_factory=ContextSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

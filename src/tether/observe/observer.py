@@ -214,6 +214,9 @@ class RunTelemetry(RunObservation):
         if step.kind == StepKind.MODEL_CALL:
             self._model_call(step, response, self.request_ns or start, end)
             self.request_ns, self.request_content = None, {}
+        elif step.kind == StepKind.CONTEXT:  # a summary is a model call; a trim has no call to trace
+            if response is not None:
+                self._model_call(step, response, start, end)
         else:
             self._tool_call(step, start, end)
 

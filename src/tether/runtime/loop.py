@@ -21,6 +21,7 @@ from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext,
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.routing import ChainUnavailableError
 from tether.models.tokens import CharCounter, estimate_for_chain
+from tether.runtime import context
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
@@ -213,9 +214,11 @@ class RunLoop:
         self.totals.steps_used = len(self.steps)
         self.messages = [Message(role="system", content=self.agent.instructions)]
         if self.run.thread_id is not None:
+            history: list[Message] = []
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
-                self.messages.append(Message(role="user", content=earlier.input))
-                self.messages.append(Message(role="assistant", content=earlier_answer(earlier)))
+                history.append(Message(role="user", content=earlier.input))
+                history.append(Message(role="assistant", content=earlier_answer(earlier)))
+            self.messages += await self._fit_context(history)
         self.messages.append(Message(role="user", content=self.run.input))
         for step in self.steps:
             if step.kind == StepKind.MODEL_CALL and step.status == StepStatus.SUCCEEDED and step.message:
@@ -226,6 +229,61 @@ class RunLoop:
                         role="tool", tool_call_id=step.tool_call_id, name=step.name, content=observation(step)
                     )
                 )
+
+    async def _fit_context(self, history: list[Message]) -> list[Message]:
+        """The thread history this run sends: all of it, or trimmed / summarised to `[context]`."""
+        policy = self.config.context
+        chosen = context.plan(history, policy, context.Largest(self._counters))
+        if chosen is None:
+            return history
+        recorded = next((s for s in self.steps if s.kind == StepKind.CONTEXT), None)
+        if recorded is not None and recorded.status != StepStatus.STARTED:  # resumed: as decided then
+            summarised = recorded.status == StepStatus.SUCCEEDED and policy.strategy == "summarize"
+            return context.fitted(history, chosen, recorded.result if summarised else None)
+        detail = {"strategy": policy.strategy, "dropped_turns": chosen.dropped, "kept_turns": chosen.kept}
+        step = recorded or await self._begin(
+            StepDraft(index=self._next_index(), kind=StepKind.CONTEXT, name=policy.strategy, arguments=detail)
+        )
+        if policy.strategy == "trim":
+            await self._end_step(
+                step, StepOutcome(status=StepStatus.SUCCEEDED, result=chosen.describe("trim"))
+            )
+            return context.fitted(history, chosen, None)
+        dropped, _ = context.split(history, chosen)
+        request = context.summary_request(dropped, policy, self._counters[0])
+        started = time.monotonic()
+        try:
+            response = await self._guarded(
+                self.loaded.model.chat(request, [], max_output_tokens=policy.summary_max_tokens)
+            )
+        except ModelError as exc:  # no summary: fall back to trimming, and say so
+            await self._end_step(
+                step,
+                StepOutcome(status=StepStatus.FAILED, error=f"{exc}; trimmed instead", attempts=exc.attempts),
+            )
+            return context.fitted(history, chosen, None)
+        cost = self.loaded.pricer.cost(response.reference, response.usage)
+        self.totals.input_tokens += response.usage.input_tokens
+        self.totals.output_tokens += response.usage.output_tokens
+        self.totals.estimated_cost_usd += cost
+        summary = context.summary_text(response)
+        await self._end_step(
+            step,
+            StepOutcome(
+                status=StepStatus.SUCCEEDED,
+                result=summary,
+                name=response.reference or None,
+                attempts=response.attempts,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cached_input_tokens=response.usage.cache_read_tokens,
+                cost_usd=cost,
+                latency_ms=_ms_since(started),
+                route=chosen.describe("summarize")[:300],
+            ),
+            response,
+        )
+        return context.fitted(history, chosen, summary)
 
     async def _advance(self) -> RunRecord:
         while True:

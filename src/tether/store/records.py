@@ -79,6 +79,8 @@ FINAL_STATUSES = frozenset(
 class StepKind(StrEnum):
     MODEL_CALL = "model_call"
     TOOL_CALL = "tool_call"
+    CONTEXT = "context"
+    """How a long thread history was fitted into `[context] max_tokens` (trimmed or summarised)."""
 
 
 class StepStatus(StrEnum):
