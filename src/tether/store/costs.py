@@ -23,6 +23,7 @@ from tether.store.tables import RunRow, StepRow
 CostGrouping = Literal["user", "thread", "tenant", "tag", "release", "model", "tier"]
 GROUPINGS: tuple[str, ...] = ("user", "thread", "tenant", "tag", "release", "model", "tier")
 _UNSET = "(none)"
+CACHES = ("exact", "semantic", "tool")
 
 
 class CostLine(BaseModel):
@@ -35,6 +36,21 @@ class CostLine(BaseModel):
     output_tokens: int
     cost_usd: float
     saved_usd: float
+
+
+class CacheStat(BaseModel):
+    """One cache's lookups over a window, and what its hits saved."""
+
+    cache: str
+    hits: int
+    misses: int
+    saved_usd: float
+    saved_ms: float
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
 
 
 class CostStore:
@@ -126,6 +142,49 @@ class CostStore:
         ]
         lines.sort(key=lambda line: (-line.cost_usd, line.key))
         return lines[:limit]
+
+    async def cache_stats(
+        self,
+        *,
+        since: datetime,
+        tenant_id: str | None = None,
+        origins: Sequence[RunOrigin] | None = PRODUCTION_ORIGINS,
+    ) -> list[CacheStat]:
+        """Hits, misses and savings per cache (`exact`, `semantic`, `tool`) from the steps' records."""
+        conditions: list[ColumnElement[bool]] = [RunRow.created_at >= since, StepRow.cache.is_not(None)]
+        if tenant_id is not None:
+            conditions.append(RunRow.tenant_id == tenant_id)
+        if origins is not None:
+            conditions.append(RunRow.origin.in_([str(o) for o in origins]))
+        query = (
+            select(
+                StepRow.cache,
+                func.count(),
+                func.coalesce(func.sum(StepRow.saved_cost_usd), 0.0),
+                func.coalesce(func.sum(StepRow.saved_latency_ms), 0.0),
+            )
+            .join(RunRow, RunRow.id == StepRow.run_id)
+            .where(*conditions)
+            .group_by(StepRow.cache)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        stats = {
+            name: CacheStat(cache=name, hits=0, misses=0, saved_usd=0.0, saved_ms=0.0) for name in CACHES
+        }
+        for labels, count, saved_usd, saved_ms in rows:
+            for label in str(labels).split(","):
+                name, _, outcome = label.partition(":")
+                if name not in stats:
+                    continue
+                stat = stats[name]
+                if outcome == "hit":
+                    stat.hits += int(count)
+                    stat.saved_usd += float(saved_usd)
+                    stat.saved_ms += float(saved_ms)
+                elif outcome == "miss":
+                    stat.misses += int(count)
+        return list(stats.values())
 
     async def spent(self, *, since: datetime, tenant_id: str | None = None, tag: str | None = None) -> float:
         """Production spend since `since` for a tenant and/or feature tag (budget alerts)."""
