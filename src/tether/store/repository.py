@@ -26,6 +26,7 @@ from tether.store.costs import CostStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
+from tether.store.live import LiveRevisions
 from tether.store.records import (
     FINAL_STATUSES,
     PRODUCTION_ORIGINS,
@@ -176,6 +177,12 @@ class Store:
     def costs(self) -> CostStore:
         """Spend grouped by user, thread, tenant, tag, release, model or tier (store/costs.py)."""
         return CostStore(self._sessions)
+
+    @property
+    def live_revisions(self) -> LiveRevisions:
+        """Revision counters of the live configuration (store/live.py); writers bump them in their own
+        transactions with `tether.store.live.bump_revision`."""
+        return LiveRevisions(self._sessions, self._writes, self._now)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
