@@ -19,7 +19,7 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.api.routes import approvals, health, observe, releases, runs, threads, webhooks
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
@@ -32,6 +32,7 @@ from tether.settings import Settings
 from tether.store import db
 from tether.store.faults import is_transient
 from tether.store.repository import ConflictError, NotFoundError, Store
+from tether.webhooks.service import dispatching
 
 log = logging.getLogger("tether.api")
 
@@ -76,6 +77,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        background = contextlib.AsyncExitStack()  # webhook sending and online scoring beside the worker
         try:
             release = (
                 await store.get_release(options.release)
@@ -101,6 +103,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
                     runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
                 )
                 worker_task = asyncio.create_task(worker.run())
+                await background.enter_async_context(dispatching(store, settings))
             app.state.tether = ServiceState(
                 store, runtime, release, settings, limiter, notifier, worker, session_secret
             )
@@ -109,6 +112,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            await background.aclose()
             if alert_task is not None:
                 alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -126,7 +130,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe):
+    for module in (runs, approvals, threads, releases, health, observe, webhooks):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import signal
@@ -49,9 +50,12 @@ def worker(
 
     async def serve_forever() -> None:
         from tether.runtime.worker import Worker
+        from tether.webhooks.service import dispatching
 
-        async with open_session(project.resolve()) as session:
+        async with open_session(project.resolve()) as session, contextlib.AsyncExitStack() as background:
             settings = session.runtime.settings
+            # Webhook sending beside the runs, for as long as the worker lives.
+            await background.enter_async_context(dispatching(session.store, settings))
             runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
             if metrics_port is not None:
                 session.telemetry.serve_metrics(metrics_port)

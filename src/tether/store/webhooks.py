@@ -266,9 +266,10 @@ class WebhookStore:
 
     # -- deliveries -----------------------------------------------------------------------------
 
-    async def claim_due(self, *, limit: int, claim_s: float) -> list[DueDelivery]:
+    async def claim_due(self, *, limit: int, claim_s: float, only: str | None = None) -> list[DueDelivery]:
         """Pending deliveries whose time has come, each pushed `claim_s` into the future as it is taken:
-        no other sender takes it meanwhile, and if this one dies it is due again afterwards."""
+        no other sender takes it meanwhile, and if this one dies it is due again afterwards.
+        `only` claims that one delivery (`tether webhook test` sends its own at once)."""
         now = self._now()
         query = (
             select(WebhookDeliveryRow.id)
@@ -276,6 +277,8 @@ class WebhookStore:
             .order_by(WebhookDeliveryRow.next_attempt_at)
             .limit(limit)
         )
+        if only is not None:
+            query = query.where(WebhookDeliveryRow.id == only)
         async with self._sessions() as session:
             candidates = list((await session.scalars(query)).all())
         claimed: list[DueDelivery] = []

@@ -64,6 +64,11 @@ class Dispatcher:
         due = await self.store.webhooks.claim_due(limit=_BATCH, claim_s=self.claim_s)
         return list(await asyncio.gather(*(self.attempt(item) for item in due)))
 
+    async def send_now(self, delivery_id: str) -> WebhookDeliveryRecord | None:
+        """Attempt one delivery now if it is due (None: another sender holds it)."""
+        due = await self.store.webhooks.claim_due(limit=1, claim_s=self.claim_s, only=delivery_id)
+        return await self.attempt(due[0]) if due else None
+
     async def tick(self) -> list[WebhookDeliveryRecord]:
         await self.relay()
         return await self.send_due()
