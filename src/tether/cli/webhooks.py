@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import typer
 from rich.markup import escape
@@ -12,6 +14,7 @@ from rich.table import Table
 from tether.cli.common import (
     JsonOption,
     ProjectOption,
+    Session,
     dump_json,
     open_session,
     out,
@@ -24,6 +27,16 @@ group = typer.Typer(
 )
 
 TenantOption = Annotated[str, typer.Option(help="The tenant the endpoint belongs to.")]
+
+
+@contextlib.asynccontextmanager
+async def _open(project: Path) -> AsyncIterator[Session]:
+    """`open_session`, where an unknown endpoint or delivery id is the user's mistake (one line)."""
+    try:
+        async with open_session(project) as session:
+            yield session
+    except LookupError as exc:
+        raise ValueError(str(exc).strip("'\"")) from None
 
 
 @group.command("add")
@@ -43,7 +56,7 @@ def webhook_add(
     async def body() -> None:
         from tether.webhooks.service import subscribe
 
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             endpoint = await subscribe(
                 session.store,
                 session.settings,
@@ -74,7 +87,7 @@ def webhook_list(
     """Endpoints, oldest first (secrets are not shown; `--json` shows them)."""
 
     async def body() -> None:
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             endpoints = await session.store.webhooks.list_endpoints(
                 tenant_id=tenant, include_disabled=removed
             )
@@ -104,7 +117,7 @@ def webhook_remove(
     """Stop sending to an endpoint; its pending deliveries are dead-lettered, history stays."""
 
     async def body() -> None:
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             endpoint = await session.store.webhooks.disable_endpoint(webhook_id)
         out.print(f"removed webhook {endpoint.id} ({escape(endpoint.url)})", highlight=False)
 
@@ -124,10 +137,10 @@ def webhook_deliveries(
     async def body() -> None:
         if status not in (None, "pending", "succeeded", "dead"):
             raise ValueError("--status must be pending, succeeded or dead")
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             rows = await session.store.webhooks.list_deliveries(
                 endpoint_id=webhook,
-                status=status,  # type: ignore[arg-type]
+                status=cast('Literal["pending", "succeeded", "dead"] | None', status),
                 limit=limit,
             )
         if as_json:
@@ -158,7 +171,7 @@ def webhook_replay(
     """Queue a delivery again with fresh retries (same event id, so receivers can deduplicate)."""
 
     async def body() -> None:
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             delivery = await session.store.webhooks.replay(delivery_id)
         out.print(f"delivery {delivery.id} queued again; a worker sends it", highlight=False)
 
@@ -177,7 +190,7 @@ def webhook_test(
         from tether.webhooks.dispatcher import Dispatcher
         from tether.webhooks.service import send_test
 
-        async with open_session(project.resolve()) as session:
+        async with _open(project.resolve()) as session:
             endpoint = await session.store.webhooks.get_endpoint(webhook_id)
             if endpoint.disabled_at is not None:
                 raise ValueError(f"webhook {webhook_id} was removed")

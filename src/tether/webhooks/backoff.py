@@ -14,7 +14,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 class Backoff:
     def __init__(self, *, initial_s: float, max_s: float, max_attempts: int) -> None:
         self.max_attempts = max_attempts
-        self._wait = wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
+        self._wait = wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
         self._retrying = Retrying()
 
     def delay_s(self, attempts_made: int) -> float:
