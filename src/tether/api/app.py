@@ -21,6 +21,7 @@ from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads, webhooks
 from tether.api.session_secret import resolve as resolve_session_secret
+from tether.evals.online import online_scoring
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -104,6 +105,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 )
                 worker_task = asyncio.create_task(worker.run())
                 await background.enter_async_context(dispatching(store, settings))
+                await background.enter_async_context(online_scoring(store, settings, project=options.project))
             app.state.tether = ServiceState(
                 store, runtime, release, settings, limiter, notifier, worker, session_secret
             )
