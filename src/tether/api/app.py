@@ -19,7 +19,7 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, health, observe, releases, runs, threads, webhooks
+from tether.api.routes import approvals, health, observe, online_eval, releases, runs, threads, webhooks
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.evals.online import online_scoring
 from tether.observe.alerts import AlertEvaluator, rules_for
@@ -132,7 +132,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe, webhooks):
+    for module in (runs, approvals, threads, releases, health, observe, webhooks, online_eval):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

@@ -79,6 +79,10 @@ class OnlineEvalStore:
         self._writes = writes
         self._now = clock
 
+    def now(self) -> datetime:
+        """The store's clock: windows end now for the store (tests move it)."""
+        return self._now()
+
     async def claim_jobs(self, *, limit: int, claim_s: float) -> list[OnlineJob]:
         now = self._now()
         query = (
@@ -206,13 +210,16 @@ class OnlineEvalStore:
             row = (await session.execute(query)).one()
         return (None if row[0] is None else float(row[0])), int(row[1])
 
-    async def judge_spend(self, *, since: datetime) -> tuple[float, int, int]:
-        """What scoring itself cost since `since`: USD, input and output tokens (never the agent's)."""
+    async def judge_spend(self, *, since: datetime | None = None) -> tuple[float, int, int]:
+        """What scoring itself cost (since `since`, or ever): USD, input and output tokens (never the
+        agent's: those stay on the run)."""
         query = select(
             func.coalesce(func.sum(OnlineScoreRow.cost_usd), 0.0),
             func.coalesce(func.sum(OnlineScoreRow.input_tokens), 0),
             func.coalesce(func.sum(OnlineScoreRow.output_tokens), 0),
-        ).where(OnlineScoreRow.created_at >= since)
+        )
+        if since is not None:
+            query = query.where(OnlineScoreRow.created_at >= since)
         async with self._sessions() as session:
             row = (await session.execute(query)).one()
         return float(row[0]), int(row[1]), int(row[2])
