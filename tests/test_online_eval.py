@@ -12,6 +12,7 @@ import pytest
 from conftest import bare_release
 from fastapi.testclient import TestClient
 from timing import TestClock, wait_until
+from ui_helpers import csrf_from
 
 from tether.agent.config import AlertRule, ConfigError, load_config
 from tether.api.app import ServiceOptions, create_app
@@ -225,6 +226,14 @@ def test_the_worker_scores_live_runs_and_the_judge_is_costed_apart(example_proje
         metrics = client.get("/metrics", headers=auth).text
         assert 'tether_online_score_mean{release="' + run["release_version"] + '",scorer="judge"}' in metrics
         assert "tether_online_eval_judge_cost_usd_total " in metrics
+        # The dashboard: the run page lists the scores, the health page the means per release.
+        form = client.get("/ui/login", params={"next": "/ui/health"})
+        login = {"key": auth["Authorization"].removeprefix("Bearer "), "csrf": csrf_from(form.text)}
+        assert client.post("/ui/login", data={**login, "next": "/ui/health"}).status_code == 200
+        page = client.get(f"/ui/runs/{run['run_id']}").text
+        assert 'id="online-scores"' in page and "scripted overlap judge" in page
+        health = client.get("/ui/health").text
+        assert 'id="online-by-release"' in health and run["release_version"] in health
         other = {"Authorization": f"Bearer {_key('elsewhere')}"}
         assert client.get(f"/v1/runs/{run['run_id']}/scores", headers=other).status_code == 404
         assert client.get("/v1/online-eval/summary", headers=other).json() == []
