@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import bare_release
+from conftest import Cli, bare_release
 from fastapi.testclient import TestClient
 from timing import TestClock, wait_until
 from ui_helpers import csrf_from
@@ -254,3 +254,25 @@ async def test_unsampled_runs_leave_the_queue_unscored(store: Store, example_pro
     assert await scorer.tick() == 0
     assert await store.online_eval.queue_depth() == 0
     assert await store.online_eval.scores_for_run(run.id) == []
+
+
+def test_the_cli_shows_scores_and_the_summary(example_project: Path, cli: Cli) -> None:
+    with_online_eval(example_project)
+    p = ("--project", example_project)
+    run = cli.json("run", "--user", "u1", "Where is my order 12345?", *p)
+    assert cli.json("online-eval", "scores", run["run_id"], *p) == []  # queued, not scored yet
+
+    async def score_queue() -> int:
+        store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+        try:
+            return await OnlineScorer(store, project=example_project, poll_s=1).tick()
+        finally:
+            await store.close()
+
+    assert asyncio.run(score_queue()) == 4  # what a worker does in the background
+    scores = cli.json("online-eval", "scores", run["run_id"], *p)
+    assert {s["scorer"] for s in scores} == {"status", "latency", "cost", "judge"}
+    summary = cli.json("online-eval", "summary", "--hours", "1", *p)
+    assert {row["release"] for row in summary} == {run["release_version"]}
+    assert "judge" in cli("online-eval", "summary", *p).stdout
+    assert "no run" in cli("online-eval", "scores", "run_missing", *p, expect=2).stderr
