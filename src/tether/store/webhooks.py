@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from tether.store.tables import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
@@ -223,39 +223,50 @@ class WebhookStore:
             rows = (await session.scalars(query)).all()
         return [WebhookEventRecord.model_validate(row) for row in rows]
 
-    async def fan_out(self, event: WebhookEventRecord) -> int:
-        """Create one pending delivery per endpoint subscribed to the event; delete an event nobody wants.
+    async def fan_out(self, events: list[WebhookEventRecord]) -> int:
+        """Create one pending delivery per endpoint subscribed to each event, in one transaction;
+        delete the events nobody wants. Returns the deliveries created.
 
-        The conditional update makes each event fan out once even with several relays running."""
+        The conditional update takes each event once even with several relays running: an event
+        another relay took first is skipped here."""
+        if not events:
+            return 0
         now = self._now()
         async with self._writes.begin() as session:
             taken = await session.execute(
                 update(WebhookEventRow)
-                .where(WebhookEventRow.id == event.id, WebhookEventRow.dispatched_at.is_(None))
+                .where(
+                    WebhookEventRow.id.in_([e.id for e in events]), WebhookEventRow.dispatched_at.is_(None)
+                )
                 .values(dispatched_at=now)
+                .returning(WebhookEventRow.id)
             )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
+            mine = set(taken.scalars().all())
+            tenants = {e.tenant_id for e in events if e.id in mine}
+            if not tenants:
                 return 0
             query = select(WebhookEndpointRow).where(
-                WebhookEndpointRow.tenant_id == event.tenant_id,
-                WebhookEndpointRow.disabled_at.is_(None),
+                WebhookEndpointRow.tenant_id.in_(tenants), WebhookEndpointRow.disabled_at.is_(None)
             )
-            query = query.where(
-                WebhookEndpointRow.run_id.is_(None)
-                if event.run_id is None
-                else or_(WebhookEndpointRow.run_id.is_(None), WebhookEndpointRow.run_id == event.run_id)
-            )
-            endpoints = [
-                row for row in (await session.scalars(query)).all() if _subscribed(row.events, event.type)
-            ]
-            if not endpoints:
-                await session.execute(delete(WebhookEventRow).where(WebhookEventRow.id == event.id))
-                return 0
-            await session.execute(
-                insert(WebhookDeliveryRow),
-                [_new_delivery(event.id, endpoint.id, event.tenant_id, now) for endpoint in endpoints],
-            )
-        return len(endpoints)
+            endpoints = list((await session.scalars(query)).all())
+            deliveries: list[dict[str, Any]] = []
+            unwanted: list[str] = []
+            for event in (e for e in events if e.id in mine):
+                wanted = [
+                    endpoint
+                    for endpoint in endpoints
+                    if endpoint.tenant_id == event.tenant_id
+                    and endpoint.run_id in (None, event.run_id)
+                    and _subscribed(endpoint.events, event.type)
+                ]
+                if not wanted:
+                    unwanted.append(event.id)
+                deliveries += [_new_delivery(event.id, e.id, event.tenant_id, now) for e in wanted]
+            if unwanted:
+                await session.execute(delete(WebhookEventRow).where(WebhookEventRow.id.in_(unwanted)))
+            if deliveries:
+                await session.execute(insert(WebhookDeliveryRow), deliveries)
+        return len(deliveries)
 
     async def get_event(self, event_id: str) -> WebhookEventRecord:
         async with self._sessions() as session:
@@ -269,7 +280,10 @@ class WebhookStore:
     async def claim_due(self, *, limit: int, claim_s: float, only: str | None = None) -> list[DueDelivery]:
         """Pending deliveries whose time has come, each pushed `claim_s` into the future as it is taken:
         no other sender takes it meanwhile, and if this one dies it is due again afterwards.
-        `only` claims that one delivery (`tether webhook test` sends its own at once)."""
+        `only` claims that one delivery (`tether webhook test` sends its own at once).
+
+        One conditional UPDATE takes the batch; a delivery another sender took in between no longer
+        matches it, so it is never sent twice at once."""
         now = self._now()
         query = (
             select(WebhookDeliveryRow.id)
@@ -281,33 +295,39 @@ class WebhookStore:
             query = query.where(WebhookDeliveryRow.id == only)
         async with self._sessions() as session:
             candidates = list((await session.scalars(query)).all())
-        claimed: list[DueDelivery] = []
-        for delivery_id in candidates:
-            async with self._writes.begin() as session:
-                taken = await session.execute(
-                    update(WebhookDeliveryRow)
-                    .where(
-                        WebhookDeliveryRow.id == delivery_id,
-                        WebhookDeliveryRow.status == "pending",
-                        WebhookDeliveryRow.next_attempt_at <= now,
-                    )
-                    .values(next_attempt_at=now + timedelta(seconds=claim_s), updated_at=now)
+        if not candidates:
+            return []
+        async with self._writes.begin() as session:
+            taken = await session.execute(
+                update(WebhookDeliveryRow)
+                .where(
+                    WebhookDeliveryRow.id.in_(candidates),
+                    WebhookDeliveryRow.status == "pending",
+                    WebhookDeliveryRow.next_attempt_at <= now,
                 )
-                if taken.rowcount != 1:  # type: ignore[attr-defined]
-                    continue
-                row = await session.get(WebhookDeliveryRow, delivery_id)
-                assert row is not None
-                endpoint = await session.get(WebhookEndpointRow, row.endpoint_id)
-                event = await session.get(WebhookEventRow, row.event_id)
-                assert endpoint is not None and event is not None
-                claimed.append(
-                    DueDelivery(
-                        delivery=WebhookDeliveryRecord.model_validate(row),
-                        endpoint=WebhookEndpointRecord.model_validate(endpoint),
-                        event=WebhookEventRecord.model_validate(event),
-                    )
-                )
-        return claimed
+                .values(next_attempt_at=now + timedelta(seconds=claim_s), updated_at=now)
+                .returning(WebhookDeliveryRow.id)
+            )
+            claimed = set(taken.scalars().all())
+        if not claimed:
+            return []
+        rows = (
+            select(WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow)
+            .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+            .join(WebhookEventRow, WebhookEventRow.id == WebhookDeliveryRow.event_id)
+            .where(WebhookDeliveryRow.id.in_(claimed))
+            .order_by(WebhookDeliveryRow.created_at)
+        )
+        async with self._sessions() as session:
+            found = (await session.execute(rows)).all()
+        return [
+            DueDelivery(
+                delivery=WebhookDeliveryRecord.model_validate(delivery),
+                endpoint=WebhookEndpointRecord.model_validate(endpoint),
+                event=WebhookEventRecord.model_validate(event),
+            )
+            for delivery, endpoint, event in found
+        ]
 
     async def record_attempt(
         self,
@@ -332,10 +352,15 @@ class WebhookStore:
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
         async with self._writes.begin() as session:
-            await session.execute(
-                update(WebhookDeliveryRow).where(WebhookDeliveryRow.id == delivery_id).values(values)
-            )
-        return await self.get_delivery(delivery_id)
+            row = (
+                await session.execute(
+                    update(WebhookDeliveryRow)
+                    .where(WebhookDeliveryRow.id == delivery_id)
+                    .values(values)
+                    .returning(*WebhookDeliveryRow.__table__.columns)
+                )
+            ).one()
+        return WebhookDeliveryRecord.model_validate(row._mapping)
 
     async def get_delivery(self, delivery_id: str, *, tenant_id: str | None = None) -> WebhookDeliveryRecord:
         async with self._sessions() as session:

@@ -54,10 +54,7 @@ class Dispatcher:
 
     async def relay(self) -> int:
         """Fan every undispatched outbox event out to its endpoints; returns deliveries created."""
-        created = 0
-        for event in await self.store.webhooks.pending_events(_BATCH):
-            created += await self.store.webhooks.fan_out(event)
-        return created
+        return await self.store.webhooks.fan_out(await self.store.webhooks.pending_events(_BATCH))
 
     async def send_due(self) -> list[WebhookDeliveryRecord]:
         """Make one attempt at every due delivery (concurrently); returns their new state."""
