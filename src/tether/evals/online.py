@@ -23,7 +23,7 @@ from pathlib import Path
 from tether.agent.config import OnlineEvalSection, ProjectConfig
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
 from tether.evals.judge import Judge, build_judge
-from tether.runtime.outages import OutageLog
+from tether.outages import OutageLog
 from tether.settings import Settings
 from tether.store.online_eval import OnlineJob, ScoreDraft
 from tether.store.records import ReleaseRecord, RunRecord, RunStatus

@@ -12,9 +12,9 @@ import contextlib
 import json
 import logging
 
-import httpx
+import httpx2
 
-from tether.runtime.outages import OutageLog
+from tether.outages import OutageLog
 from tether.settings import Settings
 from tether.store.repository import Store
 from tether.store.webhooks import DueDelivery, WebhookDeliveryRecord
@@ -35,7 +35,7 @@ def envelope(event_id: str, type: str, timestamp: str, data: dict[str, object]) 
 
 
 class Dispatcher:
-    def __init__(self, store: Store, settings: Settings, *, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, *, http: httpx2.AsyncClient | None = None) -> None:
         self.store = store
         self.policy = DestinationPolicy.of(settings.webhook_allow_private, settings.webhook_allow_cidrs)
         self.backoff = Backoff(
@@ -46,7 +46,7 @@ class Dispatcher:
         self.poll_s = settings.webhook_poll_s
         self.claim_s = settings.webhook_timeout_s * 3
         """A claimed delivery is due again after this long (its sender must have died)."""
-        self._http = http or httpx.AsyncClient(
+        self._http = http or httpx2.AsyncClient(
             timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
         )
         self._owns_http = http is None
@@ -99,7 +99,7 @@ class Dispatcher:
             error = f"HTTP {status_code}: {response.text[:200]}"
         except DestinationRefused as exc:
             error = str(exc)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         attempts = due.delivery.attempts + 1
         retry_at = self.backoff.next_attempt(attempts, webhooks.now())
