@@ -452,3 +452,22 @@ def test_the_cli_adds_tests_lists_and_removes_webhooks(
     assert cli("webhook", "remove", endpoint["id"], *p).stdout.startswith("removed webhook")
     assert cli.json("webhook", "list", *p) == []
     assert "no webhook endpoint" in cli("webhook", "remove", "whe_missing", *p, expect=2).stderr
+
+
+async def test_cancelling_a_queued_run_is_an_event_too(store: Store, receiver: Receiver) -> None:
+    endpoint = await store.webhooks.add_endpoint(
+        tenant_id="t1", url=receiver.url, events=["run.cancelled"], created_by="t"
+    )
+    release = await release_of(store)
+    run = await store.create_run(
+        release=release, user_id="u", input="x", origin=RunOrigin.API, tenant_id="t1"
+    )
+    await store.request_cancel(run.id)
+    dispatcher = Dispatcher(store, settings())
+    try:
+        [delivered] = await dispatcher.tick()
+    finally:
+        await dispatcher.close()
+    assert delivered.status == "succeeded" and delivered.endpoint_id == endpoint.id
+    [(_, body)] = receiver.requests
+    assert json.loads(body)["data"] | {"run_id": run.id, "status": "cancelled"} == json.loads(body)["data"]
