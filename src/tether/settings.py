@@ -70,6 +70,24 @@ class Settings(BaseSettings):
     """Unset: INFO for `tether serve`, `api` and `worker`, WARNING for one-shot commands."""
     log_secret_env: str = ""
     """Comma-separated environment variables whose values are scrubbed from logs (beyond *_API_KEY etc.)."""
+    # Webhooks (docs/webhooks.md)
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private and link-local addresses (off: refused, even after DNS)."""
+    webhook_allow_cidrs: str = ""
+    """Comma-separated addresses or CIDRs webhooks may reach although internal (e.g. 10.1.2.0/24)."""
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    """Attempts per delivery before it is dead-lettered (replay sends it again)."""
+    webhook_backoff_s: float = Field(default=5.0, gt=0)
+    """First retry delay; doubles each attempt, plus up to as much again of random jitter."""
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    """Longest wait between two attempts."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """A receiver must answer within this long, or the attempt fails and is retried."""
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    """How often a worker looks for new events and due deliveries."""
+    # Online evaluation (docs/online-evaluation.md)
+    online_eval_poll_s: float = Field(default=2.0, gt=0)
+    """How often a worker looks for finished production runs to sample and score."""
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )

@@ -144,6 +144,31 @@ class ReadinessSection(_Strict):
     stored_state: list[str] = Field(default_factory=list)
 
 
+OnlineScorerName = Literal["status", "latency", "cost", "judge"]
+
+
+class OnlineEvalSection(_Strict):
+    """`[online_eval]`: score a sample of finished production runs (docs/online-evaluation.md)."""
+
+    sample_rate: float = Field(default=0.0, ge=0, le=1)
+    """Share of finished production runs scored (0: none, 1: all); chosen by a hash of the run id."""
+    scorers: list[OnlineScorerName] = Field(
+        default_factory=lambda: list[OnlineScorerName](["status", "latency", "cost"]), min_length=1
+    )
+    rubric: str | None = None
+    """What a good answer looks like, for the `judge` scorer (the `[evals] judge_model` judges)."""
+    latency_target_s: float = Field(default=10.0, gt=0)
+    """The `latency` scorer gives 1 at or under this, less the longer a run took beyond it."""
+    cost_target_usd: float | None = Field(default=None, gt=0)
+    """The `cost` scorer's target; unset means `[limits] max_cost_usd_per_run`."""
+
+    @model_validator(mode="after")
+    def _judge_has_a_rubric(self) -> OnlineEvalSection:
+        if "judge" in self.scorers and not (self.rubric and self.rubric.strip()):
+            raise ValueError("the judge scorer needs a rubric (online_eval.rubric)")
+        return self
+
+
 class AlertRule(_Strict):
     """One `[[alerts]]` rule: fire when `metric` over the last `window` is above or below a threshold."""
 
@@ -155,6 +180,8 @@ class AlertRule(_Strict):
         "tool_error_rate",
         "cost_per_run_usd",
         "safety_incidents",
+        "online_score",
+        "online_score_drop",
     ]
     above: float | None = None
     below: float | None = None
@@ -347,6 +374,7 @@ class ProjectConfig(_Strict):
     cache: CacheSection = Field(default_factory=CacheSection)
     budget_alerts: list[BudgetAlert] = Field(default_factory=list)
     context: ContextSection = Field(default_factory=ContextSection)
+    online_eval: OnlineEvalSection = Field(default_factory=OnlineEvalSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

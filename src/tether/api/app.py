@@ -19,8 +19,9 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, cost, health, observe, releases, runs, threads
+from tether.api.routes import approvals, cost, health, observe, online_eval, releases, runs, threads, webhooks
 from tether.api.session_secret import resolve as resolve_session_secret
+from tether.evals.online import online_scoring
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
@@ -33,6 +34,7 @@ from tether.settings import Settings
 from tether.store import db
 from tether.store.faults import is_transient
 from tether.store.repository import ConflictError, NotFoundError, Store
+from tether.webhooks.service import dispatching
 
 log = logging.getLogger("tether.api")
 
@@ -77,6 +79,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        background = contextlib.AsyncExitStack()  # webhook sending and online scoring beside the worker
         live: LiveConfig | None = None
         try:
             release = (
@@ -106,6 +109,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
                     runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
                 )
                 worker_task = asyncio.create_task(worker.run())
+                await background.enter_async_context(dispatching(store, settings))
+                await background.enter_async_context(online_scoring(store, settings, project=options.project))
             app.state.tether = ServiceState(
                 store, runtime, release, settings, limiter, notifier, worker, session_secret
             )
@@ -114,6 +119,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            await background.aclose()
             if alert_task is not None:
                 alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -133,7 +139,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe, cost):
+    for module in (runs, approvals, threads, releases, health, observe, cost, webhooks, online_eval):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

@@ -47,6 +47,11 @@ class CreateRun(_In):
     wait: float = Field(
         default=0, ge=0, le=60, description="Seconds to wait for the run to finish before answering 202."
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="POST this run's events here (signed; the answer's `callback_secret` verifies them).",
+    )
 
     @field_validator("input")
     @classmethod
@@ -128,6 +133,9 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     pending_approval: ApprovalOut | None = None
+    callback_secret: str | None = Field(
+        default=None, description="With `callback_url`: the `whsec_` secret its deliveries are signed with."
+    )
 
     @classmethod
     def of(cls, run: RunRecord, pending: ApprovalRecord | None = None) -> RunOut:

@@ -11,7 +11,20 @@ import sys
 import typer
 from rich.markup import escape
 
-from tether.cli import cost, data, db, evals, keys, observe, project, releases, runs, service
+from tether.cli import (
+    cost,
+    data,
+    db,
+    evals,
+    keys,
+    observe,
+    online_eval,
+    project,
+    releases,
+    runs,
+    service,
+    webhooks,
+)
 from tether.cli.common import err, load_settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
@@ -33,6 +46,8 @@ app.add_typer(evals.eval_group, name="eval")
 app.add_typer(evals.cost_group, name="cost")
 evals.cost_group.add_typer(cost.commands)  # cost report
 app.add_typer(cost.breakers_group, name="breakers")
+app.add_typer(webhooks.group, name="webhook")
+app.add_typer(online_eval.group, name="online-eval")
 
 
 def main() -> None:

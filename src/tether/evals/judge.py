@@ -12,6 +12,7 @@ promise a delivery date").
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -56,6 +57,9 @@ class Verdict:
     score: float
     reason: str
     cost_usd: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """The judge's own usage (online evaluation reports it apart from the agent's)."""
 
 
 class Judge:
@@ -80,7 +84,11 @@ class Judge:
         except ModelError as exc:
             return Verdict(0.0, f"judge model failed: {exc}", 0.0)
         cost = self.pricer.cost(response.reference or self.model.name, response.usage)
-        return _parse(response.content, cost)
+        verdict = _parse(response.content, cost)
+        usage = response.usage
+        return dataclasses.replace(
+            verdict, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+        )
 
 
 def _parse(content: str, cost: float) -> Verdict:

@@ -20,6 +20,7 @@ import structlog
 
 from tether.agent.config import AlertRule, BudgetAlert, ProjectConfig
 from tether.observe.budget_alerts import budget_changes
+from tether.observe.online_alerts import ONLINE_METRICS, measure_online
 from tether.store.insights import RunStats
 from tether.store.repository import Store, utc_now
 from tether.store.telemetry import AlertRecord
@@ -45,6 +46,10 @@ def default_rules(config: ProjectConfig) -> list[AlertRule]:
         ),
         AlertRule(
             name="safety incident", metric="safety_incidents", above=0, min_runs=0, severity="critical"
+        ),
+        # Silent until `[online_eval] sample_rate` produces scores (docs/online-evaluation.md).
+        AlertRule(
+            name="online score dropped", metric="online_score_drop", above=0.15, window="1h", min_runs=20
         ),
     ]
 
@@ -145,7 +150,11 @@ class AlertEvaluator:
                 if span not in windows:
                     stats = await self.store.insights.run_stats(tenant_id=tenant, since=now - span, until=now)
                     windows[span] = stats.get(tenant, RunStats(key=tenant))
-                value = measure(rule, windows[span])
+                value = (
+                    await measure_online(self.store, rule, tenant, span, now)
+                    if rule.metric in ONLINE_METRICS
+                    else measure(rule, windows[span])
+                )
                 firing = breached(rule, value)
                 current = open_alerts.get((tenant, rule.name))
                 if firing and current is None:

@@ -12,6 +12,7 @@ from tether.observe.content import ContentCapture
 from tether.observe.logs import Redactor, secret_env_names, secrets_from_environment
 from tether.observe.metrics import DatabaseGauges, Metrics
 from tether.observe.observer import TelemetryObserver
+from tether.observe.online_metrics import OnlineEvalGauges
 from tether.observe.tracing import Tracing
 from tether.settings import Settings
 from tether.store.records import ReleaseRecord
@@ -42,6 +43,8 @@ class Telemetry:
         self.observer = TelemetryObserver(store, tracing=self.tracing, metrics=self.metrics, content=content)
         self.gauges = DatabaseGauges(store.telemetry)
         self.metrics.registry.register(self.gauges)
+        self.online_gauges = OnlineEvalGauges(store)
+        self.metrics.registry.register(self.online_gauges)
         self._server: WSGIServer | None = None
 
     def prepare(self, release: ReleaseRecord) -> None:
@@ -50,7 +53,9 @@ class Telemetry:
 
     async def render_metrics(self) -> bytes:
         """The Prometheus exposition: this process's counters plus deployment-wide gauges read now."""
-        await self.gauges.refresh(utc_now())
+        now = utc_now()
+        await self.gauges.refresh(now)
+        await self.online_gauges.refresh(now)
         return self.metrics.render()
 
     def serve_metrics(self, port: int, host: str = "127.0.0.1") -> None:

@@ -72,6 +72,7 @@ class Runtime:
         claim: bool = False,
         key_id: str | None = None,
         scopes: list[str] | None = None,
+        run_id: str | None = None,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
 
@@ -81,6 +82,7 @@ class Runtime:
         With `claim`, the run is created already leased to this runtime: for callers that execute it
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
         `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
+        `run_id` stores it under an id the caller chose (`store.new_id("run")`).
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -108,6 +110,7 @@ class Runtime:
             key_id=key_id,
             scopes=scopes,
             new_thread=new_thread,
+            run_id=run_id,
         )
 
     async def execute(self, run_id: str) -> RunRecord:

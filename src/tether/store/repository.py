@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tether.store import db, fenced
+from tether.store import db, fenced, outbox
 from tether.store.batch import CreateBatcher, NewRun
 from tether.store.breakers import BreakerStore
 from tether.store.caches import CacheStore
@@ -27,6 +27,7 @@ from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
 from tether.store.live import LiveRevisions
+from tether.store.online_eval import OnlineEvalStore
 from tether.store.records import (
     FINAL_STATUSES,
     PRODUCTION_ORIGINS,
@@ -66,6 +67,7 @@ from tether.store.tables import (
 )
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
+from tether.store.webhooks import WebhookStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -189,6 +191,16 @@ class Store:
         """Server-side dashboard sessions (store/ui_sessions.py)."""
         return UiSessionStore(self._sessions, self._now)
 
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhook endpoints, the event outbox and deliveries (store/webhooks.py)."""
+        return WebhookStore(self._sessions, self._writes, self._now)
+
+    @property
+    def online_eval(self) -> OnlineEvalStore:
+        """The online-evaluation queue and scores of production runs (store/online_eval.py)."""
+        return OnlineEvalStore(self._sessions, self._writes, self._now)
+
     # -- releases -------------------------------------------------------------------------------
 
     async def add_release(
@@ -306,8 +318,11 @@ class Store:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         new_thread: bool = False,
+        run_id: str | None = None,
     ) -> RunRecord:
-        """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
+        """Store a queued run (with `run_id`, under that id: a caller that must record something
+        about the run before any worker can see it, such as its callback endpoint); with `lease`
+        (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
         (see `fail_abandoned_pinned_runs`) rather than being resumed elsewhere. With `new_thread`,
         the run starts a new thread (of `thread_id` if given), created in the same transaction.
@@ -320,6 +335,7 @@ class Store:
             thread_id = thread_id or new_id("thr")
             thread = {"id": thread_id, "user_id": user_id, "tenant_id": tenant_id, "created_at": now}
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
+        row.id = run_id or row.id
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
         events = [
@@ -648,9 +664,11 @@ class Store:
                 whole_row=True,
             )
             await fenced.add_events(conn, run_id, lease.first_seq, events, now)
+            assert lease.row is not None
+            finished = fenced.run_record(lease.row)
+            await outbox.run_ended(conn, finished, now)  # webhooks and online eval, in this transaction
         await self._notify(run_id)
-        assert lease.row is not None
-        return fenced.run_record(lease.row)
+        return finished
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Hand a still-running run back to the queue (e.g. a worker shutting down)."""
@@ -719,6 +737,7 @@ class Store:
             record = ApprovalRecord.model_validate(row)
             await self._emit(session, run_id, "approval_requested", record.model_dump(mode="json"))
             await self._emit(session, run_id, "status", {"status": RunStatus.WAITING_FOR_APPROVAL})
+            await outbox.approval_changed(session, "run.waiting_for_approval", record, now)
         await self._notify(run_id)
         return record
 
@@ -792,6 +811,7 @@ class Store:
             await session.refresh(row)
             record = ApprovalRecord.model_validate(row)
             await self._emit(session, row.run_id, "approval_decided", record.model_dump(mode="json"))
+            await outbox.approval_changed(session, "approval.decided", record, now)
             if requeued.rowcount == 1:  # type: ignore[attr-defined]
                 await self._emit(session, row.run_id, "status", {"status": RunStatus.QUEUED})
         await self._notify(record.run_id)
@@ -835,6 +855,8 @@ class Store:
                 await self._emit(
                     session, run_id, "status", {"status": RunStatus.CANCELLED, "error": "cancelled"}
                 )
+                await session.refresh(row)
+                await outbox.run_ended(session, RunRecord.model_validate(row), now)
             else:
                 await self._emit(session, run_id, "cancel_requested", {})
         await self._notify(run_id)

@@ -388,3 +388,101 @@ class CacheEntryRow(Base):
     value: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --- Webhooks and online evaluation (issue #14, items 5 and 6; store/webhooks.py, store/online_eval.py) ---
+
+
+class WebhookEndpointRow(Base):
+    """A tenant's subscription: a URL, its signing secret and the event types it wants.
+
+    `run_id` set: a per-run callback (`POST /v1/runs` with `callback_url`), for that run's events only."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_tenant", "tenant_id", "disabled_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(120))
+    events: Mapped[list[Any]]
+    run_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class WebhookEventRow(Base):
+    """The outbox: one row per event, written in the transaction of the state change it reports.
+
+    A relay fans it out into deliveries and sets `dispatched_at`; an event nobody subscribed to is deleted."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_pending", "dispatched_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+
+
+class WebhookDeliveryRow(Base):
+    """One event to one endpoint: pending (due at `next_attempt_at`), succeeded, or dead (retries spent)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+        UniqueConstraint("event_id", "endpoint_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class OnlineEvalJobRow(Base):
+    """A finished production run waiting to be sampled and scored (the durable queue of online eval)."""
+
+    __tablename__ = "online_eval_jobs"
+    __table_args__ = (Index("ix_online_eval_jobs_due", "next_attempt_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    release_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class OnlineScoreRow(Base):
+    """One scorer's verdict on one sampled production run; the judge's own cost is kept apart."""
+
+    __tablename__ = "online_scores"
+    __table_args__ = (Index("ix_online_scores_release_created", "release_id", "created_at"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    scorer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    release_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]

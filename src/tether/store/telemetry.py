@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from tether.store.records import PRODUCTION_ORIGINS, RunStatus
 from tether.store.tables import AlertRow, ApprovalRow, FeedbackRow, RunRow, SpanRow, WorkerRow
+from tether.store.webhooks import record_event
 
 # Why a run did not succeed, from its status and the error text the runtime writes
 # (runtime/loop.py and runtime/service.py start their errors with these words).
@@ -266,9 +267,13 @@ class TelemetryStore:
         try:
             async with self._writes.begin() as session:
                 session.add(row)
+                await session.flush()
+                record = AlertRecord.model_validate(row)
+                data = record.model_dump(mode="json")
+                await record_event(session, type="alert.fired", tenant_id=tenant_id, data=data, now=now)
         except IntegrityError:
             return None
-        return AlertRecord.model_validate(row)
+        return record
 
     async def resolve_alert(self, alert_id: str, *, value: float | None, message: str) -> AlertRecord | None:
         """Close an open episode; None if it was already closed (another node won)."""
@@ -289,7 +294,12 @@ class TelemetryStore:
             if closed.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             row = await session.get(AlertRow, alert_id)
-        return None if row is None else AlertRecord.model_validate(row)
+            if row is None:
+                return None
+            record = AlertRecord.model_validate(row)
+            data = record.model_dump(mode="json")
+            await record_event(session, type="alert.resolved", tenant_id=record.tenant_id, data=data, now=now)
+        return record
 
     async def list_alerts(
         self, *, tenant_id: str | None = None, state: str | None = None, limit: int = 100

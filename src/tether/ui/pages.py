@@ -23,6 +23,7 @@ from tether.store.insights import RunStats
 from tether.store.records import PRODUCTION_ORIGINS, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError
 from tether.store.telemetry import ERROR_TYPES
+from tether.ui import online_views
 from tether.ui import session as sessions
 from tether.ui.auth import PageError, checked_form, current_session, needs, safe_next
 from tether.ui.format import FILTERS
@@ -259,6 +260,10 @@ async def health(request: Request, state: State, session: Reader, window: str | 
             "series": chart_series(buckets, since, bucket, count),
             "bucket_s": int(bucket.total_seconds()),
             "now": now,
+            "online": await online_views.release_scores(
+                state.store, tenant_id=tenant, since=since, until=now
+            ),
+            "online_scorers": online_views.SCORER_ORDER,
         },
         session=session,
     )
@@ -352,6 +357,7 @@ async def _run_context(state: ServiceState, run: RunRecord) -> dict[str, Any]:
         "events": events,
         "live": not run.status.is_final,
         "now": now,
+        "scores": await online_views.run_scores(state.store, run.id),
     }
 
 

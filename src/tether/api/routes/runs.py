@@ -26,7 +26,8 @@ from tether.api.schemas import (
 )
 from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
-from tether.store.repository import ConflictError, NotFoundError
+from tether.store.repository import ConflictError, NotFoundError, new_id
+from tether.webhooks.service import add_callback
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -83,9 +84,23 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         raise HTTPException(
             refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
         )
+    run_id, callback = new_id("run"), None
+    if body.callback_url is not None:
+        try:
+            callback = await add_callback(
+                state.store,
+                state.settings,
+                tenant_id=caller.tenant_id,
+                url=body.callback_url,
+                run_id=run_id,
+                created_by=caller.user_id,
+            )
+        except ValueError as exc:
+            raise HTTPException(400, f"callback_url: {exc}") from None
     try:
         run = await state.runtime.submit(
             state.release,
+            run_id=run_id,
             user_id=caller.user_id,
             tenant_id=caller.tenant_id,
             input=body.input,
@@ -102,7 +117,8 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         run = await _wait_until_settled(state, run.id, body.wait)
         if run.status.is_final:
             response.status_code = 200
-    return await _out(state, run)
+    out = await _out(state, run)
+    return out if callback is None else out.model_copy(update={"callback_secret": callback.secret})
 
 
 @router.get("", response_model=RunList, responses=_ERRORS)

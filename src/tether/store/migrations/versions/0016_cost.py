@@ -2,7 +2,7 @@
 prompt-cache tokens, routing tier and why, which cache answered and what it saved
 
 Revision ID: 0016
-Revises: 0010
+Revises: 0014_webhooks
 Create Date: 2026-12-01 01:30:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0010"
+down_revision: str | None = "0014_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
