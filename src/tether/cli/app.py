@@ -6,13 +6,14 @@ Typer) and add that Typer here; modules import only `tether.cli.common`, never e
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
 from rich.markup import escape
 
 from tether.cli import data, db, evals, keys, observe, project, releases, runs, service
-from tether.cli.common import err, load_settings
+from tether.cli.common import defer_configuration, err, load_settings, settings_are_defaults
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
 
@@ -40,7 +41,11 @@ def main() -> None:
     """
     args = sys.argv[1:]
     if args and "--help" not in args:
-        _configure(service_command=args[0] in ("serve", "api", "worker"))
+        configure = functools.partial(_configure, service_command=args[0] in ("serve", "api", "worker"))
+        if args[:2] == ["runs", "list"] and settings_are_defaults():
+            defer_configuration(configure)  # it may answer from SQLite alone (common.glance_runs)
+        else:
+            configure()
     app()
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tether.observe.service import Telemetry
     from tether.runtime.service import Runtime
     from tether.settings import Settings
+    from tether.store.glance import RunLine
     from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord
     from tether.store.repository import Store
 
@@ -66,6 +67,10 @@ class StatusChoice(StrEnum):
     ESCALATED = "escalated"
     BUDGET_EXHAUSTED = "budget_exhausted"
 
+
+PRODUCTION_ORIGIN_NAMES = ("api", "cli")
+"""tether.store.records.PRODUCTION_ORIGINS, named here for the light path of `runs list`
+(tests/test_cli_startup.py keeps the two equal)."""
 
 StatusOption = Annotated[StatusChoice | None, typer.Option(help="Only runs with this status.")]
 
@@ -173,6 +178,7 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
     from tether.store import db
     from tether.store.repository import Store
 
+    finish_configuration()
     settings = load_settings()
     if settings.database_url is None and not (project / CONFIG_FILE).is_file():
         raise ConfigError(
@@ -190,6 +196,58 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
             await session.close()
     finally:
         await notifier.close()
+
+
+# TETHER_* variables that are not settings (or are free text no value of which is invalid): when
+# nothing else is set, Settings() could only be its defaults, so a read-only command may skip it.
+_NOT_VALIDATED = frozenset({"TETHER_PROJECT", "TETHER_DEBUG", "TETHER_DATABASE_URL"})
+
+
+def tether_environment() -> dict[str, str]:
+    """The TETHER_* variables, names upper-cased (settings are read case-insensitively)."""
+    return {key.upper(): value for key, value in os.environ.items() if key.upper().startswith("TETHER_")}
+
+
+def settings_are_defaults() -> bool:
+    """Whether no TETHER_* variable could make Settings() invalid, so validating it can wait."""
+    return not tether_environment().keys() - _NOT_VALIDATED
+
+
+_pending: list[Callable[[], None]] = []
+
+
+def defer_configuration(configure: Callable[[], None]) -> None:
+    """Let a light command start before settings and logging are set up (`main` decides when)."""
+    _pending.append(configure)
+
+
+def finish_configuration() -> None:
+    """Set up what `defer_configuration` postponed, once; a no-op when nothing was postponed."""
+    while _pending:
+        _pending.pop(0)()
+
+
+def glance_runs(
+    project: Path, status: StatusChoice | None, origin: list[str] | None, limit: int
+) -> list[RunLine] | None:
+    """`runs list` without the store, SQLAlchemy or pydantic, when that gives the same answer.
+
+    That is: no setting needs validating, the origins are the default or `all`, and the database is
+    a current SQLite file (tether.store.glance). None means take the full path (open_session).
+    """
+    settings = {
+        name.upper(): value for name, value in os.environ.items() if name.upper().startswith("TETHER_")
+    }
+    if settings.keys() - _NOT_VALIDATED or origin not in (None, [], ["all"]):
+        return None
+    from tether.store.glance import project_database, recent_runs, sqlite_file
+
+    url = tether_environment().get("TETHER_DATABASE_URL")
+    database = sqlite_file(url) if url else project_database(project)
+    if database is None:
+        return None
+    origins = None if origin else PRODUCTION_ORIGIN_NAMES
+    return recent_runs(database, status=status.value if status else None, origins=origins, limit=limit)
 
 
 _UNBOUNDED = 1_000_000
