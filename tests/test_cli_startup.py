@@ -137,6 +137,15 @@ def test_choices_named_for_help_match_their_rooms() -> None:
     assert ERROR_TYPE_NAMES == ERROR_TYPES
 
 
+def test_variables_that_skip_validation_cannot_make_settings_invalid() -> None:
+    from tether.cli.common import NOT_VALIDATED
+    from tether.settings import Settings
+
+    for name in NOT_VALIDATED:
+        field = Settings.model_fields.get(name.removeprefix("TETHER_").lower())
+        assert field is None or field.annotation in (str, str | None), name
+
+
 def test_head_revisions_read_without_alembic_agree_with_alembic() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory

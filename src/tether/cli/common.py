@@ -198,9 +198,23 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
         await notifier.close()
 
 
-# TETHER_* variables that are not settings (or are free text no value of which is invalid): when
-# nothing else is set, Settings() could only be its defaults, so a read-only command may skip it.
-_NOT_VALIDATED = frozenset({"TETHER_PROJECT", "TETHER_DEBUG", "TETHER_DATABASE_URL"})
+# TETHER_* variables that cannot make Settings() invalid: names that are not settings (CLI options,
+# the code cache) and free-text settings any string satisfies. When nothing else is set, validating
+# the settings can wait (tests/test_cli_startup.py checks each name against Settings).
+NOT_VALIDATED = frozenset(
+    {
+        "TETHER_PROJECT",
+        "TETHER_USER",
+        "TETHER_DEBUG",
+        "TETHER_CODE_CACHE",
+        "TETHER_DATABASE_URL",
+        "TETHER_REDIS_URL",
+        "TETHER_DATA_DIR",
+        "TETHER_UI_SESSION_SECRET",
+        "TETHER_TRACE_PROJECT",
+        "TETHER_ALERT_WEBHOOK_URL",
+    }
+)
 
 
 def tether_environment() -> dict[str, str]:
@@ -210,7 +224,7 @@ def tether_environment() -> dict[str, str]:
 
 def settings_are_defaults() -> bool:
     """Whether no TETHER_* variable could make Settings() invalid, so validating it can wait."""
-    return not tether_environment().keys() - _NOT_VALIDATED
+    return not tether_environment().keys() - NOT_VALIDATED
 
 
 _pending: list[Callable[[], None]] = []
@@ -235,10 +249,7 @@ def glance_runs(
     That is: no setting needs validating, the origins are the default or `all`, and the database is
     a current SQLite file (tether.store.glance). None means take the full path (open_session).
     """
-    settings = {
-        name.upper(): value for name, value in os.environ.items() if name.upper().startswith("TETHER_")
-    }
-    if settings.keys() - _NOT_VALIDATED or origin not in (None, [], ["all"]):
+    if not settings_are_defaults() or origin not in (None, [], ["all"]):
         return None
     from tether.store.glance import project_database, recent_runs, sqlite_file
 
