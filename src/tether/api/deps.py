@@ -37,7 +37,11 @@ class ServiceState:
             self.worker.wake()
 
 
-def get_state(request: Request) -> ServiceState:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` dependency
+# in a worker thread, a thread hop on every request for what is an attribute read.
+
+
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.tether
     return state
 
@@ -48,7 +52,7 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer tk_..
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: tk_...`")
 
 
-def presented_key(
+async def presented_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> str | None:
