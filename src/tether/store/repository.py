@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -549,9 +549,9 @@ class Store:
                 now=now,
                 expires=now + timedelta(seconds=lease_s),
                 events=1,
-                values={"steps_used": RUNS.c.steps_used + 1},
+                increments={"steps_used": 1},
             )
-            await conn.execute(insert(STEPS).values(step))
+            await conn.execute(fenced.INSERT_STEP, step)
             await fenced.add_events(conn, run_id, lease.first_seq, [("step_started", event)], now)
         await self._notify(run_id)
         return StepRecord.model_validate(step)
@@ -576,10 +576,10 @@ class Store:
                 events=1,
                 values=counters,
             )
+            columns = {**outcome.columns(), "finished_at": now}
             await conn.execute(
-                update(STEPS)
-                .where(STEPS.c.run_id == run_id, STEPS.c.index == index)
-                .values(**outcome.columns(), finished_at=now)
+                fenced.step_update(tuple(columns)),
+                {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}},
             )
             await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
         await self._notify(run_id)
