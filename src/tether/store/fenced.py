@@ -15,7 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, Row, Table, Update, bindparam, insert, inspect, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.store.records import RunRecord, RunStatus
@@ -107,6 +121,44 @@ def step_update(columns: tuple[str, ...]) -> Update:
         .where(STEPS.c.run_id == bindparam("step_run"), STEPS.c.index == bindparam("step_index"))
         .values({name: bindparam(f"set_{name}", type_=STEPS.c[name].type) for name in columns})
     )
+
+
+@functools.cache
+def claim_statements(postgres: bool, one_run: bool) -> tuple[Select[Any], Update]:
+    """(pick, claim) for `Store.claim_run`, built once (see `_fence_statement` for why).
+
+    Bind `claim_now`, `claim_owner`, `claim_expires` (and `claim_run` when `one_run`). On
+    PostgreSQL `pick` locks a candidate (`FOR UPDATE SKIP LOCKED`) and `claim` takes the id it found
+    as `claim_chosen`; on SQLite, whose writers are serialised, `claim` picks in a sub-select itself.
+    """
+    now = bindparam("claim_now", type_=RUNS.c.lease_expires_at.type)
+    claimable = and_(
+        RUNS.c.pinned.is_(False),
+        or_(
+            RUNS.c.status == RunStatus.QUEUED,
+            and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < now),
+        ),
+    )
+    pick = select(RUNS.c.id).where(claimable)
+    if one_run:
+        pick = pick.where(RUNS.c.id == bindparam("claim_run"))
+    pick = pick.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
+    target = RUNS.c.id == (bindparam("claim_chosen") if postgres else pick.scalar_subquery())
+    claim = (
+        update(RUNS)
+        .where(target, claimable)
+        .values(
+            status=RunStatus.RUNNING,
+            lease_owner=bindparam("claim_owner"),
+            lease_expires_at=bindparam("claim_expires", type_=RUNS.c.lease_expires_at.type),
+            attempts=RUNS.c.attempts + 1,
+            started_at=func.coalesce(RUNS.c.started_at, now),
+            updated_at=now,
+            event_seq=RUNS.c.event_seq + 1,
+        )
+        .returning(*RUNS.c)
+    )
+    return (pick.with_for_update(skip_locked=True) if postgres else pick), claim
 
 
 INSERT_STEP = insert(STEPS)

@@ -460,34 +460,21 @@ class Store:
         row with `FOR UPDATE SKIP LOCKED` so concurrent workers never wait on each other.
         """
         now = self._now()
-        candidates = select(RunRow.id).where(self._claimable(now))
+        pick, claim = fenced.claim_statements(self.dialect == "postgresql", run_id is not None)
+        params: dict[str, Any] = {
+            "claim_now": now,
+            "claim_owner": owner,
+            "claim_expires": now + timedelta(seconds=lease_s),
+        }
         if run_id is not None:
-            candidates = candidates.where(RunRow.id == run_id)
-        candidates = candidates.order_by(RunRow.created_at, RunRow.id).limit(1)
+            params["claim_run"] = run_id
         async with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
-                chosen = (await conn.execute(candidates.with_for_update(skip_locked=True))).scalar()
+                chosen = (await conn.execute(pick, params)).scalar()
                 if chosen is None:
                     return None
-                target: Any = RunRow.id == chosen
-            else:
-                target = RunRow.id == candidates.scalar_subquery()
-            row = (
-                await conn.execute(
-                    update(RUNS)
-                    .where(target, self._claimable(now))
-                    .values(
-                        status=RunStatus.RUNNING,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_s),
-                        attempts=RunRow.attempts + 1,
-                        started_at=func.coalesce(RunRow.started_at, now),
-                        updated_at=now,
-                        event_seq=RunRow.event_seq + 1,
-                    )
-                    .returning(*RUNS.c)
-                )
-            ).first()
+                params["claim_chosen"] = chosen
+            row = (await conn.execute(claim, params)).first()
             if row is None:
                 return None
             claimed = fenced.run_record(row)
