@@ -12,9 +12,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -74,6 +74,10 @@ def utc_now() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+_API_KEYS = cast(Table, ApiKeyRow.__table__)
+_GET_API_KEY = select(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id"))
 
 
 class NotFoundError(LookupError):
@@ -841,9 +845,10 @@ class Store:
         return ApiKeyRecord.model_validate(row)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self._sessions() as session:
-            row = await session.get(ApiKeyRow, key_id)
-        return None if row is None else ApiKeyRecord.model_validate(row)
+        """Read on every API request: one Core statement built once, no ORM session."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_GET_API_KEY, {"key_id": key_id})).first()
+        return None if row is None else ApiKeyRecord.model_validate(dict(row._mapping))
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         async with self._sessions() as session:
