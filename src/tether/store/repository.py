@@ -78,6 +78,15 @@ def new_id(prefix: str) -> str:
 
 _API_KEYS = cast(Table, ApiKeyRow.__table__)
 _GET_API_KEY = select(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id"))
+# Read when every run starts (the conversation it continues): built once, no ORM session.
+_THREAD_RUNS = (
+    select(RUNS)
+    .where(
+        RUNS.c.thread_id == bindparam("thread"),
+        RUNS.c.created_at < bindparam("before", type_=RUNS.c.created_at.type),
+    )
+    .order_by(RUNS.c.created_at, RUNS.c.id)
+)
 
 
 class NotFoundError(LookupError):
@@ -267,14 +276,9 @@ class Store:
 
     async def thread_runs(self, thread_id: str, *, before: datetime) -> list[RunRecord]:
         """Earlier runs of a thread, oldest first: the conversation a new run continues."""
-        query = (
-            select(RunRow)
-            .where(RunRow.thread_id == thread_id, RunRow.created_at < before)
-            .order_by(RunRow.created_at, RunRow.id)
-        )
-        async with self._sessions() as session:
-            rows = (await session.scalars(query)).all()
-        return [RunRecord.model_validate(row) for row in rows]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(_THREAD_RUNS, {"thread": thread_id, "before": as_utc(before)})).all()
+        return [fenced.run_record(row) for row in rows]
 
     # -- runs -----------------------------------------------------------------------------------
 
