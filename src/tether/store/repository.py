@@ -419,15 +419,6 @@ class Store:
                 await session.scalar(select(func.count()).where(RunRow.status == RunStatus.QUEUED)) or 0
             )
 
-    def _claimable(self, now: datetime) -> Any:
-        return and_(
-            RunRow.pinned.is_(False),
-            or_(
-                RunRow.status == RunStatus.QUEUED,
-                and_(RunRow.status == RunStatus.RUNNING, RunRow.lease_expires_at < now),
-            ),
-        )
-
     async def fail_abandoned_pinned_runs(self) -> list[str]:
         """End pinned runs whose process died (lease expired) as `failed`: they ran on that process's
         own data, so no other process may resume them, and none may stay `running` forever."""
