@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import bare_release
 from timing import TestClock
 
-from tether.cli.common import PRODUCTION_ORIGIN_NAMES
+from tether.agent.project import CONFIG_FILE
+from tether.cli.common import PRODUCTION_ORIGIN_NAMES, PROJECT_CONFIG_FILE, glance_runs
 from tether.store import glance
 from tether.store.records import PRODUCTION_ORIGINS, RunOrigin, RunRecord, RunStatus
 from tether.store.repository import Store
@@ -78,3 +81,21 @@ def test_anything_but_an_existing_sqlite_file_is_left_to_the_store(tmp_path: Pat
 
 def test_the_cli_names_the_production_origins_as_the_store_does() -> None:
     assert tuple(str(o) for o in PRODUCTION_ORIGINS) == PRODUCTION_ORIGIN_NAMES
+
+
+async def test_a_folder_without_tether_toml_is_left_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runs list` outside a project must say so (the Store path), even beside a current database."""
+    assert PROJECT_CONFIG_FILE == CONFIG_FILE
+    for name in list(os.environ):
+        if name.upper().startswith("TETHER_"):
+            monkeypatch.delenv(name)
+    database = glance.project_database(tmp_path)
+    database.parent.mkdir()
+    store = await Store.open(f"sqlite+aiosqlite:///{database}")
+    await store.close()
+    (tmp_path / CONFIG_FILE).write_text("")
+    assert glance_runs(tmp_path, None, None, 20) == []  # a project: the light path answers
+    (tmp_path / CONFIG_FILE).unlink()
+    assert glance_runs(tmp_path, None, None, 20) is None

@@ -69,6 +69,8 @@ class StatusChoice(StrEnum):
 
 
 PRODUCTION_ORIGIN_NAMES = ("api", "cli")
+PROJECT_CONFIG_FILE = "tether.toml"
+"""tether.agent.project.CONFIG_FILE, named here for the light path of `runs list` (tests keep them equal)."""
 """tether.store.records.PRODUCTION_ORIGINS, named here for the light path of `runs list`
 (tests/test_cli_startup.py keeps the two equal)."""
 
@@ -254,6 +256,8 @@ def glance_runs(
     from tether.store.glance import project_database, recent_runs, sqlite_file
 
     url = tether_environment().get("TETHER_DATABASE_URL")
+    if not url and not (project / PROJECT_CONFIG_FILE).is_file():
+        return None  # not a project: the Store path says so (open_session)
     database = sqlite_file(url) if url else project_database(project)
     if database is None:
         return None
