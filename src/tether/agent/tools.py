@@ -69,6 +69,8 @@ class Tool:
     retries: int = 0
     idempotent: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
+    cache_ttl: float | None = None
+    """Seconds a result may be reused for the same arguments (read tools only; see docs/caches.md)."""
 
     @property
     def is_write(self) -> bool:
@@ -94,6 +96,7 @@ class Tool:
             "timeout_s": self.timeout_s,
             "retries": self.retries,
             "idempotent": self.idempotent,
+            **({"cache_ttl": self.cache_ttl} if self.cache_ttl is not None else {}),
         }
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +207,7 @@ def make_tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    cache_ttl: float | None = None,
 ) -> Tool:
     tool_name = name or fn.__name__
     if side_effect not in ("read", "write"):
@@ -216,6 +220,11 @@ def make_tool(
         raise ValueError(
             f"tool {tool_name}: retries need a read tool or idempotent=True "
             "(a failed write may have happened, so it is never repeated blindly)"
+        )
+    if cache_ttl is not None and (side_effect == "write" or cache_ttl <= 0):
+        raise ValueError(
+            f"tool {tool_name}: cache_ttl is for read tools only and must be positive "
+            "(a write must happen every time it is asked for)"
         )
     summary, docs = _parse_docstring(fn.__doc__)
     args_model, context_param = _build_args_model(fn, tool_name, docs)
@@ -232,6 +241,7 @@ def make_tool(
         retries=retries,
         idempotent=idempotent,
         parameters=_schema(args_model),
+        cache_ttl=cache_ttl,
     )
 
 
@@ -249,6 +259,7 @@ def tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    cache_ttl: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -263,6 +274,7 @@ def tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    cache_ttl: float | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a function as a tool. The function stays callable as before.
 
@@ -280,6 +292,7 @@ def tool(
             timeout_s=timeout_s,
             retries=retries,
             idempotent=idempotent,
+            cache_ttl=cache_ttl,
         )
         func.__tether_tool__ = built  # type: ignore[attr-defined]
         return func

@@ -38,6 +38,8 @@ class ScriptedTurn:
 
     messages: list[Message]
     tools: list[ToolSpec]
+    model: str = ""
+    """The reference of the scripted model asked (`scripted:small`...), so one policy can play several."""
     _issued: list[int] = field(default_factory=lambda: [0], repr=False, compare=False)
 
     @property
@@ -106,7 +108,7 @@ class ScriptedModel:
         self, messages: list[Message], tools: list[ToolSpec], *, max_output_tokens: int | None = None
     ) -> ModelResponse:
         try:
-            result = self._policy(ScriptedTurn(messages=list(messages), tools=list(tools)))
+            result = self._policy(ScriptedTurn(messages=list(messages), tools=list(tools), model=self.name))
         except ModelError:
             raise
         except Exception as exc:

@@ -79,6 +79,8 @@ FINAL_STATUSES = frozenset(
 class StepKind(StrEnum):
     MODEL_CALL = "model_call"
     TOOL_CALL = "tool_call"
+    CONTEXT = "context"
+    """How a long thread history was fitted into `[context] max_tokens` (trimmed or summarised)."""
 
 
 class StepStatus(StrEnum):
@@ -191,6 +193,16 @@ class StepRecord(_Record):
     latency_ms: float | None
     started_at: datetime
     finished_at: datetime | None
+    cached_input_tokens: int = 0
+    """Input tokens the provider served from its prompt cache (part of `input_tokens`)."""
+    tier: str | None = None
+    """The model tier routing chose (`small`, `large`...), None without `[routing]`."""
+    route: str | None = None
+    """Why that tier (the routing rule that matched)."""
+    cache: str | None = None
+    """Which Tether cache answered instead of a call (`exact`, `semantic`, `tool`), None for a call."""
+    saved_cost_usd: float = 0.0
+    saved_latency_ms: float = 0.0
 
 
 class ApprovalRecord(_Record):
@@ -235,6 +247,12 @@ class StepOutcome(BaseModel):
     latency_ms: float | None = None
     name: str | None = None
     """A new name for the step, e.g. the fallback model that answered; None keeps the old one."""
+    cached_input_tokens: int = 0
+    tier: str | None = None
+    route: str | None = None
+    cache: str | None = None
+    saved_cost_usd: float = 0.0
+    saved_latency_ms: float = 0.0
 
     def columns(self) -> dict[str, Any]:
         """The step fields this outcome sets (all but a `name` left unset)."""
