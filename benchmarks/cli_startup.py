@@ -133,8 +133,9 @@ def main() -> None:
     lines = [
         f"# CLI start-up, {datetime.now(UTC).date().isoformat()}",
         "",
-        f"`python benchmarks/cli_startup.py --rounds {args.rounds}`: before = `{args.base}`, after = this "
-        f"checkout; {args.rounds} interleaved rounds; seconds, median / min / max. Load average "
+        f"`python benchmarks/cli_startup.py --rounds {args.rounds} --base {args.base}`: "
+        f"before = `{args.base}`, after = this checkout; {args.rounds} interleaved rounds; seconds, "
+        f"median / min / max. Load average "
         f"(1 min) {load_start:.1f} at the start and {load_end:.1f} at the end: the machine was "
         f"{'busy' if max(load_start, load_end) > (os.cpu_count() or 1) else 'quiet'}, which inflates "
         "wall time more than CPU time.",

@@ -49,7 +49,7 @@ with open(OUTPUT, "w") as f:
 """
 
 
-def imported_by(tmp_path: Path, *args: str) -> set[str]:
+def imported_by(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> set[str]:
     """The modules loaded after `tether ARGS` ran to completion in a fresh interpreter."""
     output = tmp_path / "modules.json"
     code = PROBE.replace("OUTPUT", repr(str(output)))
@@ -57,7 +57,7 @@ def imported_by(tmp_path: Path, *args: str) -> set[str]:
         [sys.executable, "-c", code, json.dumps(args)],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env=dict(os.environ) if env is None else env,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -79,9 +79,36 @@ def test_runs_list_reads_the_store_without_migrations_or_the_runtime(
     tmp_path: Path, cli: Cli, example_project: Path
 ) -> None:
     cli("db", "upgrade", "--project", example_project)  # migrated, as after any first command
-    modules = imported_by(tmp_path, "runs", "list", "--project", str(example_project))
+    # A setting to validate (and --json) take the full path: the Store, still nothing heavy.
+    env = {**os.environ, "TETHER_LOG_FORMAT": "json"}
+    modules = imported_by(tmp_path, "runs", "list", "--project", str(example_project), env=env)
     assert "tether.store.repository" in modules  # it did read the database
     assert loaded(modules, HEAVY) == []
+
+
+def test_runs_list_on_a_current_sqlite_file_needs_no_sqlalchemy(
+    tmp_path: Path, cli: Cli, example_project: Path
+) -> None:
+    cli("run", "Where is my order 12345?", "--user", "u1", "--project", example_project)
+    # The database the in-process `cli` used, and no setting that would need validating.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_") or k == "TETHER_DATABASE_URL"}
+    modules = imported_by(tmp_path, "runs", "list", "--project", str(example_project), env=env)
+    assert "tether.store.glance" in modules  # it did read the database
+    assert (
+        loaded(modules, (*HEAVY, "sqlalchemy", "pydantic_settings", "structlog", "tether.store.repository"))
+        == []
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "tether", "runs", "list", "--project", str(example_project)],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=300,
+        check=True,
+    )
+    full = cli("runs", "list", "--project", example_project).stdout
+    assert listed.stdout.split() == full.split()  # the same table as the Store path draws
+    assert "u1" in listed.stdout
 
 
 @pytest.mark.parametrize("command", [["release", "list"], ["keys", "list"], ["runs", "show", "--help"]])
@@ -108,6 +135,15 @@ def test_choices_named_for_help_match_their_rooms() -> None:
     assert [c.value for c in CategoryChoice] == [c.value for c in Category]
     assert SCOPE_NAMES == SCOPES
     assert ERROR_TYPE_NAMES == ERROR_TYPES
+
+
+def test_variables_that_skip_validation_cannot_make_settings_invalid() -> None:
+    from tether.cli.common import NOT_VALIDATED
+    from tether.settings import Settings
+
+    for name in NOT_VALIDATED:
+        field = Settings.model_fields.get(name.removeprefix("TETHER_").lower())
+        assert field is None or field.annotation in (str, str | None), name
 
 
 def test_head_revisions_read_without_alembic_agree_with_alembic() -> None:

@@ -42,13 +42,19 @@ def get_state(request: Request) -> ServiceState:
     return state
 
 
-State = Annotated[ServiceState, Depends(get_state)]
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` dependency
+# in a worker thread, a thread hop on every request for what is an attribute read.
+async def _state(request: Request) -> ServiceState:
+    return get_state(request)
+
+
+State = Annotated[ServiceState, Depends(_state)]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer tk_...`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: tk_...`")
 
 
-def presented_key(
+async def presented_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> str | None:

@@ -6,6 +6,7 @@ Typer) and add that Typer here; modules import only `tether.cli.common`, never e
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -25,7 +26,7 @@ from tether.cli import (
     service,
     webhooks,
 )
-from tether.cli.common import err, load_settings
+from tether.cli.common import defer_configuration, err, load_settings, settings_are_defaults
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
 
@@ -57,7 +58,11 @@ def main() -> None:
     """
     args = sys.argv[1:]
     if args and "--help" not in args:
-        _configure(service_command=args[0] in ("serve", "api", "worker"))
+        configure = functools.partial(_configure, service_command=args[0] in ("serve", "api", "worker"))
+        if args[:2] == ["runs", "list"] and settings_are_defaults():
+            defer_configuration(configure)  # it may answer from SQLite alone (common.glance_runs)
+        else:
+            configure()
     app()
 
 

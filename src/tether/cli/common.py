@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tether.observe.service import Telemetry
     from tether.runtime.service import Runtime
     from tether.settings import Settings
+    from tether.store.glance import RunLine
     from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord
     from tether.store.repository import Store
 
@@ -66,6 +67,12 @@ class StatusChoice(StrEnum):
     ESCALATED = "escalated"
     BUDGET_EXHAUSTED = "budget_exhausted"
 
+
+PRODUCTION_ORIGIN_NAMES = ("api", "cli")
+PROJECT_CONFIG_FILE = "tether.toml"
+"""tether.agent.project.CONFIG_FILE, named here for the light path of `runs list` (tests keep them equal)."""
+"""tether.store.records.PRODUCTION_ORIGINS, named here for the light path of `runs list`
+(tests/test_cli_startup.py keeps the two equal)."""
 
 StatusOption = Annotated[StatusChoice | None, typer.Option(help="Only runs with this status.")]
 
@@ -173,6 +180,7 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
     from tether.store import db
     from tether.store.repository import Store
 
+    finish_configuration()
     settings = load_settings()
     if settings.database_url is None and not (project / CONFIG_FILE).is_file():
         raise ConfigError(
@@ -190,6 +198,71 @@ async def open_session(project: Path) -> AsyncIterator[Session]:
             await session.close()
     finally:
         await notifier.close()
+
+
+# TETHER_* variables that cannot make Settings() invalid: names that are not settings (CLI options,
+# the code cache) and free-text settings any string satisfies. When nothing else is set, validating
+# the settings can wait (tests/test_cli_startup.py checks each name against Settings).
+NOT_VALIDATED = frozenset(
+    {
+        "TETHER_PROJECT",
+        "TETHER_USER",
+        "TETHER_DEBUG",
+        "TETHER_CODE_CACHE",
+        "TETHER_DATABASE_URL",
+        "TETHER_REDIS_URL",
+        "TETHER_DATA_DIR",
+        "TETHER_UI_SESSION_SECRET",
+        "TETHER_TRACE_PROJECT",
+        "TETHER_ALERT_WEBHOOK_URL",
+    }
+)
+
+
+def tether_environment() -> dict[str, str]:
+    """The TETHER_* variables, names upper-cased (settings are read case-insensitively)."""
+    return {key.upper(): value for key, value in os.environ.items() if key.upper().startswith("TETHER_")}
+
+
+def settings_are_defaults() -> bool:
+    """Whether no TETHER_* variable could make Settings() invalid, so validating it can wait."""
+    return not tether_environment().keys() - NOT_VALIDATED
+
+
+_pending: list[Callable[[], None]] = []
+
+
+def defer_configuration(configure: Callable[[], None]) -> None:
+    """Let a light command start before settings and logging are set up (`main` decides when)."""
+    _pending.append(configure)
+
+
+def finish_configuration() -> None:
+    """Set up what `defer_configuration` postponed, once; a no-op when nothing was postponed."""
+    while _pending:
+        _pending.pop(0)()
+
+
+def glance_runs(
+    project: Path, status: StatusChoice | None, origin: list[str] | None, limit: int
+) -> list[RunLine] | None:
+    """`runs list` without the store, SQLAlchemy or pydantic, when that gives the same answer.
+
+    That is: no setting needs validating, the origins are the default or `all`, and the database is
+    a current SQLite file (tether.store.glance). None means take the full path (open_session).
+    """
+    if not settings_are_defaults() or origin not in (None, [], ["all"]):
+        return None
+    from tether.store.glance import project_database, recent_runs, sqlite_file
+
+    url = tether_environment().get("TETHER_DATABASE_URL")
+    if not url and not (project / PROJECT_CONFIG_FILE).is_file():
+        return None  # not a project: the Store path says so (open_session)
+    database = sqlite_file(url) if url else project_database(project)
+    if database is None:
+        return None
+    origins = None if origin else PRODUCTION_ORIGIN_NAMES
+    return recent_runs(database, status=status.value if status else None, origins=origins, limit=limit)
 
 
 _UNBOUNDED = 1_000_000

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.markup import escape
@@ -22,6 +24,7 @@ from tether.cli.common import (
     dump_json,
     err,
     fail,
+    glance_runs,
     open_session,
     out,
     print_run,
@@ -223,6 +226,11 @@ def runs_list(
 ) -> None:
     """The most recent runs, newest first: production runs (api, cli) unless --origin says otherwise."""
 
+    quick = None if as_json else glance_runs(project, status, origin, limit)
+    if quick is not None:
+        _print_runs(quick, production=not origin)
+        return
+
     async def body() -> None:
         from tether.store.records import PRODUCTION_ORIGINS, RunStatus, parse_origins
 
@@ -233,25 +241,54 @@ def runs_list(
         if as_json:
             dump_json([run_json(r, []) for r in records])
             return
-        table = Table("run_id", "status", "origin", "release", "user", "steps", "tokens", "cost", "created")
-        for r in records:
-            style = STATUS_STYLE.get(r.status, "cyan")
-            table.add_row(
-                r.id,
-                f"[{style}]{r.status}[/{style}]",
-                r.origin,
-                r.release_version,
-                r.user_id,
-                str(r.steps_used),
-                str(r.input_tokens + r.output_tokens),
-                f"${r.estimated_cost_usd:.6f}",
-                r.created_at.isoformat(timespec="seconds"),
-            )
-        print_table(table)
-        if origins == PRODUCTION_ORIGINS:
-            err.print("production runs (api, cli) only; --origin all adds eval and drill runs", style="dim")
+        _print_runs(records, production=origins == PRODUCTION_ORIGINS)
 
     run_command(body)
+
+
+class _Listed(Protocol):
+    """What a run listing shows: a RunRecord, or a RunLine read without the store (glance_runs)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def release_version(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def steps_used(self) -> int: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def estimated_cost_usd(self) -> float: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def _print_runs(records: Sequence[_Listed], *, production: bool) -> None:
+    table = Table("run_id", "status", "origin", "release", "user", "steps", "tokens", "cost", "created")
+    for r in records:
+        style = STATUS_STYLE.get(r.status, "cyan")
+        table.add_row(
+            r.id,
+            f"[{style}]{r.status}[/{style}]",
+            r.origin,
+            r.release_version,
+            r.user_id,
+            str(r.steps_used),
+            str(r.input_tokens + r.output_tokens),
+            f"${r.estimated_cost_usd:.6f}",
+            r.created_at.isoformat(timespec="seconds"),
+        )
+    print_table(table)
+    if production:
+        err.print("production runs (api, cli) only; --origin all adds eval and drill runs", style="dim")
 
 
 def _step_label(step: StepRecord) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import re
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,11 +16,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tether.store.faults import describe
+from tether.store.revisions import MIGRATIONS as MIGRATIONS
+from tether.store.revisions import head_revisions as head_revisions
 
 if TYPE_CHECKING:
     from alembic.config import Config
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class DatabaseError(RuntimeError):
@@ -135,22 +133,6 @@ async def _one_migrator(engine: AsyncEngine) -> AsyncIterator[None]:
                 yield
         else:
             yield
-
-
-_REVISION_LINE = re.compile(r"^(down_)?revision\b[^=\n]*=(.*)$", re.MULTILINE)
-
-
-@functools.cache
-def head_revisions() -> frozenset[str]:
-    """The newest migration(s), read from the `revision` and `down_revision` lines of the version
-    files without importing Alembic (tests check this agrees with Alembic's own answer)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        for down, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
-            names = re.findall(r"[\"']([^\"']+)[\"']", value)
-            (parents if down else revisions).update(names)
-    return frozenset(revisions - parents)
 
 
 async def stamped_at_head(engine: AsyncEngine) -> bool:

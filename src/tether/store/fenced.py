@@ -9,13 +9,27 @@ never misses N-1. The step row and the events follow in the same transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, inspect, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.store.records import RunRecord, RunStatus
@@ -51,21 +65,21 @@ async def fence(
     expires: datetime,
     events: int = 0,
     values: Mapping[str, Any] | None = None,
+    increments: Mapping[str, int] | None = None,
     whole_row: bool = False,
 ) -> Fence:
-    """Extend `owner`'s lease and apply `values`, reserving `events` sequence numbers; or raise
-    `LeaseLostError` (and change nothing) when the lease is someone else's now."""
+    """Extend `owner`'s lease, set `values` and add `increments` to counters, reserving `events`
+    sequence numbers; or raise `LeaseLostError` (and change nothing) when the lease is someone
+    else's now."""
     changes: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now, **(values or {})}
+    added = dict(increments or {})
     if events:
-        changes["event_seq"] = RUNS.c.event_seq + events
-    returning = list(RUNS.c) if whole_row else [RUNS.c.event_seq, RUNS.c.cancel_requested]
-    statement = (
-        update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.lease_owner == owner, RUNS.c.status == RunStatus.RUNNING)
-        .values(changes)
-        .returning(*returning)
-    )
-    row = (await conn.execute(statement)).first()
+        added["event_seq"] = events
+    statement = _fence_statement(tuple(changes), tuple(added), whole_row)
+    params = {f"set_{name}": value for name, value in changes.items()}
+    params.update({f"add_{name}": amount for name, amount in added.items()})
+    params.update(fence_id=run_id, fence_owner=owner)
+    row = (await conn.execute(statement, params)).first()
     if row is None:
         raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
     return Fence(
@@ -73,6 +87,82 @@ async def fence(
         cancel_requested=bool(row.cancel_requested),
         row=row if whole_row else None,
     )
+
+
+@functools.lru_cache(maxsize=128)
+def _fence_statement(columns: tuple[str, ...], counters: tuple[str, ...], whole_row: bool) -> Update:
+    """The fencing UPDATE for one shape of change, built once.
+
+    Building a statement and deriving its cache key cost SQLAlchemy about as much CPU as the rest
+    of a step; a prebuilt statement with bound parameters costs neither (its compiled form is cached).
+    """
+    changes: dict[str, Any] = {name: bindparam(f"set_{name}", type_=RUNS.c[name].type) for name in columns}
+    for name in counters:
+        changes[name] = RUNS.c[name] + bindparam(f"add_{name}", type_=Integer())
+    returning = list(RUNS.c) if whole_row else [RUNS.c.event_seq, RUNS.c.cancel_requested]
+    return (
+        update(RUNS)
+        .where(
+            RUNS.c.id == bindparam("fence_id"),
+            RUNS.c.lease_owner == bindparam("fence_owner"),
+            RUNS.c.status == RunStatus.RUNNING,
+        )
+        .values(changes)
+        .returning(*returning)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def step_update(columns: tuple[str, ...]) -> Update:
+    """`UPDATE steps SET <columns> WHERE run_id = :step_run AND index = :step_index`, built once per
+    set of columns (bind `set_<column>` for each); see `_fence_statement` for why."""
+    return (
+        update(STEPS)
+        .where(STEPS.c.run_id == bindparam("step_run"), STEPS.c.index == bindparam("step_index"))
+        .values({name: bindparam(f"set_{name}", type_=STEPS.c[name].type) for name in columns})
+    )
+
+
+@functools.cache
+def claim_statements(postgres: bool, one_run: bool) -> tuple[Select[Any], Update]:
+    """(pick, claim) for `Store.claim_run`, built once (see `_fence_statement` for why).
+
+    Bind `claim_now`, `claim_owner`, `claim_expires` (and `claim_run` when `one_run`). On
+    PostgreSQL `pick` locks a candidate (`FOR UPDATE SKIP LOCKED`) and `claim` takes the id it found
+    as `claim_chosen`; on SQLite, whose writers are serialised, `claim` picks in a sub-select itself.
+    """
+    now = bindparam("claim_now", type_=RUNS.c.lease_expires_at.type)
+    claimable = and_(
+        RUNS.c.pinned.is_(False),
+        or_(
+            RUNS.c.status == RunStatus.QUEUED,
+            and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < now),
+        ),
+    )
+    pick = select(RUNS.c.id).where(claimable)
+    if one_run:
+        pick = pick.where(RUNS.c.id == bindparam("claim_run"))
+    pick = pick.order_by(RUNS.c.created_at, RUNS.c.id).limit(1)
+    target = RUNS.c.id == (bindparam("claim_chosen") if postgres else pick.scalar_subquery())
+    claim = (
+        update(RUNS)
+        .where(target, claimable)
+        .values(
+            status=RunStatus.RUNNING,
+            lease_owner=bindparam("claim_owner"),
+            lease_expires_at=bindparam("claim_expires", type_=RUNS.c.lease_expires_at.type),
+            attempts=RUNS.c.attempts + 1,
+            started_at=func.coalesce(RUNS.c.started_at, now),
+            updated_at=now,
+            event_seq=RUNS.c.event_seq + 1,
+        )
+        .returning(*RUNS.c)
+    )
+    return (pick.with_for_update(skip_locked=True) if postgres else pick), claim
+
+
+INSERT_STEP = insert(STEPS)
+_INSERT_EVENTS = insert(EVENTS)
 
 
 async def add_events(
@@ -86,7 +176,7 @@ async def add_events(
     if not events:
         return
     await conn.execute(
-        insert(EVENTS),
+        _INSERT_EVENTS,
         [
             {"run_id": run_id, "seq": first_seq + i, "type": type, "data": data, "created_at": now}
             for i, (type, data) in enumerate(events)
@@ -94,7 +184,7 @@ async def add_events(
     )
 
 
-@cache
+@functools.cache
 def _run_attributes() -> tuple[tuple[str, str], ...]:
     """(record field, column name) for every column of the runs table (`metadata` is `run_metadata`)."""
     return tuple((attr.key, attr.columns[0].name) for attr in inspect(RunRow).column_attrs)

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -79,6 +79,19 @@ def utc_now() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+_API_KEYS = cast(Table, ApiKeyRow.__table__)
+_GET_API_KEY = select(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id"))
+# Read when every run starts (the conversation it continues): built once, no ORM session.
+_THREAD_RUNS = (
+    select(RUNS)
+    .where(
+        RUNS.c.thread_id == bindparam("thread"),
+        RUNS.c.created_at < bindparam("before", type_=RUNS.c.created_at.type),
+    )
+    .order_by(RUNS.c.created_at, RUNS.c.id)
+)
 
 
 class NotFoundError(LookupError):
@@ -293,14 +306,9 @@ class Store:
 
     async def thread_runs(self, thread_id: str, *, before: datetime) -> list[RunRecord]:
         """Earlier runs of a thread, oldest first: the conversation a new run continues."""
-        query = (
-            select(RunRow)
-            .where(RunRow.thread_id == thread_id, RunRow.created_at < before)
-            .order_by(RunRow.created_at, RunRow.id)
-        )
-        async with self._sessions() as session:
-            rows = (await session.scalars(query)).all()
-        return [RunRecord.model_validate(row) for row in rows]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(_THREAD_RUNS, {"thread": thread_id, "before": as_utc(before)})).all()
+        return [fenced.run_record(row) for row in rows]
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -445,15 +453,6 @@ class Store:
                 await session.scalar(select(func.count()).where(RunRow.status == RunStatus.QUEUED)) or 0
             )
 
-    def _claimable(self, now: datetime) -> Any:
-        return and_(
-            RunRow.pinned.is_(False),
-            or_(
-                RunRow.status == RunStatus.QUEUED,
-                and_(RunRow.status == RunStatus.RUNNING, RunRow.lease_expires_at < now),
-            ),
-        )
-
     async def fail_abandoned_pinned_runs(self) -> list[str]:
         """End pinned runs whose process died (lease expired) as `failed`: they ran on that process's
         own data, so no other process may resume them, and none may stay `running` forever."""
@@ -494,34 +493,21 @@ class Store:
         row with `FOR UPDATE SKIP LOCKED` so concurrent workers never wait on each other.
         """
         now = self._now()
-        candidates = select(RunRow.id).where(self._claimable(now))
+        pick, claim = fenced.claim_statements(self.dialect == "postgresql", run_id is not None)
+        params: dict[str, Any] = {
+            "claim_now": now,
+            "claim_owner": owner,
+            "claim_expires": now + timedelta(seconds=lease_s),
+        }
         if run_id is not None:
-            candidates = candidates.where(RunRow.id == run_id)
-        candidates = candidates.order_by(RunRow.created_at, RunRow.id).limit(1)
+            params["claim_run"] = run_id
         async with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
-                chosen = (await conn.execute(candidates.with_for_update(skip_locked=True))).scalar()
+                chosen = (await conn.execute(pick, params)).scalar()
                 if chosen is None:
                     return None
-                target: Any = RunRow.id == chosen
-            else:
-                target = RunRow.id == candidates.scalar_subquery()
-            row = (
-                await conn.execute(
-                    update(RUNS)
-                    .where(target, self._claimable(now))
-                    .values(
-                        status=RunStatus.RUNNING,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_s),
-                        attempts=RunRow.attempts + 1,
-                        started_at=func.coalesce(RunRow.started_at, now),
-                        updated_at=now,
-                        event_seq=RunRow.event_seq + 1,
-                    )
-                    .returning(*RUNS.c)
-                )
-            ).first()
+                params["claim_chosen"] = chosen
+            row = (await conn.execute(claim, params)).first()
             if row is None:
                 return None
             claimed = fenced.run_record(row)
@@ -590,9 +576,9 @@ class Store:
                 now=now,
                 expires=now + timedelta(seconds=lease_s),
                 events=1,
-                values={"steps_used": RUNS.c.steps_used + 1},
+                increments={"steps_used": 1},
             )
-            await conn.execute(insert(STEPS).values(step))
+            await conn.execute(fenced.INSERT_STEP, step)
             await fenced.add_events(conn, run_id, lease.first_seq, [("step_started", event)], now)
         await self._notify(run_id)
         return StepRecord.model_validate(step)
@@ -617,10 +603,10 @@ class Store:
                 events=1,
                 values=counters,
             )
+            columns = {**outcome.columns(), "finished_at": now}
             await conn.execute(
-                update(STEPS)
-                .where(STEPS.c.run_id == run_id, STEPS.c.index == index)
-                .values(**outcome.columns(), finished_at=now)
+                fenced.step_update(tuple(columns)),
+                {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}},
             )
             await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
         await self._notify(run_id)
@@ -894,9 +880,10 @@ class Store:
         return ApiKeyRecord.model_validate(row)
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self._sessions() as session:
-            row = await session.get(ApiKeyRow, key_id)
-        return None if row is None else ApiKeyRecord.model_validate(row)
+        """Read on every API request: one Core statement built once, no ORM session."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_GET_API_KEY, {"key_id": key_id})).first()
+        return None if row is None else ApiKeyRecord.model_validate(dict(row._mapping))
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         async with self._sessions() as session:
