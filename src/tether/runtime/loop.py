@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tether.agent.flags import render_instructions, tool_switched_off
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
 from tether.models.tokens import estimate_prompt_tokens
@@ -108,7 +109,8 @@ class RunLoop:
         self.tool_specs: list[ToolSpec] = [
             tool.spec()
             for tool in self.agent.tools.values()
-            if self.config.agent.write_tools_enabled or not tool.is_write
+            if (self.config.agent.write_tools_enabled or not tool.is_write)
+            and not tool_switched_off(run.flags, tool.name)
         ] + [ESCALATE_SPEC]
 
     # -- driving --------------------------------------------------------------------------------
@@ -196,7 +198,8 @@ class RunLoop:
             self.steps = await self.store.list_steps(self.run.id)
             self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.totals.steps_used = len(self.steps)
-        self.messages = [Message(role="system", content=self.agent.instructions)]
+        instructions = render_instructions(self.agent.instructions, self.run.flags)
+        self.messages = [Message(role="system", content=instructions)]
         if self.run.thread_id is not None:
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
                 self.messages.append(Message(role="user", content=earlier.input))
@@ -347,6 +350,9 @@ class RunLoop:
         except ToolArgumentError as exc:
             await self._record_unexecuted(call, str(exc))
             return None
+        if tool_switched_off(self.run.flags, tool.name):
+            await self._record_unexecuted(call, f"{tool.name} is switched off for this run by a feature flag")
+            return None
         if tool.is_write and not self.config.agent.write_tools_enabled:
             await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
             return None
@@ -423,6 +429,7 @@ class RunLoop:
             release_version=self.run.release_version,
             tenant_id=self.run.tenant_id,
             scopes=frozenset(self.run.scopes or ()),
+            flags=self.run.flags or {},
         )
         started = time.monotonic()
         error = ""

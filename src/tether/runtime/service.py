@@ -14,6 +14,7 @@ from tether.runtime.approvals import Decider, decide_approval
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.runtime.submission import NO_DECISION, RunDecider, RunSubject
 from tether.settings import Settings
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunOrigin, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError, Store
@@ -35,6 +36,8 @@ class Runtime:
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
+        self.decide_run: RunDecider | None = None
+        """Feature flags and experiment arm of each new run (`tether.rollout.wiring.install` sets it)."""
 
     async def submit(
         self,
@@ -72,8 +75,14 @@ class Runtime:
             if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
             thread_id = thread.id
+        subject = RunSubject(tenant_id=tenant_id, user_id=user_id, origin=origin, metadata=metadata or {})
+        decision = self.decide_run(subject) if self.decide_run is not None else NO_DECISION
+        if decision.release is not None and decision.release not in (release.version, release.id):
+            release = await self.store.get_release(decision.release)
         return await self.store.create_run(
             release=release,
+            flags=dict(decision.flags) if self.decide_run is not None else None,
+            experiment=decision.experiment,
             user_id=user_id,
             input=input,
             origin=origin,

@@ -60,6 +60,8 @@ from tether.store.tables import (
     ThreadRow,
     WorkerRow,
 )
+from tether.store.experiments import ExperimentStore
+from tether.store.flags import FlagStore
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
 
@@ -163,6 +165,16 @@ class Store:
     def ui_sessions(self) -> UiSessionStore:
         """Server-side dashboard sessions (store/ui_sessions.py)."""
         return UiSessionStore(self._sessions, self._now)
+
+    @property
+    def flags(self) -> FlagStore:
+        """Feature flags and their audit log (store/flags.py)."""
+        return FlagStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def experiments(self) -> ExperimentStore:
+        """A/B experiments and their enrolled runs' outcomes (store/experiments.py)."""
+        return ExperimentStore(self._sessions, self._writes, self._now, self.dialect)
 
     # -- releases -------------------------------------------------------------------------------
 
@@ -281,6 +293,8 @@ class Store:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         new_thread: bool = False,
+        flags: dict[str, bool | str] | None = None,
+        experiment: tuple[str, str] | None = None,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
@@ -297,6 +311,8 @@ class Store:
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
+        row.flags = flags
+        row.experiment, row.experiment_arm = experiment if experiment is not None else (None, None)
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]

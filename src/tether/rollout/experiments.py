@@ -1,0 +1,87 @@
+"""A/B experiments: which arm a production run is enrolled in, and starting or stopping one.
+
+Enrolment and arm are both sticky: a user's enrolment bucket is a hash of (experiment salt,
+tenant, user) and the arm comes from a second hash of the same user, so raising an experiment's
+traffic share adds users without moving anyone between arms. Only production runs (api, cli) are
+enrolled; eval, drill, shadow and canary runs never dilute an experiment. A run belongs to at most
+one experiment: the oldest running experiment that enrols its user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.live import LiveConfig
+from tether.rollout.buckets import bucket
+from tether.runtime.submission import RunSubject
+from tether.store.experiments import EXPERIMENTS_TOPIC
+from tether.store.flag_records import ExperimentArm, ExperimentRecord, ExperimentSpec
+from tether.store.records import PRODUCTION_ORIGINS
+from tether.store.repository import Store
+
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class ExperimentSnapshot:
+    """The running experiments, oldest first, as of one live revision."""
+
+    running: tuple[ExperimentRecord, ...] = ()
+
+    def enrol(self, subject: RunSubject) -> tuple[ExperimentRecord, ExperimentArm] | None:
+        if subject.origin not in PRODUCTION_ORIGINS:
+            return None
+        for experiment in self.running:
+            arm = arm_for(experiment, subject.tenant_id, subject.user_id)
+            if arm is not None:
+                return experiment, arm
+        return None
+
+
+EMPTY_EXPERIMENTS = ExperimentSnapshot()
+
+
+async def load_experiments(store: Store) -> ExperimentSnapshot:
+    running = await store.experiments.list(running_only=True)
+    return ExperimentSnapshot(tuple(sorted(running, key=lambda e: (e.created_at, e.name))))
+
+
+def arm_for(experiment: ExperimentRecord, tenant_id: str, user_id: str) -> ExperimentArm | None:
+    """The arm this user is in, or None when the user is outside the experiment's traffic share."""
+    spec = experiment.spec
+    if bucket(experiment.salt, tenant_id, user_id) >= spec.traffic * BUCKETS / 100:
+        return None
+    point = bucket(experiment.salt + ":arm", tenant_id, user_id) / BUCKETS * sum(a.weight for a in spec.arms)
+    edge = 0.0
+    for arm in spec.arms:
+        edge += arm.weight
+        if point < edge:
+            return arm
+    return spec.arms[-1]
+
+
+async def start_experiment(
+    store: Store, live: LiveConfig, name: str, spec: ExperimentSpec, *, actor: str, reason: str
+) -> ExperimentRecord:
+    """Create a running experiment after checking what its arms name exists."""
+    flags = {flag.name: flag for flag in await store.flags.list()}
+    for arm in spec.arms:
+        if arm.release is not None:
+            await store.get_release(arm.release)  # NotFoundError names the missing release
+        if arm.flag is not None:
+            flag = flags.get(arm.flag)
+            if flag is None:
+                raise ValueError(f"arm {arm.name}: no flag {arm.flag!r}")
+            if arm.value not in flag.spec.variations or type(arm.value) is not type(flag.spec.variations[0]):
+                raise ValueError(f"arm {arm.name}: {arm.value!r} is not a variation of flag {arm.flag}")
+    created = await store.experiments.create(name, spec, actor=actor, reason=reason)
+    await live.changed(EXPERIMENTS_TOPIC)
+    return created
+
+
+async def stop_experiment(
+    store: Store, live: LiveConfig, name: str, *, actor: str, reason: str
+) -> ExperimentRecord:
+    stopped = await store.experiments.stop(name, actor=actor, reason=reason)
+    await live.changed(EXPERIMENTS_TOPIC)
+    return stopped
