@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tether.live import LiveConfig
 from tether.rollout.buckets import bucket
+from tether.rollout.flag_edits import parse_value
 from tether.runtime.submission import RunSubject
 from tether.store.experiments import EXPERIMENTS_TOPIC
 from tether.store.flag_records import ExperimentArm, ExperimentRecord, ExperimentSpec
@@ -65,6 +66,7 @@ async def start_experiment(
 ) -> ExperimentRecord:
     """Create a running experiment after checking what its arms name exists."""
     flags = {flag.name: flag for flag in await store.flags.list()}
+    arms: list[ExperimentArm] = []
     for arm in spec.arms:
         if arm.release is not None:
             await store.get_release(arm.release)  # NotFoundError names the missing release
@@ -72,8 +74,12 @@ async def start_experiment(
             flag = flags.get(arm.flag)
             if flag is None:
                 raise ValueError(f"arm {arm.name}: no flag {arm.flag!r}")
-            if arm.value not in flag.spec.variations or type(arm.value) is not type(flag.spec.variations[0]):
+            value = parse_value(flag.spec.kind, arm.value) if isinstance(arm.value, str) else arm.value
+            if value not in flag.spec.variations or type(value) is not type(flag.spec.variations[0]):
                 raise ValueError(f"arm {arm.name}: {arm.value!r} is not a variation of flag {arm.flag}")
+            arm = arm.model_copy(update={"value": value})
+        arms.append(arm)
+    spec = spec.model_copy(update={"arms": tuple(arms)})
     created = await store.experiments.create(name, spec, actor=actor, reason=reason)
     await live.changed(EXPERIMENTS_TOPIC)
     return created
@@ -85,3 +91,21 @@ async def stop_experiment(
     stopped = await store.experiments.stop(name, actor=actor, reason=reason)
     await live.changed(EXPERIMENTS_TOPIC)
     return stopped
+
+
+def parse_arm(text: str) -> ExperimentArm:
+    """`NAME:WEIGHT:release:VERSION` or `NAME:WEIGHT:flag:FLAG=VALUE` (the CLI's --arm)."""
+    parts = text.split(":", 3)
+    if len(parts) != 4 or parts[2] not in ("release", "flag"):
+        raise ValueError(f"arm {text!r} must look like NAME:WEIGHT:release:VERSION or NAME:WEIGHT:flag:FLAG=VALUE")
+    name, weight, kind, target = parts
+    try:
+        share = float(weight)
+    except ValueError:
+        raise ValueError(f"arm {text!r}: weight {weight!r} is not a number") from None
+    if kind == "release":
+        return ExperimentArm(name=name, weight=share, release=target)
+    flag, sep, value = target.partition("=")
+    if not sep or not flag:
+        raise ValueError(f"arm {text!r}: name the flag and its value as FLAG=VALUE")
+    return ExperimentArm(name=name, weight=share, flag=flag, value=value)

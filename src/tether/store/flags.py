@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tether.store.flag_records import ChangeRecord, FlagRecord, FlagSpec, check_name
 from tether.store.live import bump_revision
+from tether.store.repository import NotFoundError
 from tether.store.tables import FlagChangeRow, FlagRow
 
 FLAGS_TOPIC = "flags"
 
 
-class FlagNotFoundError(LookupError):
+class FlagNotFoundError(NotFoundError):
     """No flag (or experiment) of that name."""
 
 

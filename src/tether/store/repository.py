@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -60,10 +60,12 @@ from tether.store.tables import (
     ThreadRow,
     WorkerRow,
 )
-from tether.store.experiments import ExperimentStore
-from tether.store.flags import FlagStore
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
+
+if TYPE_CHECKING:
+    from tether.store.experiments import ExperimentStore
+    from tether.store.flags import FlagStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -169,11 +171,15 @@ class Store:
     @property
     def flags(self) -> FlagStore:
         """Feature flags and their audit log (store/flags.py)."""
+        from tether.store.flags import FlagStore  # it raises this module's NotFoundError
+
         return FlagStore(self._sessions, self._writes, self._now, self.dialect)
 
     @property
     def experiments(self) -> ExperimentStore:
         """A/B experiments and their enrolled runs' outcomes (store/experiments.py)."""
+        from tether.store.experiments import ExperimentStore
+
         return ExperimentStore(self._sessions, self._writes, self._now, self.dialect)
 
     # -- releases -------------------------------------------------------------------------------
