@@ -50,7 +50,10 @@ def respond(turn):
     return "ok"
 """
 
-PROMPT = "You are a test agent.{% if flags['new-tone'] %} Be cheerful.{% endif %} Style: {{ flags['greeting-style'] }}."
+PROMPT = (
+    "You are a test agent.{% if flags['new-tone'] %} Be cheerful.{% endif %}"
+    " Style: {{ flags['greeting-style'] }}."
+)
 
 
 def flags_project(make_project: ProjectFactory) -> Path:

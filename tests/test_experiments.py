@@ -23,7 +23,9 @@ from tether.store.records import RunOrigin
 from tether.store.repository import Store
 
 
-def experiment(*weights: float, traffic: float = 100.0, metric: str = "success", **extra: object) -> ExperimentRecord:
+def experiment(
+    *weights: float, traffic: float = 100.0, metric: str = "success", **extra: object
+) -> ExperimentRecord:
     arms = [ExperimentArm(name=f"arm{i}", weight=w, flag="f", value=str(i)) for i, w in enumerate(weights)]
     return ExperimentRecord(
         name="exp",
@@ -102,22 +104,29 @@ def test_success_rates_match_the_two_proportion_z_test() -> None:
 
 
 def test_the_sample_size_still_needed_follows_the_power_analysis() -> None:
-    # Cohen's h for 0.5 -> 0.6 is 0.2014; n = ((1.96 + 0.8416) / h)^2 = 193.5 per arm.
-    report = build_report(experiment(1, 1, min_effect=0.1), outcomes("arm0", 25, 50) + outcomes("arm1", 26, 50))
+    # Cohen's h for 0.5 -> 0.6 is 0.2014; two arms: n = 2 * ((1.96 + 0.8416) / h)^2 = 387.1 per arm.
+    report = build_report(
+        experiment(1, 1, min_effect=0.1), outcomes("arm0", 25, 50) + outcomes("arm1", 26, 50)
+    )
     (comparison,) = report.comparisons
-    assert comparison.needed_per_arm == 194
-    assert comparison.still_needed == 144
+    assert comparison.needed_per_arm == 388
+    assert comparison.still_needed == 338
     assert comparison.p_value is not None and comparison.p_value > 0.5
 
 
 def test_cost_uses_welch_t_test_and_an_empty_arm_gives_no_comparison() -> None:
-    cheap = [ArmOutcome(arm="arm0", status="succeeded", cost_usd=0.01 + i * 1e-4, feedback=None) for i in range(30)]
-    dear = [ArmOutcome(arm="arm1", status="succeeded", cost_usd=0.02 + i * 1e-4, feedback=None) for i in range(30)]
+    cheap = [
+        ArmOutcome(arm="arm0", status="succeeded", cost_usd=0.01 + i * 1e-4, feedback=None) for i in range(30)
+    ]
+    dear = [
+        ArmOutcome(arm="arm1", status="succeeded", cost_usd=0.02 + i * 1e-4, feedback=None) for i in range(30)
+    ]
     report = build_report(experiment(1, 1, 1, metric="cost"), cheap + dear)
     first, second = report.comparisons
     assert first.difference == pytest.approx(0.01)
     assert first.p_value is not None and first.p_value < 1e-10
     assert first.ci_low is not None and first.ci_low < 0.01 < (first.ci_high or 0)
+    assert first.needed_per_arm == 2 and first.still_needed == 0  # a huge effect: the minimum
     assert second.arm == "arm2" and second.difference is None and second.p_value is None
     assert report.arms[2].runs == 0 and report.arms[2].estimate is None
 
@@ -129,9 +138,19 @@ def test_an_experiment_of_flag_variations_end_to_end(cli: Cli, make_project: Pro
     project = flags_project(make_project)
     set_flag(cli, project, "greeting-style", "--kind", "string", "--variations", "plain,warm", "--on")
     created = cli.json(
-        "experiment", "create", "tone-test", "--arm", "control:1:flag:greeting-style=plain",
-        "--arm", "warm:1:flag:greeting-style=warm", "--metric", "success", "--reason", "try warm",
-        "--project", project,
+        "experiment",
+        "create",
+        "tone-test",
+        "--arm",
+        "control:1:flag:greeting-style=plain",
+        "--arm",
+        "warm:1:flag:greeting-style=warm",
+        "--metric",
+        "success",
+        "--reason",
+        "try warm",
+        "--project",
+        project,
     )
     assert created["status"] == "running" and len(created["spec"]["arms"]) == 2
 
@@ -160,11 +179,35 @@ def test_an_experiment_of_flag_variations_end_to_end(cli: Cli, make_project: Pro
     after = run(cli, project, "greet", user="user-3")
     assert after["experiment"] is None and after["flags"]["greeting-style"] == "plain"
 
-    dup = cli("experiment", "create", "tone-test", "--arm", "a:1:flag:greeting-style=plain",
-              "--arm", "b:1:flag:greeting-style=warm", "--reason", "again", "--project", project, expect=2)
+    dup = cli(
+        "experiment",
+        "create",
+        "tone-test",
+        "--arm",
+        "a:1:flag:greeting-style=plain",
+        "--arm",
+        "b:1:flag:greeting-style=warm",
+        "--reason",
+        "again",
+        "--project",
+        project,
+        expect=2,
+    )
     assert "already exists" in dup.stderr
-    bad = cli("experiment", "create", "x", "--arm", "a:1:flag:greeting-style=loud",
-              "--arm", "b:1:flag:greeting-style=warm", "--reason", "r", "--project", project, expect=2)
+    bad = cli(
+        "experiment",
+        "create",
+        "x",
+        "--arm",
+        "a:1:flag:greeting-style=loud",
+        "--arm",
+        "b:1:flag:greeting-style=warm",
+        "--reason",
+        "r",
+        "--project",
+        project,
+        expect=2,
+    )
     assert "not a variation" in bad.stderr
 
 
@@ -180,10 +223,17 @@ async def test_eval_runs_get_flags_but_are_never_enrolled(make_project: ProjectF
         install(runtime)
         await store.flags.put("new-tone", FlagSpec(enabled=True, default=True), actor="t", reason="r")
         await start_experiment(
-            store, runtime.live, "e",
-            ExperimentSpec(arms=(ExperimentArm(name="a", weight=1, flag="new-tone", value=False),
-                                 ExperimentArm(name="b", weight=1, flag="new-tone", value=False))),
-            actor="t", reason="r",
+            store,
+            runtime.live,
+            "e",
+            ExperimentSpec(
+                arms=(
+                    ExperimentArm(name="a", weight=1, flag="new-tone", value=False),
+                    ExperimentArm(name="b", weight=1, flag="new-tone", value=False),
+                )
+            ),
+            actor="t",
+            reason="r",
         )
         release = await working_copy_release(store, project)
         production = await runtime.submit(release, user_id="u", input="prompt", origin=RunOrigin.API)

@@ -123,7 +123,9 @@ async def test_every_change_is_audited_with_its_live_revision() -> None:
         flags = store.flags
         created = await flags.put("beta", FlagSpec(), actor="ann", reason="new")
         assert created.version == 1
-        changed = await flags.put("beta", FlagSpec(enabled=True), actor="bob", reason="launch", action="switch")
+        changed = await flags.put(
+            "beta", FlagSpec(enabled=True), actor="bob", reason="launch", action="switch"
+        )
         assert changed.version == 2 and changed.spec.enabled
         with pytest.raises(ValueError, match="changed meanwhile"):
             await flags.put("beta", FlagSpec(), actor="cy", reason="stale", expected_version=1)
@@ -160,7 +162,19 @@ def test_a_run_records_its_flags_and_its_prompt_and_tools_honour_them(
 
     set_flag(cli, project, "new-tone", "--on", "--default", "true")
     set_flag(cli, project, "greeting-style", "--kind", "string", "--variations", "plain,warm", "--on")
-    cli("flags", "target", "greeting-style", "--value", "warm", "--user", "vip", "--reason", "t", "--project", project)
+    cli(
+        "flags",
+        "target",
+        "greeting-style",
+        "--value",
+        "warm",
+        "--user",
+        "vip",
+        "--reason",
+        "t",
+        "--project",
+        project,
+    )
 
     plain = run(cli, project, "prompt")
     assert plain["flags"] == {"new-tone": True, "greeting-style": "plain"}
@@ -175,7 +189,19 @@ def test_a_run_records_its_flags_and_its_prompt_and_tools_honour_them(
 def test_a_flag_switches_a_tool_off_for_a_segment(cli: Cli, make_project: ProjectFactory) -> None:
     project = flags_project(make_project)
     set_flag(cli, project, "tool.refund", "--on", "--default", "true")
-    cli("flags", "target", "tool.refund", "--value", "false", "--user", "blocked", "--reason", "t", "--project", project)
+    cli(
+        "flags",
+        "target",
+        "tool.refund",
+        "--value",
+        "false",
+        "--user",
+        "blocked",
+        "--reason",
+        "t",
+        "--project",
+        project,
+    )
 
     assert run(cli, project, "tools")["output"] == "TOOLS:escalate_to_human,greet,refund"
     assert run(cli, project, "tools", user="blocked")["output"] == "TOOLS:escalate_to_human,greet"
@@ -200,18 +226,39 @@ def test_flags_are_decided_once_at_submission(cli: Cli, make_project: ProjectFac
 def test_the_cli_shows_lists_explains_and_refuses_bad_input(cli: Cli, make_project: ProjectFactory) -> None:
     project = flags_project(make_project)
     set_flag(cli, project, "checkout", "--description", "new checkout")
-    cli("flags", "target", "checkout", "--value", "true", "--percent", "50", "--attr", "plan=pro", "--reason", "t", "--project", project)
+    cli(
+        "flags",
+        "target",
+        "checkout",
+        "--value",
+        "true",
+        "--percent",
+        "50",
+        "--attr",
+        "plan=pro",
+        "--reason",
+        "t",
+        "--project",
+        project,
+    )
     cli("flags", "set", "checkout", "--on", "--reason", "go", "--by", "ann", "--project", project)
     listed = cli.json("flags", "list", "--project", project)
     assert [(f["name"], f["spec"]["enabled"], f["version"]) for f in listed] == [("checkout", True, 3)]
     shown = cli.json("flags", "show", "checkout", "--user", "u9", "--attr", "plan=free", "--project", project)
-    assert shown["evaluation"] == {"user": "u9", "tenant": "default", "value": False, "why": "no rule matched: default"}
+    assert shown["evaluation"] == {
+        "user": "u9",
+        "tenant": "default",
+        "value": False,
+        "why": "no rule matched: default",
+    }
     assert [h["action"] for h in shown["history"]] == ["switch", "target", "create"]
     assert shown["history"][0]["actor"] == "ann" and shown["history"][0]["reason"] == "go"
     text = cli("flags", "show", "checkout", "--project", project).stdout
     assert "rule 1: plan in pro (50%) -> true" in text
 
-    bad = cli("flags", "target", "checkout", "--value", "maybe", "--reason", "t", "--project", project, expect=2)
+    bad = cli(
+        "flags", "target", "checkout", "--value", "maybe", "--reason", "t", "--project", project, expect=2
+    )
     assert "not a bool flag value" in bad.stderr
     missing = cli("flags", "show", "nope", "--project", project, expect=2)
     assert "no flag 'nope'" in missing.stderr

@@ -31,7 +31,9 @@ def project(make_project: ProjectFactory, cli: Cli) -> Path:
 
 @contextmanager
 def serve(project: Path) -> Iterator[TestClient]:
-    options = ServiceOptions(project=project, release="v1", embedded_worker_concurrency=1, settings=Settings())
+    options = ServiceOptions(
+        project=project, release="v1", embedded_worker_concurrency=1, settings=Settings()
+    )
     with TestClient(create_app(options), follow_redirects=False) as client:
         yield client
 
@@ -64,7 +66,10 @@ def test_reads_need_runs_read_and_changes_need_operator(project: Path) -> None:
         one = client.get("/v1/flags/new-tone", headers=auth(reader)).json()
         assert one["history"][0]["action"] == "create"
         assert one["history"][0]["reason"] == "launch" and one["history"][0]["revision"] >= 1
-        assert client.delete("/v1/flags/new-tone", headers=auth(reader), params={"reason": "x"}).status_code == 403
+        assert (
+            client.delete("/v1/flags/new-tone", headers=auth(reader), params={"reason": "x"}).status_code
+            == 403
+        )
 
 
 def test_bad_changes_get_clear_errors(project: Path) -> None:
@@ -79,7 +84,9 @@ def test_bad_changes_get_clear_errors(project: Path) -> None:
         bad_name = client.put("/v1/flags/Bad%20Name", json={"spec": SPEC, "reason": "r"}, headers=headers)
         assert bad_name.status_code == 400 and "must be 1-100 characters" in bad_name.json()["detail"]
         client.put("/v1/flags/x", json={"spec": SPEC, "reason": "r"}, headers=headers)
-        stale = client.put("/v1/flags/x", json={"spec": SPEC, "reason": "r", "expected_version": 0}, headers=headers)
+        stale = client.put(
+            "/v1/flags/x", json={"spec": SPEC, "reason": "r", "expected_version": 0}, headers=headers
+        )
         assert stale.status_code == 409 and "changed meanwhile" in stale.json()["detail"]
         assert client.get("/v1/flags/nope", headers=headers).status_code == 404
         missing = client.post("/v1/flags/nope/switch", json={"enabled": True, "reason": "r"}, headers=headers)
@@ -124,9 +131,17 @@ def test_experiments_over_http(project: Path) -> None:
         created = client.post("/v1/experiments", json=body, headers=auth(operator))
         assert created.status_code == 201, created.text
         assert client.post("/v1/experiments", json=body, headers=auth(operator)).status_code == 409
-        bad_release = {"name": "r", "spec": {**spec, "arms": [{"name": "a", "weight": 1, "release": "nope"},
-                                                              {"name": "b", "weight": 1, "release": "v1"}]},
-                       "reason": "r"}
+        bad_release = {
+            "name": "r",
+            "spec": {
+                **spec,
+                "arms": [
+                    {"name": "a", "weight": 1, "release": "nope"},
+                    {"name": "b", "weight": 1, "release": "v1"},
+                ],
+            },
+            "reason": "r",
+        }
         refused = client.post("/v1/experiments", json=bad_release, headers=auth(operator))
         assert refused.status_code == 400 and "nope" in refused.json()["detail"]
         run = run_now(client, app, "prompt")
@@ -150,7 +165,9 @@ def test_the_dashboard_switch_needs_operator_csrf_and_a_reason(project: Path) ->
         login(client, reader, "/ui/flags")
         page = client.get("/ui/flags")
         assert page.status_code == 200 and "new-tone" in page.text and "flag-switch" not in page.text
-        refused = client.post("/ui/flags/new-tone/switch", data={"csrf": csrf_from(page.text), "enabled": "off", "reason": "x"})
+        refused = client.post(
+            "/ui/flags/new-tone/switch", data={"csrf": csrf_from(page.text), "enabled": "off", "reason": "x"}
+        )
         assert refused.status_code == 403 and "operator" in refused.text
         client.cookies.clear()
 
@@ -158,11 +175,17 @@ def test_the_dashboard_switch_needs_operator_csrf_and_a_reason(project: Path) ->
         page = client.get("/ui/flags")
         token = csrf_from(page.text)
         assert 'class="decide flag-switch"' in page.text
-        forged = client.post("/ui/flags/new-tone/switch", data={"csrf": "x" * 64, "enabled": "off", "reason": "x"})
+        forged = client.post(
+            "/ui/flags/new-tone/switch", data={"csrf": "x" * 64, "enabled": "off", "reason": "x"}
+        )
         assert forged.status_code == 403
-        no_reason = client.post("/ui/flags/new-tone/switch", data={"csrf": token, "enabled": "off", "reason": " "})
+        no_reason = client.post(
+            "/ui/flags/new-tone/switch", data={"csrf": token, "enabled": "off", "reason": " "}
+        )
         assert no_reason.status_code == 400
-        done = client.post("/ui/flags/new-tone/switch", data={"csrf": token, "enabled": "off", "reason": "incident 7"})
+        done = client.post(
+            "/ui/flags/new-tone/switch", data={"csrf": token, "enabled": "off", "reason": "incident 7"}
+        )
         assert done.status_code == 303 and done.headers["location"] == "/ui/flags?changed=new-tone"
         detail = client.get("/ui/flags/new-tone").text
         assert re.search(r'id="flag-state"[^>]*>off<', detail)
@@ -175,9 +198,15 @@ def test_the_run_page_and_the_experiment_view_show_flags_and_arms(project: Path)
     operator = issue("ops", "default", ["operator", "runs:read"])
     with serve(project) as client:
         client.put("/v1/flags/new-tone", json={"spec": SPEC, "reason": "r"}, headers=auth(operator))
-        spec = {"arms": [{"name": "on", "weight": 1, "flag": "new-tone", "value": True},
-                         {"name": "off", "weight": 1, "flag": "new-tone", "value": False}]}
-        client.post("/v1/experiments", json={"name": "tone", "spec": spec, "reason": "r"}, headers=auth(operator))
+        spec = {
+            "arms": [
+                {"name": "on", "weight": 1, "flag": "new-tone", "value": True},
+                {"name": "off", "weight": 1, "flag": "new-tone", "value": False},
+            ]
+        }
+        client.post(
+            "/v1/experiments", json={"name": "tone", "spec": spec, "reason": "r"}, headers=auth(operator)
+        )
         run = run_now(client, app, "prompt")
         login(client, operator, f"/ui/runs/{run['run_id']}")
         page = client.get(f"/ui/runs/{run['run_id']}").text

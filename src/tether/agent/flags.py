@@ -46,4 +46,3 @@ def render_instructions(text: str, flags: Mapping[str, FlagValue] | None) -> str
         return _ENV.from_string(text).render(flags=_Flags(flags or {}))
     except TemplateError as exc:
         raise ValueError(f"the prompt template cannot be rendered with the run's flags: {exc}") from exc
-

@@ -10,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, open_session, out, print_table, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from tether.rollout.experiment_report import ExperimentReport
@@ -59,11 +67,16 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def print_report(report: ExperimentReport) -> None:
-    out.print(f"[bold]{escape(report.experiment)}[/bold] ({report.status}): {report.metric_label}", highlight=False)
+    out.print(
+        f"[bold]{escape(report.experiment)}[/bold] ({report.status}): {report.metric_label}", highlight=False
+    )
     arms = Table("arm", "runs", "estimate", "95% CI")
     for arm in report.arms:
         arms.add_row(
-            escape(arm.arm), str(arm.runs), _number(arm.estimate), f"[{_number(arm.ci_low)}, {_number(arm.ci_high)}]"
+            escape(arm.arm),
+            str(arm.runs),
+            _number(arm.estimate),
+            f"[{_number(arm.ci_low)}, {_number(arm.ci_high)}]",
         )
     print_table(arms)
     comparisons = Table("arm vs control", "difference", "95% CI", "p-value", "needed per arm", "still needed")
@@ -89,7 +102,8 @@ def experiment_create(
         typer.Option(
             "--arm",
             metavar="ARM",
-            help="NAME:WEIGHT:release:VERSION or NAME:WEIGHT:flag:FLAG=VALUE (two or more; the first is control).",
+            help="NAME:WEIGHT:release:VERSION or NAME:WEIGHT:flag:FLAG=VALUE "
+            "(two or more; the first is control).",
         ),
     ],
     metric: Annotated[str, typer.Option(help="success, feedback or cost (per run).")] = "success",
@@ -135,7 +149,7 @@ def experiment_list(project: ProjectOption = Path("."), as_json: JsonOption = Fa
 
     async def body() -> None:
         async with open_session(project.resolve()) as session:
-            experiments = await session.store.experiments.list()
+            experiments = await session.store.experiments.all()
         if as_json:
             dump_json([e.model_dump(mode="json") for e in experiments])
             return

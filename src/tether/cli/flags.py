@@ -11,7 +11,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, fail, open_session, out, print_table, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    fail,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from tether.cli.common import Session
@@ -36,7 +45,9 @@ def show_value(value: object) -> str:
     return json.dumps(value)
 
 
-async def save(session: Session, name: str, spec: FlagSpec, *, by: str, reason: str, action: str) -> FlagRecord:
+async def save(
+    session: Session, name: str, spec: FlagSpec, *, by: str, reason: str, action: str
+) -> FlagRecord:
     from tether.rollout.flag_edits import save_flag
 
     return await save_flag(
@@ -47,7 +58,9 @@ async def save(session: Session, name: str, spec: FlagSpec, *, by: str, reason: 
 def print_flag(flag: FlagRecord) -> None:
     spec = flag.spec
     state = "[green]on[/green]" if spec.enabled else "[dim]off[/dim]"
-    out.print(f"[bold]{escape(flag.name)}[/bold] ({spec.kind}) {state} · version {flag.version}", highlight=False)
+    out.print(
+        f"[bold]{escape(flag.name)}[/bold] ({spec.kind}) {state} · version {flag.version}", highlight=False
+    )
     if spec.description:
         out.print(escape(spec.description), highlight=False)
     out.print(f"variations: {', '.join(show_value(v) for v in spec.variations)}", highlight=False)
@@ -62,7 +75,7 @@ def flags_list(project: ProjectOption = Path("."), as_json: JsonOption = False) 
 
     async def body() -> None:
         async with open_session(project.resolve()) as session:
-            flags = await session.store.flags.list()
+            flags = await session.store.flags.all()
         if as_json:
             dump_json([f.model_dump(mode="json") for f in flags])
             return
@@ -120,7 +133,9 @@ def flags_show(
             return
         print_flag(flag)
         if decided is not None:
-            out.print(f"\n{escape(user or '')}@{escape(tenant)} gets {show_value(decided[0])}: {escape(decided[1])}")
+            out.print(
+                f"\n{escape(user or '')}@{escape(tenant)} gets {show_value(decided[0])}: {escape(decided[1])}"
+            )
         table = Table("revision", "when", "action", "by", "reason")
         for change in history:
             table.add_row(
@@ -145,7 +160,9 @@ def flags_set(
     variations: Annotated[
         str | None, typer.Option(help="A string flag's values, comma-separated (new flags only).")
     ] = None,
-    default: Annotated[str | None, typer.Option(help="What the flag serves when on and no rule matches.")] = None,
+    default: Annotated[
+        str | None, typer.Option(help="What the flag serves when on and no rule matches.")
+    ] = None,
     off_value: Annotated[str | None, typer.Option("--off-value", help="What it serves when off.")] = None,
     description: Annotated[str | None, typer.Option(help="What the flag is for.")] = None,
     by: ByOption = "",
@@ -195,7 +212,9 @@ def flags_target(
     name: Annotated[str, typer.Argument()],
     reason: ReasonOption,
     value: Annotated[str | None, typer.Option(help="What the matching runs get.")] = None,
-    tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Match these tenants (repeatable).")] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option("--tenant", help="Match these tenants (repeatable).")
+    ] = None,
     user: Annotated[list[str] | None, typer.Option("--user", help="Match these users (repeatable).")] = None,
     attr: Annotated[
         list[str] | None,
@@ -204,7 +223,9 @@ def flags_target(
     percent: Annotated[
         float, typer.Option(min=0, max=100, help="Sticky share of the matching users (by bucket).")
     ] = 100.0,
-    remove: Annotated[int | None, typer.Option(help="Remove rule N instead (numbers from `flags show`).")] = None,
+    remove: Annotated[
+        int | None, typer.Option(help="Remove rule N instead (numbers from `flags show`).")
+    ] = None,
     clear: Annotated[bool, typer.Option(help="Remove every rule instead.")] = False,
     by: ByOption = "",
     project: ProjectOption = Path("."),

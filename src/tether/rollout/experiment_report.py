@@ -10,6 +10,7 @@ They are imported inside the functions: `tether` commands that never report star
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -104,6 +105,20 @@ def _estimate(arm: str, values: list[float], metric: ExperimentMetric) -> ArmEst
     return ArmEstimate(arm, n, mean, _finite(low), _finite(high))
 
 
+def _solve(analysis: Any, effect_size: float) -> float | None:
+    """Runs per arm for 80% power at alpha 0.05; None with no effect to detect.
+
+    An effect so large that fewer than two runs would do makes the solver give up (it warns and
+    returns nan): two runs per arm is the least any comparison here can use.
+    """
+    if effect_size <= 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        needed = _finite(analysis.solve_power(effect_size=effect_size, alpha=ALPHA, power=POWER))
+    return max(needed, 2.0) if needed is not None else 2.0
+
+
 def _proportions(arm: list[float], control: list[float], min_effect: float | None) -> tuple[Any, ...]:
     from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import (
@@ -120,7 +135,7 @@ def _proportions(arm: list[float], control: list[float], min_effect: float | Non
     effect = min_effect if min_effect is not None else abs(difference)
     target = p0 + effect if p0 + effect <= 1 else max(p0 - effect, 0.0)
     size = abs(proportion_effectsize(target, p0))
-    needed = NormalIndPower().solve_power(effect_size=size, alpha=ALPHA, power=POWER) if size > 0 else None
+    needed = _solve(NormalIndPower(), size)
     return difference, low, high, p_value, needed, effect
 
 
@@ -135,9 +150,7 @@ def _means(arm: list[float], control: list[float], min_effect: float | None) -> 
     interval = result.confidence_interval(confidence_level=1 - ALPHA)
     pooled = math.sqrt((stats.tvar(arm) + stats.tvar(control)) / 2)
     effect = min_effect if min_effect is not None else abs(difference)
-    needed = None
-    if pooled > 0 and effect > 0:
-        needed = TTestIndPower().solve_power(effect_size=effect / pooled, alpha=ALPHA, power=POWER)
+    needed = _solve(TTestIndPower(), effect / pooled) if pooled > 0 else None
     return difference, interval.low, interval.high, result.pvalue, needed, effect
 
 

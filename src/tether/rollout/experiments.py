@@ -43,7 +43,7 @@ EMPTY_EXPERIMENTS = ExperimentSnapshot()
 
 
 async def load_experiments(store: Store) -> ExperimentSnapshot:
-    running = await store.experiments.list(running_only=True)
+    running = await store.experiments.all(running_only=True)
     return ExperimentSnapshot(tuple(sorted(running, key=lambda e: (e.created_at, e.name))))
 
 
@@ -65,7 +65,7 @@ async def start_experiment(
     store: Store, live: LiveConfig, name: str, spec: ExperimentSpec, *, actor: str, reason: str
 ) -> ExperimentRecord:
     """Create a running experiment after checking what its arms name exists."""
-    flags = {flag.name: flag for flag in await store.flags.list()}
+    flags = {flag.name: flag for flag in await store.flags.all()}
     arms: list[ExperimentArm] = []
     for arm in spec.arms:
         if arm.release is not None:
@@ -97,7 +97,9 @@ def parse_arm(text: str) -> ExperimentArm:
     """`NAME:WEIGHT:release:VERSION` or `NAME:WEIGHT:flag:FLAG=VALUE` (the CLI's --arm)."""
     parts = text.split(":", 3)
     if len(parts) != 4 or parts[2] not in ("release", "flag"):
-        raise ValueError(f"arm {text!r} must look like NAME:WEIGHT:release:VERSION or NAME:WEIGHT:flag:FLAG=VALUE")
+        raise ValueError(
+            f"arm {text!r} must look like NAME:WEIGHT:release:VERSION or NAME:WEIGHT:flag:FLAG=VALUE"
+        )
     name, weight, kind, target = parts
     try:
         share = float(weight)

@@ -36,7 +36,7 @@ EMPTY_FLAGS = FlagSnapshot()
 
 
 async def load_flags(store: Store) -> FlagSnapshot:
-    return FlagSnapshot(tuple(await store.flags.list()))
+    return FlagSnapshot(tuple(await store.flags.all()))
 
 
 def flag_salt(name: str) -> str:

@@ -76,7 +76,10 @@ class Runtime:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
             thread_id = thread.id
         subject = RunSubject(tenant_id=tenant_id, user_id=user_id, origin=origin, metadata=metadata or {})
-        decision = self.decide_run(subject) if self.decide_run is not None else NO_DECISION
+        decision = NO_DECISION
+        if self.decide_run is not None:
+            await self.live.ready()  # idempotent: the first submission of a process loads the snapshots
+            decision = self.decide_run(subject)
         if decision.release is not None and decision.release not in (release.version, release.id):
             release = await self.store.get_release(decision.release)
         return await self.store.create_run(

@@ -49,7 +49,7 @@ class ExperimentStore:
         self._now = clock
         self._lock = dialect == "postgresql"
 
-    async def list(self, *, running_only: bool = False) -> list[ExperimentRecord]:
+    async def all(self, *, running_only: bool = False) -> list[ExperimentRecord]:
         query = select(ExperimentRow).order_by(ExperimentRow.created_at.desc(), ExperimentRow.name)
         if running_only:
             query = query.where(ExperimentRow.status == "running")
@@ -95,7 +95,9 @@ class ExperimentStore:
                     at=now,
                 )
         except IntegrityError:
-            raise ValueError(f"an experiment named {name!r} already exists (names are never reused)") from None
+            raise ValueError(
+                f"an experiment named {name!r} already exists (names are never reused)"
+            ) from None
         return experiment_record(row)
 
     async def stop(self, name: str, *, actor: str, reason: str) -> ExperimentRecord:

@@ -89,7 +89,7 @@ class FlagStore:
         self._now = clock
         self._lock = dialect == "postgresql"
 
-    async def list(self) -> list[FlagRecord]:
+    async def all(self) -> list[FlagRecord]:
         async with self._sessions() as session:
             rows = (await session.scalars(select(FlagRow).order_by(FlagRow.name))).all()
         return [flag_record(row) for row in rows]

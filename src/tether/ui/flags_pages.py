@@ -28,7 +28,7 @@ Operator = Annotated[Session, Depends(needs("operator"))]
 
 @router.get("/flags", response_class=HTMLResponse)
 async def flags(request: Request, state: State, session: Reader, changed: str | None = None) -> HTMLResponse:
-    records = await state.store.flags.list()
+    records = await state.store.flags.all()
     return render(
         request,
         "flags.html",
@@ -82,7 +82,7 @@ async def switch(name: str, request: Request, state: State, session: Operator) -
 
 @router.get("/experiments", response_class=HTMLResponse)
 async def experiments(request: Request, state: State, session: Reader) -> HTMLResponse:
-    records = await state.store.experiments.list()
+    records = await state.store.experiments.all()
     return render(request, "experiments.html", {"experiments": records}, session=session)
 
 

@@ -42,7 +42,7 @@ class StopExperiment(BaseModel):
 @router.get("", response_model=list[ExperimentRecord], responses=_ERRORS)
 async def list_experiments(state: State, caller: Reader) -> list[ExperimentRecord]:
     """Experiments, newest first."""
-    return await state.store.experiments.list()
+    return await state.store.experiments.all()
 
 
 @router.post("", status_code=201, response_model=ExperimentRecord, responses=_ERRORS)
@@ -51,7 +51,12 @@ async def create_experiment(body: CreateExperiment, state: State, caller: Operat
     try:
         check_name(body.name, "experiment")
         return await start_experiment(
-            state.store, state.runtime.live, body.name, body.spec, actor=changed_by(caller), reason=body.reason
+            state.store,
+            state.runtime.live,
+            body.name,
+            body.spec,
+            actor=changed_by(caller),
+            reason=body.reason,
         )
     except NotFoundError as exc:  # an arm names a release that does not exist
         raise HTTPException(400, str(exc)) from None
@@ -70,7 +75,9 @@ async def get_experiment(name: str, state: State, caller: Reader) -> ExperimentO
 async def stop(name: str, body: StopExperiment, state: State, caller: Operator) -> ExperimentRecord:
     """Stop enrolling; enrolled runs keep their arm."""
     try:
-        return await stop_experiment(state.store, state.runtime.live, name, actor=changed_by(caller), reason=body.reason)
+        return await stop_experiment(
+            state.store, state.runtime.live, name, actor=changed_by(caller), reason=body.reason
+        )
     except FlagNotFoundError:
         raise
     except ValueError as exc:

@@ -50,7 +50,7 @@ def changed_by(caller: Caller) -> str:
 @router.get("", response_model=list[FlagRecord], responses=_ERRORS)
 async def list_flags(state: State, caller: Reader) -> list[FlagRecord]:
     """Every flag's current definition."""
-    return await state.store.flags.list()
+    return await state.store.flags.all()
 
 
 @router.get("/{name}", response_model=FlagOut, responses=_ERRORS)
