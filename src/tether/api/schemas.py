@@ -124,6 +124,11 @@ class RunOut(BaseModel):
         description="The final answer stopped at the model's output-token limit (the run still succeeded).",
     )
     metadata: dict[str, Any]
+    flags: dict[str, bool | str] | None = Field(
+        default=None, description="Feature flags evaluated when the run was submitted (docs/flags.md)."
+    )
+    experiment: str | None = Field(default=None, description="The A/B experiment the run is enrolled in.")
+    experiment_arm: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
