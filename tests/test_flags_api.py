@@ -14,6 +14,7 @@ from conftest import Cli, ProjectFactory
 from fastapi.testclient import TestClient
 from flags_helpers import flags_project
 from test_ui_pages import issue, login
+from timing import wait_until
 from ui_helpers import csrf_from
 
 from tether.api.app import ServiceOptions, create_app
@@ -216,3 +217,27 @@ def test_the_run_page_and_the_experiment_view_show_flags_and_arms(project: Path)
         assert view.status_code == 200 and "success rate" in view.text and 'id="comparisons"' in view.text
         assert "tone" in client.get("/ui/experiments").text
         assert client.get("/ui/experiments/nope").status_code == 404
+
+
+def test_a_change_made_elsewhere_reaches_a_running_api_without_a_restart(project: Path, cli: Cli) -> None:
+    app = issue("app", "default", ["runs:write", "runs:read"])
+    with serve(project) as client:
+        assert run_now(client, app, "prompt")["flags"] == {}
+        # Another process (the CLI, on the same database) changes the flags; the API's live config
+        # notices at its next revision check.
+        cli(
+            "flags",
+            "set",
+            "new-tone",
+            "--on",
+            "--default",
+            "true",
+            "--reason",
+            "launch",
+            "--project",
+            project,
+        )
+        live = client.app.state.tether.runtime.live.get("flags")  # type: ignore[attr-defined]
+        wait_until(lambda: live.current.flags or None, message="the API sees the new flag")
+        changed = run_now(client, app, "prompt")
+        assert changed["flags"] == {"new-tone": True} and "Be cheerful" in changed["output"]
