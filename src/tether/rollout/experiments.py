@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.live import LiveConfig
-from tether.rollout.buckets import bucket
+from tether.rollout.buckets import BUCKETS, bucket
 from tether.rollout.flag_edits import parse_value
 from tether.runtime.submission import RunSubject
 from tether.store.experiments import EXPERIMENTS_TOPIC
 from tether.store.flag_records import ExperimentArm, ExperimentRecord, ExperimentSpec
 from tether.store.records import PRODUCTION_ORIGINS
 from tether.store.repository import Store
-
-BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ async def load_experiments(store: Store) -> ExperimentSnapshot:
 def arm_for(experiment: ExperimentRecord, tenant_id: str, user_id: str) -> ExperimentArm | None:
     """The arm this user is in, or None when the user is outside the experiment's traffic share."""
     spec = experiment.spec
-    if bucket(experiment.salt, tenant_id, user_id) >= spec.traffic * BUCKETS / 100:
+    if bucket(experiment.salt, tenant_id, user_id) >= round(spec.traffic * BUCKETS / 100):
         return None
     point = bucket(experiment.salt + ":arm", tenant_id, user_id) / BUCKETS * sum(a.weight for a in spec.arms)
     edge = 0.0

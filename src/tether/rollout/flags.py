@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tether.rollout.buckets import bucket
+from tether.rollout.buckets import BUCKETS, bucket
 from tether.runtime.submission import FlagValue, RunSubject
 from tether.store.flag_records import FlagRecord, FlagRule, FlagSpec
 from tether.store.flags import FLAGS_TOPIC
 from tether.store.repository import Store
 
 __all__ = ["FLAGS_TOPIC", "FlagSnapshot", "evaluate", "explain", "load_flags"]
-
-BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,18 +52,30 @@ def _matches(rule: FlagRule, name: str, subject: RunSubject) -> bool:
             return False
     if rule.percentage >= 100:
         return True
-    return bucket(flag_salt(name), subject.tenant_id, subject.user_id) < rule.percentage * BUCKETS / 100
+    # The same cut as canaries (`buckets.in_percent`): hundredths of a percent are honoured.
+    return bucket(flag_salt(name), subject.tenant_id, subject.user_id) < round(
+        rule.percentage * BUCKETS / 100
+    )
+
+
+def _decide(spec: FlagSpec, name: str, subject: RunSubject) -> tuple[FlagValue, int | None]:
+    """The value, and the number of the rule that gave it (None: off or default)."""
+    if not spec.enabled:
+        return spec.off, None
+    for index, rule in enumerate(spec.rules):
+        if _matches(rule, name, subject):
+            return rule.value, index
+    return spec.default, None
+
+
+def evaluate(spec: FlagSpec, name: str, subject: RunSubject) -> FlagValue:
+    """The value this flag serves this subject (the submission path: no explanation is built)."""
+    return _decide(spec, name, subject)[0]
 
 
 def explain(spec: FlagSpec, name: str, subject: RunSubject) -> tuple[FlagValue, str]:
     """The value this flag serves this subject, and why (for `tether flags show --user`)."""
-    if not spec.enabled:
-        return spec.off, "the flag is off"
-    for index, rule in enumerate(spec.rules):
-        if _matches(rule, name, subject):
-            return rule.value, f"rule {index + 1}: {rule.describe()}"
-    return spec.default, "no rule matched: default"
-
-
-def evaluate(spec: FlagSpec, name: str, subject: RunSubject) -> FlagValue:
-    return explain(spec, name, subject)[0]
+    value, index = _decide(spec, name, subject)
+    if index is not None:
+        return value, f"rule {index + 1}: {spec.rules[index].describe()}"
+    return value, "the flag is off" if not spec.enabled else "no rule matched: default"
