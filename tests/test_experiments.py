@@ -242,3 +242,43 @@ async def test_eval_runs_get_flags_but_are_never_enrolled(make_project: ProjectF
         assert (evaluation.experiment, evaluation.flags) == (None, {"new-tone": True})
     finally:
         await store.close()
+
+
+async def test_outcomes_count_finished_production_runs_with_their_mean_feedback(store: Store) -> None:
+    from conftest import bare_release
+
+    from tether.store.records import RunStatus, RunTotals
+
+    release = await bare_release(store)
+    spec = ExperimentSpec(
+        arms=(ExperimentArm(name="a", weight=1, release="x"), ExperimentArm(name="b", weight=1, release="y"))
+    )
+    await store.experiments.create("exp", spec, actor="t", reason="r")
+    made = []
+    for arm, origin in (
+        ("a", RunOrigin.API),
+        ("a", RunOrigin.API),
+        ("b", RunOrigin.CLI),
+        ("b", RunOrigin.EVAL),
+    ):
+        made.append(
+            await store.create_run(
+                release=release,
+                user_id="u",
+                input="x",
+                origin=origin,
+                experiment=("exp", arm),
+                lease=("me", 60),
+            )
+        )
+    statuses = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
+    for stored, status in zip(made, statuses, strict=True):  # the eval run is finished too, and left out
+        await store.finish_run(stored.id, "me", 60, status=status, totals=RunTotals(estimated_cost_usd=0.5))
+    await store.add_feedback(made[0].id, user_id="u", score=1, comment=None)
+    await store.add_feedback(made[0].id, user_id="u", score=-1, comment=None)
+    found = sorted(await store.experiments.outcomes("exp"), key=lambda o: (o.arm, o.status))
+    assert [(o.arm, o.status, o.cost_usd, o.feedback) for o in found] == [
+        ("a", "failed", 0.5, None),
+        ("a", "succeeded", 0.5, 0.0),
+        ("b", "succeeded", 0.5, None),
+    ]

@@ -194,7 +194,7 @@ def flags_set(
                 )
                 action = "create"
             else:
-                if variations is not None or kind != current.spec.kind and kind != "bool":
+                if variations is not None or (kind != current.spec.kind and kind != "bool"):
                     raise ValueError("kind and variations are fixed once a flag exists (delete and re-create it)")
                 spec = edit(current.spec, enabled=on, default=default, off=off_value, description=description)
                 action = "switch" if on is not None and on != current.spec.enabled else "set"

@@ -113,6 +113,9 @@ def _solve(analysis: Any, effect_size: float) -> float | None:
     """
     if effect_size <= 0:
         return None
+    # Imported first: on import it puts an "always" filter for its warnings in front of ours.
+    import statsmodels.tools.sm_exceptions  # noqa: F401
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         needed = _finite(analysis.solve_power(effect_size=effect_size, alpha=ALPHA, power=POWER))
