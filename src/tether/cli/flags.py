@@ -195,7 +195,9 @@ def flags_set(
                 action = "create"
             else:
                 if variations is not None or (kind != current.spec.kind and kind != "bool"):
-                    raise ValueError("kind and variations are fixed once a flag exists (delete and re-create it)")
+                    raise ValueError(
+                        "kind and variations are fixed once a flag exists (delete and re-create it)"
+                    )
                 spec = edit(current.spec, enabled=on, default=default, off=off_value, description=description)
                 action = "switch" if on is not None and on != current.spec.enabled else "set"
             saved = await save(session, name, spec, by=by, reason=reason, action=action)
