@@ -60,6 +60,7 @@ from tether.store.tables import (
     ThreadRow,
     WorkerRow,
 )
+from tether.store.deployments import DeploymentStore
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
 
@@ -158,6 +159,11 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def deployments(self) -> DeploymentStore:
+        """Deployment revisions (the rollout audit log) and the canary-analysis lease (store/deployments.py)."""
+        return DeploymentStore(self._sessions, self._now, writes=self._writes)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
@@ -281,6 +287,7 @@ class Store:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         new_thread: bool = False,
+        assignment: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
@@ -297,6 +304,8 @@ class Store:
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
+        if assignment is not None:  # why rollout chose this release (tether.rollout.assign)
+            row.stage, row.assignment = str(assignment.get("stage")), assignment
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]
