@@ -1,8 +1,8 @@
 """The canary controller: looks at every canary in progress, rolls it back, moves it on, or waits.
 
 It runs as a background task in every API process and worker, but only the holder of the
-`canary-analysis` lease acts, so two processes never advance the same canary twice. `decide` is
-pure: the drills in benchmarks/ replay it on simulated traffic with exactly the rules used here.
+`canary-analysis` lease acts, so two processes never advance the same canary twice. The decision
+itself is `rollout/decision.py`, pure, which the drills replay on simulated traffic.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime
 
-from tether.rollout.analysis import Analysis, analyze
+from tether.rollout.analysis import analyze
+from tether.rollout.decision import Decision, decide
 from tether.rollout.deployment import Deployment
 from tether.rollout.releases import snapshot_of
 from tether.rollout.service import Rollout
@@ -22,32 +23,6 @@ from tether.store.records import PRODUCTION_ORIGINS
 
 log = logging.getLogger("tether.rollout")
 LEASE = "canary-analysis"
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    """`hold`, `advance` (next step, or promotion after the last) or `rollback`."""
-    reason: str
-    analysis: Analysis
-
-
-def decide(deployment: Deployment, analysis: Analysis, *, step_runs: int, now: datetime) -> Decision:
-    """What to do with the canary given one analysis: any breach rolls back; a step passes once it
-    has its minimum runs and time; otherwise wait."""
-    canary = deployment.canary
-    if canary is None:
-        raise ValueError("no canary is in progress")
-    breached = analysis.breached
-    if breached:
-        names = ", ".join(m.name for m in breached)
-        return Decision("rollback", f"canary worse than stable beyond rollback_on: {names}", analysis)
-    waited = (now - canary.step_started_at).total_seconds()
-    if step_runs >= canary.plan.min_runs and waited >= canary.plan.min_seconds:
-        return Decision(
-            "advance", f"step {canary.step + 1} passed ({step_runs} runs, {waited:.0f}s)", analysis
-        )
-    return Decision("hold", f"step {canary.step + 1}: {step_runs} runs, {waited:.0f}s so far", analysis)
 
 
 class CanaryController:
@@ -117,7 +92,7 @@ def _since(outcomes: list[RunOutcome], moment: datetime) -> int:
 
 
 @contextlib.asynccontextmanager
-async def running(rollout: Rollout, *, owner: str, interval_s: float) -> object:  # type: ignore[misc]
+async def running(rollout: Rollout, *, owner: str, interval_s: float) -> AsyncIterator[asyncio.Task[None]]:
     """The controller as a background task for the life of a service process."""
     task = asyncio.create_task(CanaryController(rollout, owner=owner).run_forever(interval_s))
     try:
@@ -128,4 +103,4 @@ async def running(rollout: Rollout, *, owner: str, interval_s: float) -> object:
             await task
 
 
-__all__ = ["LEASE", "CanaryController", "Decision", "decide", "running", "timedelta"]
+__all__ = ["LEASE", "CanaryController", "Decision", "decide", "running"]
