@@ -52,13 +52,15 @@ def choice_cost(calls: int, rounds: int) -> tuple[list[float], list[float]]:
         choosing.append((time.perf_counter() - started) / calls * 1e6)
         started = time.perf_counter()
         for user in users:
-            (deployment, user)
+            _ = (deployment, user)
         empty.append((time.perf_counter() - started) / calls * 1e6)
     return choosing, empty
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=20, help="bad-canary seeds")
     parser.add_argument("--canaries", type=int, default=200, help="A/A canaries")
     parser.add_argument("--out", type=Path, default=None)
@@ -89,8 +91,10 @@ def main() -> None:
         "",
         "## (a) Bad canary (fails 15 points more often)",
         "",
-        f"- rolled back automatically: {bad.rollbacks} of {args.seeds} seeds -> {'PASS' if bad_ok else 'FAIL'}",
-        f"- canary runs until the rollback: median {runs[0] if runs else '-'}, max {runs[1] if runs else '-'}",
+        f"- rolled back automatically: {bad.rollbacks} of {args.seeds} seeds -> "
+        f"{'PASS' if bad_ok else 'FAIL'}",
+        f"- canary runs until the rollback: median {runs[0] if runs else '-'}, "
+        f"max {runs[1] if runs else '-'}",
         f"- wall time {bad_s:.1f} s",
         "",
         "## (b) A/A (identical releases)",

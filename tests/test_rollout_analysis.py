@@ -16,7 +16,9 @@ from tether.store.deployments import RunOutcome
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def outcome(release: str, status: str, index: int, *, latency: float = 500.0, cost: float = 0.001) -> RunOutcome:
+def outcome(
+    release: str, status: str, index: int, *, latency: float = 500.0, cost: float = 0.001
+) -> RunOutcome:
     return RunOutcome(
         run_id=f"{release}{index}",
         release_id=release,
@@ -38,7 +40,9 @@ def outcome(release: str, status: str, index: int, *, latency: float = 500.0, co
 def runs(release: str, n: int, failure: float, seed: int) -> list[RunOutcome]:
     rng = random.Random(seed)
     return [
-        outcome(release, "failed" if rng.random() < failure else "succeeded", i, latency=rng.uniform(300, 700))
+        outcome(
+            release, "failed" if rng.random() < failure else "succeeded", i, latency=rng.uniform(300, 700)
+        )
         for i in range(n)
     ]
 
@@ -63,7 +67,9 @@ def test_slow_and_expensive_canaries_breach_their_ratios() -> None:
     slow = [outcome("c", "succeeded", i, latency=5000.0, cost=0.001) for i in range(200)]
     pricey = [outcome("c", "succeeded", i, latency=500.0, cost=0.01) for i in range(200)]
     assert [m.name for m in analyze(slow, stable, RollbackOn(), alpha=0.05).breached] == ["p95_latency_ms"]
-    assert [m.name for m in analyze(pricey, stable, RollbackOn(), alpha=0.05).breached] == ["cost_per_run_usd"]
+    assert [m.name for m in analyze(pricey, stable, RollbackOn(), alpha=0.05).breached] == [
+        "cost_per_run_usd"
+    ]
 
 
 def test_decide_rolls_back_advances_or_holds() -> None:

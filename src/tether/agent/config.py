@@ -152,7 +152,7 @@ class RollbackOn(_Strict):
 
 
 class RolloutSection(_Strict):
-    """`[rollout]`: the canary plan, its rollback thresholds and sequential test, shadow and internal users."""
+    """`[rollout]`: the canary plan, rollback thresholds and sequential test, shadow and internal users."""
 
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
     min_runs: int = Field(default=50, ge=1)

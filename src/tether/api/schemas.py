@@ -50,7 +50,7 @@ class CreateRun(_In):
     release: str | None = Field(
         default=None,
         max_length=200,
-        description="Pin this run to a release instead of the deployment's choice (needs the operator scope).",
+        description="Pin this run to a release instead of the deployment's choice (operator scope).",
     )
 
     @field_validator("input")

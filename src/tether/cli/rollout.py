@@ -14,20 +14,32 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tether.cli.common import JsonOption, ProjectOption, dump_json, fail, open_session, out, print_table, run_command
+from tether.cli.common import (
+    JsonOption,
+    ProjectOption,
+    dump_json,
+    fail,
+    open_session,
+    out,
+    print_table,
+    run_command,
+)
 
 if TYPE_CHECKING:
     from tether.cli.common import Session
     from tether.rollout.service import Rollout
 
-group = typer.Typer(help="Deployments: stages, canaries, shadow traffic, blue-green switches.", no_args_is_help=True)
+group = typer.Typer(
+    help="Deployments: stages, canaries, shadow traffic, blue-green switches.", no_args_is_help=True
+)
 
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 AgentOption = Annotated[
     str | None, typer.Option("--agent", help="Agent name (default: the project's [agent] name).")
 ]
 OverrideOption = Annotated[
-    bool, typer.Option("--override", help="Enter canary/live without a passing gate verdict (needs --reason).")
+    bool,
+    typer.Option("--override", help="Enter canary/live without a passing gate verdict (needs --reason)."),
 ]
 
 
@@ -93,12 +105,17 @@ def _show(data: dict[str, Any]) -> None:
 
 def _print_change(deployment: Any) -> None:
     parts = ", ".join(f"{e.version} {e.stage} {e.weight:g}%" for e in deployment.entries) or "no releases"
-    out.print(f"deployment of {escape(deployment.agent_name)} is now revision {deployment.revision}: {escape(parts)}")
+    out.print(
+        f"deployment of {escape(deployment.agent_name)} is now revision {deployment.revision}: "
+        f"{escape(parts)}"
+    )
 
 
 def _change(project: Path, action: Any) -> None:
+    where = project.resolve()
+
     async def body() -> None:
-        async with open_session(project.resolve()) as session:
+        async with open_session(where) as session:
             done = await action(session, _rollout(session))
         _print_change(done)
 
@@ -142,10 +159,18 @@ def rollout_start(
     stage: Annotated[str, typer.Option(help="canary, shadow, internal or live.")] = "canary",
     steps: Annotated[str | None, typer.Option(help="Canary steps in percent, e.g. 5,25,50,100.")] = None,
     min_runs: Annotated[int | None, typer.Option(min=1, help="Canary runs each step needs.")] = None,
-    min_minutes: Annotated[float | None, typer.Option(min=0, help="Minutes each step lasts at least.")] = None,
-    share: Annotated[float | None, typer.Option(min=0, max=1, help="Shadow: share of live runs copied.")] = None,
-    internal_user: Annotated[list[str] | None, typer.Option(help="Internal: a user who gets it first.")] = None,
-    internal_tenant: Annotated[list[str] | None, typer.Option(help="Internal: a tenant that gets it first.")] = None,
+    min_minutes: Annotated[
+        float | None, typer.Option(min=0, help="Minutes each step lasts at least.")
+    ] = None,
+    share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Shadow: share of live runs copied.")
+    ] = None,
+    internal_user: Annotated[
+        list[str] | None, typer.Option(help="Internal: a user who gets it first.")
+    ] = None,
+    internal_tenant: Annotated[
+        list[str] | None, typer.Option(help="Internal: a tenant that gets it first.")
+    ] = None,
     override: OverrideOption = False,
     reason: ReasonOption = "",
 ) -> None:
@@ -186,7 +211,9 @@ def rollout_start(
 
 
 @group.command("promote")
-def rollout_promote(project: ProjectOption = Path("."), agent: AgentOption = None, reason: ReasonOption = "") -> None:
+def rollout_promote(
+    project: ProjectOption = Path("."), agent: AgentOption = None, reason: ReasonOption = ""
+) -> None:
     """Make the canary live now, skipping its remaining steps."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
@@ -211,7 +238,9 @@ def rollout_pause(
 
 
 @group.command("abort")
-def rollout_abort(project: ProjectOption = Path("."), agent: AgentOption = None, reason: ReasonOption = "") -> None:
+def rollout_abort(
+    project: ProjectOption = Path("."), agent: AgentOption = None, reason: ReasonOption = ""
+) -> None:
     """Stop the canary: no new runs go to it; runs in flight finish on it."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
@@ -254,7 +283,7 @@ def rollout_report(
     against: Annotated[str, typer.Option(help="shadow or canary.")] = "shadow",
     as_json: JsonOption = False,
 ) -> None:
-    """Shadow (or canary) vs live on the gate's measures, with 95% intervals, and the runs that differ most."""
+    """Shadow (or canary) vs live on the gate's measures, 95% intervals, and the runs that differ most."""
 
     async def body() -> None:
         from tether.rollout.views import report

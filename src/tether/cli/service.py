@@ -169,8 +169,12 @@ async def _switch_at_start(store: Store, settings: Settings, version: str) -> No
     live = current.live
     if live is not None and live.version == version and current.canary is None:
         return
-    done = await rollout.switch(version, actor="tether serve --release", reason=f"started with --release {version}")
-    out.print(f"deployment of {done.agent_name}: {version} is live (revision {done.revision})", highlight=False)
+    done = await rollout.switch(
+        version, actor="tether serve --release", reason=f"started with --release {version}"
+    )
+    out.print(
+        f"deployment of {done.agent_name}: {version} is live (revision {done.revision})", highlight=False
+    )
 
 
 HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]

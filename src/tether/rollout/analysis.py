@@ -82,7 +82,8 @@ def msprt_log_lr(excess: float, variance: float, tau: float) -> float:
         return 0.0
     variance = max(variance, _VARIANCE_FLOOR)
     return float(
-        norm.logpdf(excess, scale=math.sqrt(variance + tau * tau)) - norm.logpdf(excess, scale=math.sqrt(variance))
+        norm.logpdf(excess, scale=math.sqrt(variance + tau * tau))
+        - norm.logpdf(excess, scale=math.sqrt(variance))
     )
 
 

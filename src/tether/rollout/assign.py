@@ -77,7 +77,12 @@ class Assignment:
             "reason": self.reason,
             "revision": self.revision,
         }
-        extras = {"experiment": self.experiment, "arm": self.arm, "flag": self.flag, "pinned_by": self.pinned_by}
+        extras = {
+            "experiment": self.experiment,
+            "arm": self.arm,
+            "flag": self.flag,
+            "pinned_by": self.pinned_by,
+        }
         record.update({key: value for key, value in extras.items() if value is not None})
         return record
 
@@ -95,7 +100,13 @@ def assign(
     revision = deployment.revision if deployment is not None else None
     if pin is not None:
         return Assignment(
-            pin.release_id, pin.version, "pin", None, f"pinned by {pin.by}", pinned_by=pin.by, revision=revision
+            pin.release_id,
+            pin.version,
+            "pin",
+            None,
+            f"pinned by {pin.by}",
+            pinned_by=pin.by,
+            revision=revision,
         )
     if deployment is None:
         return None

@@ -35,9 +35,11 @@ def switch(deployment: Deployment, release_id: str, version: str) -> Deployment:
         raise ValueError(f"{version} is already live")
     entries = _retire(deployment.entries, deployment.canary.release_id if deployment.canary else None)
     entries = _retire(entries, old.release_id if old else None)
-    previous = old.release_id if old is not None and old.release_id != release_id else deployment.previous_live
+    previous = (
+        old.release_id if old is not None and old.release_id != release_id else deployment.previous_live
+    )
     entries = tuple(e for e in entries if e.release_id != release_id)
-    entries = _drop_retired(entries, previous) + (Entry(release_id, version, Stage.LIVE, 100.0),)
+    entries = (*_drop_retired(entries, previous), Entry(release_id, version, Stage.LIVE, 100.0))
     return deployment.evolve(entries=entries, canary=None, previous_live=previous)
 
 
@@ -63,7 +65,7 @@ def start_canary(
         raise ValueError("a canary is already in progress; promote or abort it first")
     if not plan.steps or any(not 0 < s <= 100 for s in plan.steps) or list(plan.steps) != sorted(plan.steps):
         raise ValueError("canary steps must be increasing percentages between 0 and 100")
-    entries = _without(deployment, release_id) + (Entry(release_id, version, Stage.CANARY, plan.steps[0]),)
+    entries = (*_without(deployment, release_id), Entry(release_id, version, Stage.CANARY, plan.steps[0]))
     canary = Canary(release_id, plan, step=0, step_started_at=now, started_at=now)
     return _weighted(deployment.evolve(entries=entries, canary=canary))
 
@@ -94,7 +96,9 @@ def pause(deployment: Deployment, *, paused: bool) -> Deployment:
     canary = _canary(deployment)
     if canary.paused == paused:
         raise ValueError("the canary is already " + ("paused" if paused else "running"))
-    held = Canary(canary.release_id, canary.plan, canary.step, canary.step_started_at, canary.started_at, paused)
+    held = Canary(
+        canary.release_id, canary.plan, canary.step, canary.step_started_at, canary.started_at, paused
+    )
     return _weighted(deployment.evolve(canary=held))
 
 
@@ -106,7 +110,7 @@ def set_shadow(deployment: Deployment, release_id: str | None, version: str, sha
     if release_id is not None:
         if deployment.entry(release_id) is not None and deployment.entry(release_id) in entries:
             raise ValueError(f"{version} already has another stage in this deployment")
-        entries = entries + (Entry(release_id, version, Stage.SHADOW, 0.0),)
+        entries = (*entries, Entry(release_id, version, Stage.SHADOW, 0.0))
     return deployment.evolve(entries=entries, shadow_share=share if release_id else 0.0)
 
 
@@ -120,7 +124,7 @@ def set_internal(
     """Internal users and tenants get `release_id` first (None: they follow everyone else)."""
     entries = tuple(e for e in deployment.entries if e.stage != Stage.INTERNAL)
     if release_id is not None:
-        entries = entries + (Entry(release_id, version, Stage.INTERNAL, 0.0),)
+        entries = (*entries, Entry(release_id, version, Stage.INTERNAL, 0.0))
     return deployment.evolve(entries=entries, internal_users=users, internal_tenants=tenants)
 
 

@@ -61,7 +61,10 @@ class CanaryController:
         stable_runs = [o for o in outcomes if o.release_id == live.release_id]
         analysis = analyze(canary_runs, stable_runs, settings.rollback_on, alpha=settings.alpha)
         return decide(
-            deployment, analysis, step_runs=_since(canary_runs, canary.step_started_at), now=self.rollout._now()
+            deployment,
+            analysis,
+            step_runs=_since(canary_runs, canary.step_started_at),
+            now=self.rollout._now(),
         )
 
     async def act(self, deployment: Deployment, decision: Decision) -> None:

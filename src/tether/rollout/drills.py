@@ -123,7 +123,9 @@ def bad_canary_drill(
     return DrillSummary("bad canary", tuple(simulate_canary(s, traffic, settings) for s in range(seeds)))
 
 
-def aa_drill(canaries: int = 200, *, settings: RolloutSection | None = None, first_seed: int = 10_000) -> DrillSummary:
+def aa_drill(
+    canaries: int = 200, *, settings: RolloutSection | None = None, first_seed: int = 10_000
+) -> DrillSummary:
     """Identical canary and stable: every rollback is a false one."""
     traffic = Traffic()
     return DrillSummary(

@@ -77,7 +77,9 @@ def _mean(values: np.ndarray, axis: int = -1) -> object:
     return np.mean(values, axis=axis)
 
 
-def _compare(name: str, candidate: Sequence[float], baseline: Sequence[float], statistic: Statistic) -> Compared:
+def _compare(
+    name: str, candidate: Sequence[float], baseline: Sequence[float], statistic: Statistic
+) -> Compared:
     if not candidate or not baseline:
         return Compared(name, None, None, None, None, None)
     c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
@@ -92,7 +94,12 @@ def _compare(name: str, candidate: Sequence[float], baseline: Sequence[float], s
         for method in ("BCa", "percentile"):
             try:
                 result = bootstrap(
-                    (c, b), difference, n_resamples=_RESAMPLES, method=method, vectorized=True, random_state=rng
+                    (c, b),
+                    difference,
+                    n_resamples=_RESAMPLES,
+                    method=method,
+                    vectorized=True,
+                    random_state=rng,
                 )
             except Exception:  # BCa needs some spread; the percentile interval does not
                 continue
@@ -129,12 +136,16 @@ def compare(
             _mean,
         )
     )
-    measures.append(_compare("steps", [o.steps_used for o in candidate], [o.steps_used for o in baseline], _mean))
+    measures.append(
+        _compare("steps", [o.steps_used for o in candidate], [o.steps_used for o in baseline], _mean)
+    )
     latency_c = [o.latency_ms for o in candidate if o.latency_ms is not None]
     latency_b = [o.latency_ms for o in baseline if o.latency_ms is not None]
     measures.append(_compare("latency_p50_ms", latency_c, latency_b, _percentile(50)))
     measures.append(_compare("latency_p95_ms", latency_c, latency_b, _percentile(95)))
-    measures.append(_compare("cost_per_run_usd", [o.cost_usd for o in candidate], [o.cost_usd for o in baseline], _mean))
+    measures.append(
+        _compare("cost_per_run_usd", [o.cost_usd for o in candidate], [o.cost_usd for o in baseline], _mean)
+    )
     measures.append(
         _compare(
             "feedback_score",

@@ -96,7 +96,9 @@ class Rollout:
             return Choice(fallback, None)
         return Choice(await self.store.get_release(assignment.release_id), assignment)
 
-    async def shadow_for(self, live_run_release: ReleaseRecord, run_id: str, stage: str | None) -> ReleaseRecord | None:
+    async def shadow_for(
+        self, live_run_release: ReleaseRecord, run_id: str, stage: str | None
+    ) -> ReleaseRecord | None:
         """The shadow release a copy of this run goes to, if the run is live traffic in the sample."""
         if stage != "live":
             return None
@@ -154,9 +156,7 @@ class Rollout:
             raise GateRefusedError("--override needs a --reason, which is kept in the audit log")
         return {"gate": {"verdict_id": verdict.id if verdict else None, "passed": False}, "override": True}
 
-    async def switch(
-        self, version: str, *, actor: str, reason: str, override: bool = False
-    ) -> Deployment:
+    async def switch(self, version: str, *, actor: str, reason: str, override: bool = False) -> Deployment:
         """Blue-green: all traffic to `version` now."""
         release = await self.store.get_release(version)
         evidence = await self._gate(release, override=override, reason=reason)
@@ -164,7 +164,12 @@ class Rollout:
         before = _configured(before, release) if before.revision == 0 else before
         after = changes.switch(before, release.id, release.version)
         return await self._commit(
-            before, after, action="switch", actor=actor, reason=reason or f"switch to {version}", evidence=evidence
+            before,
+            after,
+            action="switch",
+            actor=actor,
+            reason=reason or f"switch to {version}",
+            evidence=evidence,
         )
 
     async def start(
@@ -198,9 +203,13 @@ class Rollout:
             )
         elif stage == Stage.INTERNAL:
             users = internal_users if internal_users is not None else frozenset(settings.internal_users)
-            tenants = internal_tenants if internal_tenants is not None else frozenset(settings.internal_tenants)
+            tenants = (
+                internal_tenants if internal_tenants is not None else frozenset(settings.internal_tenants)
+            )
             if not users and not tenants:
-                raise ValueError("the internal stage needs internal users or tenants ([rollout] or --internal-user)")
+                raise ValueError(
+                    "the internal stage needs internal users or tenants ([rollout] or --internal-user)"
+                )
             after = changes.set_internal(before, release.id, release.version, users, tenants)
         else:
             raise ValueError(f"cannot start a release in stage {stage}")
@@ -219,7 +228,9 @@ class Rollout:
             before, changes.promote(before), action="promote", actor=actor, reason=reason or "promoted"
         )
 
-    async def advance(self, agent_name: str, *, actor: str, reason: str, evidence: dict[str, object]) -> Deployment:
+    async def advance(
+        self, agent_name: str, *, actor: str, reason: str, evidence: dict[str, object]
+    ) -> Deployment:
         before = await self.fresh(agent_name)
         after = changes.advance(before, now=self._now())
         action = "promote" if after.canary is None else "advance"
@@ -268,5 +279,6 @@ def _configured(deployment: Deployment, release: ReleaseRecord) -> Deployment:
     """A first deployment takes its internal users and tenants from the release's `[rollout]`."""
     settings = snapshot_of(release).parsed_config().rollout
     return deployment.evolve(
-        internal_users=frozenset(settings.internal_users), internal_tenants=frozenset(settings.internal_tenants)
+        internal_users=frozenset(settings.internal_users),
+        internal_tenants=frozenset(settings.internal_tenants),
     )

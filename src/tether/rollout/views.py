@@ -26,7 +26,11 @@ async def status(rollout: Rollout, agent_name: str, *, history: int = 20) -> dic
         data["canary"]["step_of"] = len(canary.plan.steps)
         if deployment.live is not None:
             decision = await CanaryController(rollout, owner="status").look(deployment)
-            data["analysis"] = {"decision": decision.action, "reason": decision.reason, **decision.analysis.evidence()}
+            data["analysis"] = {
+                "decision": decision.action,
+                "reason": decision.reason,
+                **decision.analysis.evidence(),
+            }
     data["history"] = [
         {
             "revision": r.revision,
@@ -69,7 +73,9 @@ def _candidate(deployment: Deployment, against: str) -> str:
     if against == "shadow":
         entry = deployment.with_stage(Stage.SHADOW)
         if entry is None:
-            raise ValueError(f"{deployment.agent_name} has no shadow release; `tether rollout start R --stage shadow`")
+            raise ValueError(
+                f"{deployment.agent_name} has no shadow release; `tether rollout start R --stage shadow`"
+            )
         return entry.release_id
     if against == "canary":
         if deployment.canary is None:

@@ -353,7 +353,9 @@ class RunLoop:
             await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
             return None
         if tool.is_write and self.run.origin == RunOrigin.SHADOW:  # a copy of a user's run: never act
-            await self._record_unexecuted(call, f"{SHADOW_SKIP_PREFIX}: {tool.name} is a write tool", succeeded=True)
+            await self._record_unexecuted(
+                call, f"{SHADOW_SKIP_PREFIX}: {tool.name} is a write tool", succeeded=True
+            )
             return None
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
+from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -60,7 +61,6 @@ from tether.store.tables import (
     ThreadRow,
     WorkerRow,
 )
-from tether.store.deployments import DeploymentStore
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
 
@@ -162,7 +162,7 @@ class Store:
 
     @property
     def deployments(self) -> DeploymentStore:
-        """Deployment revisions (the rollout audit log) and the canary-analysis lease (store/deployments.py)."""
+        """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
         return DeploymentStore(self._sessions, self._now, writes=self._writes)
 
     @property

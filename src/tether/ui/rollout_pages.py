@@ -86,7 +86,9 @@ async def _series(state: ServiceState, data: dict[str, Any]) -> dict[str, Any] |
 
 
 @router.get("/rollout", response_class=HTMLResponse)
-async def rollout_page(request: Request, state: State, session: Operator, done: str | None = None) -> HTMLResponse:
+async def rollout_page(
+    request: Request, state: State, session: Operator, done: str | None = None
+) -> HTMLResponse:
     data = await status(_rollout(state), state.release.agent_name, history=20)
     context = {"data": data, "series": await _series(state, data), "done": done if done in ACTIONS else None}
     return render(request, "rollout.html", context, session=session)

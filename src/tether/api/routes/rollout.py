@@ -25,8 +25,12 @@ class Change(BaseModel):
 class Start(Change):
     release: str = Field(min_length=1, max_length=200)
     stage: Literal["canary", "shadow", "internal", "live"] = "canary"
-    override: bool = Field(default=False, description="Enter canary/live without a passing gate (needs a reason).")
-    steps: list[float] | None = Field(default=None, description="Canary steps in percent, e.g. [5, 25, 50, 100].")
+    override: bool = Field(
+        default=False, description="Enter canary/live without a passing gate (needs a reason)."
+    )
+    steps: list[float] | None = Field(
+        default=None, description="Canary steps in percent, e.g. [5, 25, 50, 100]."
+    )
     min_runs: int | None = Field(default=None, ge=1)
     min_minutes: float | None = Field(default=None, ge=0)
     share: float | None = Field(default=None, ge=0, le=1, description="Shadow: share of live runs copied.")
@@ -117,7 +121,9 @@ async def rollout_start(body: Start, state: State, caller: Operator) -> Deployme
 @router.post("/promote", response_model=DeploymentOut, responses=_ERRORS)
 async def rollout_promote(body: Change, state: State, caller: Operator) -> DeploymentOut:
     """Make the canary the live release now, skipping its remaining steps."""
-    return await _apply(_rollout(state).promote(state.release.agent_name, actor=_actor(caller), reason=body.reason))
+    return await _apply(
+        _rollout(state).promote(state.release.agent_name, actor=_actor(caller), reason=body.reason)
+    )
 
 
 @router.post("/pause", response_model=DeploymentOut, responses=_ERRORS)
@@ -132,14 +138,18 @@ async def rollout_pause(body: Change, state: State, caller: Operator) -> Deploym
 async def rollout_resume(body: Change, state: State, caller: Operator) -> DeploymentOut:
     """Give a paused canary its step's weight again."""
     return await _apply(
-        _rollout(state).pause(state.release.agent_name, paused=False, actor=_actor(caller), reason=body.reason)
+        _rollout(state).pause(
+            state.release.agent_name, paused=False, actor=_actor(caller), reason=body.reason
+        )
     )
 
 
 @router.post("/abort", response_model=DeploymentOut, responses=_ERRORS)
 async def rollout_abort(body: Change, state: State, caller: Operator) -> DeploymentOut:
     """Stop the canary: it gets no more traffic; runs in flight finish on it."""
-    return await _apply(_rollout(state).abort(state.release.agent_name, actor=_actor(caller), reason=body.reason))
+    return await _apply(
+        _rollout(state).abort(state.release.agent_name, actor=_actor(caller), reason=body.reason)
+    )
 
 
 @router.post("/rollback", response_model=DeploymentOut, responses=_ERRORS)
