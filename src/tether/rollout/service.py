@@ -41,7 +41,11 @@ class Choice:
 async def load_deployments(store: Store) -> Deployments:
     """The whole `deployment` snapshot: every agent's newest revision."""
     records = await store.deployments.all_latest()
-    return Deployments(tuple(Deployment.from_state(r.agent_name, r.revision, r.state) for r in records))
+    loaded = Deployments(tuple(Deployment.from_state(r.agent_name, r.revision, r.state) for r in records))
+    # One line per reload (only when a revision moved): when each process started following a change.
+    revisions = ", ".join(f"{d.agent_name}={d.revision}" for d in loaded.by_agent)
+    log.info("deployment snapshot loaded: %s", revisions or "none", extra={"deployments": revisions})
+    return loaded
 
 
 def register(live: LiveConfig, store: Store) -> LiveValue[Deployments]:
