@@ -133,7 +133,7 @@ def shadow_writes(admin_url: str, requests: int) -> dict[str, Any]:
         shutil.copytree(REPO / "examples" / "support_agent", project)
         data = root / "data"
         env = service_env(database_url=database_url, data_dir=data, code_cache=root / "code")
-        tether("data", "seed", "--project", project, env=env)
+        tether("data", "reset", "--project", project, "--yes", env=env)
         tether("release", "create", "--project", project, "--version", "v1", env=env)
         system = project / "prompts" / "system.md"
         system.write_text(system.read_text() + "\nBe brief.\n")
@@ -199,7 +199,8 @@ def _refund_rows(data: Path) -> dict[str, int]:
 def summary(values: list[float]) -> str:
     if not values:
         return "-"
-    return f"median {statistics.median(values) * 1000:.0f} ms, min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}"
+    median = statistics.median(values) * 1000
+    return f"median {median:.0f} ms, min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}"
 
 
 def main() -> None:
@@ -220,7 +221,8 @@ def main() -> None:
 
     lines = [f"# Rollout propagation and shadow writes ({datetime.now():%Y-%m-%d})", ""]
     lines += [
-        f"Command: `python benchmarks/rollout_propagation.py --changes {args.changes} --refunds {args.refunds}`",
+        "Command: `python benchmarks/rollout_propagation.py "
+        f"--changes {args.changes} --refunds {args.refunds}`",
         "",
     ]
     lines += [markdown_table(machine_info()), ""]
@@ -255,7 +257,8 @@ def main() -> None:
     )
     lines.append(f"- live runs: {sorted(shadow['live'].values())}")
     lines.append(
-        f"- shadow runs: {shadow['shadow_statuses']}; write calls recorded as not executed: {shadow['writes_skipped']}"
+        f"- shadow runs: {shadow['shadow_statuses']}; "
+        f"write calls recorded as not executed: {shadow['writes_skipped']}"
     )
     lines.append(
         f"- refund tables before {shadow['before']}, after {shadow['after']} -> {'PASS' if ok else 'FAIL'}"
