@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from tether.live import LiveConfig
 from timing import TestClock
 from ui_helpers import write_shop_project
 
-from tether.live import LiveConfig
 from tether.rollout.controller import LEASE, CanaryController
 from tether.rollout.deployment import Plan, Stage
 from tether.rollout.service import Rollout
