@@ -85,10 +85,11 @@ def test_decide_rolls_back_advances_or_holds() -> None:
 
 
 def test_drills_roll_back_bad_canaries_and_leave_good_ones_alone() -> None:
-    quick = RolloutSection(min_runs=20, min_minutes=1)
-    bad = bad_canary_drill(5, settings=quick)
+    bad = bad_canary_drill(5)
     assert bad.rollbacks == 5
     assert bad.canary_runs_to_rollback() is not None
-    good = aa_drill(10, settings=quick)
+    good = aa_drill(5)
     assert good.rollbacks == 0
     assert all(o.result == "promoted" for o in good.outcomes)
+    hasty = bad_canary_drill(5, settings=RolloutSection(min_runs=20, min_minutes=1))
+    assert hasty.rollbacks < 5  # why min_runs matters: a hasty plan can promote a bad canary
