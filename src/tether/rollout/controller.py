@@ -64,7 +64,7 @@ class CanaryController:
             deployment,
             analysis,
             step_runs=_since(canary_runs, canary.step_started_at),
-            now=self.rollout._now(),
+            now=self.rollout.now(),
         )
 
     async def act(self, deployment: Deployment, decision: Decision) -> None:

@@ -21,7 +21,7 @@ from tether.rollout.events import RollbackEvent, announce_rollback
 from tether.rollout.releases import snapshot_of
 from tether.store.deployments import TOPIC, DeploymentRevisionRecord, StaleRevisionError
 from tether.store.records import ReleaseRecord
-from tether.store.repository import ConflictError, Store, utc_now
+from tether.store.repository import ConflictError, Store
 
 log = logging.getLogger("tether.rollout")
 
@@ -71,7 +71,8 @@ class Rollout:
         self.webhook_url = webhook_url
         self.experiments: ExperimentClaims | None = None
         """EXPERIMENT HOOK: set by the experiments room to a snapshot that may claim live users."""
-        self._now = clock or utc_now
+        self.now: Callable[[], datetime] = clock or store.now
+        """The rollout's clock: the store's by default, so step times and run times agree."""
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ class Rollout:
             return await self.switch(version, actor=actor, reason=reason, override=override)
         if stage == Stage.CANARY:
             chosen = plan or Plan(tuple(settings.steps), settings.min_runs, settings.min_minutes * 60)
-            after = changes.start_canary(before, release.id, release.version, chosen, now=self._now())
+            after = changes.start_canary(before, release.id, release.version, chosen, now=self.now())
         elif stage == Stage.SHADOW:
             after = changes.set_shadow(
                 before, release.id, release.version, settings.shadow_share if share is None else share
@@ -236,7 +237,7 @@ class Rollout:
         self, agent_name: str, *, actor: str, reason: str, evidence: dict[str, object]
     ) -> Deployment:
         before = await self.fresh(agent_name)
-        after = changes.advance(before, now=self._now())
+        after = changes.advance(before, now=self.now())
         action = "promote" if after.canary is None else "advance"
         return await self._commit(before, after, action=action, actor=actor, reason=reason, evidence=evidence)
 
@@ -272,7 +273,7 @@ class Rollout:
                 actor=actor,
                 reason=reason,
                 evidence=evidence or {},
-                at=self._now(),
+                at=self.now(),
             ),
             webhook_url=self.webhook_url,
         )

@@ -146,6 +146,10 @@ class Store:
             await self._writer.dispose()
         await self.engine.dispose()
 
+    def now(self) -> datetime:
+        """The store's clock (a test clock in tests): for timestamps other rooms compare with rows."""
+        return self._now()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
