@@ -22,6 +22,7 @@ from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
+from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -80,6 +81,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
         canary_task: asyncio.Task[None] | None = None
+        live: LiveConfig | None = None
         try:
             release = (
                 await store.get_release(options.release)
@@ -88,11 +90,14 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            live = runtime.live
+            # Registered before the first load, so the deployment is in force for the first request.
+            rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
+            await live.start()
             alerts = AlertEvaluator(
                 store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
-            rollout = Rollout(store, runtime.live, webhook_url=settings.alert_webhook_url)
             canary_task = asyncio.create_task(
                 CanaryController(rollout, owner=settings.worker_id).run_forever(settings.rollout_interval_s)
             )
@@ -122,6 +127,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if live is not None:
+                await live.close()
             await telemetry.close()
             await notifier.close()
             await store.close()

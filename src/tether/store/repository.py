@@ -24,6 +24,7 @@ from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
+from tether.store.live import LiveRevisions
 from tether.store.records import (
     FINAL_STATUSES,
     PRODUCTION_ORIGINS,
@@ -168,6 +169,12 @@ class Store:
     def deployments(self) -> DeploymentStore:
         """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
         return DeploymentStore(self._sessions, self._now, writes=self._writes)
+
+    @property
+    def live_revisions(self) -> LiveRevisions:
+        """Revision counters of the live configuration (store/live.py); writers bump them in their own
+        transactions with `tether.store.live.bump_revision`."""
+        return LiveRevisions(self._sessions, self._writes, self._now)
 
     @property
     def ui_sessions(self) -> UiSessionStore:

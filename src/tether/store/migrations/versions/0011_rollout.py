@@ -2,7 +2,7 @@
 lease, and on every run the stage it was assigned and why
 
 Revision ID: 0011_rollout
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01 01:20:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_rollout"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
