@@ -6,26 +6,23 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
-from conftest import Cli
-from tether.live import LiveConfig
 from timing import TestClock
 from ui_helpers import write_shop_project
 
+from tether.live import LiveConfig
 from tether.rollout.controller import LEASE, CanaryController
 from tether.rollout.deployment import Plan, Stage
+from tether.rollout.releases import create_release
 from tether.rollout.service import Rollout
 from tether.store.records import ReleaseRecord, RunOrigin, RunStatus, RunTotals
 from tether.store.repository import Store
 
 
-@pytest.fixture
-def releases(tmp_path: Path, cli: Cli) -> Path:
-    project = write_shop_project(tmp_path / "shop")
-    cli("release", "create", "--project", project, "--version", "v1")
+async def releases(store: Store, root: Path) -> None:
+    project = write_shop_project(root / "shop")
+    await create_release(store, project, version="v1")
     (project / "prompts" / "system.md").write_text("You are a concise shop assistant.")
-    cli("release", "create", "--project", project, "--version", "v2")
-    return project
+    await create_release(store, project, version="v2")
 
 
 async def finished(store: Store, release: ReleaseRecord, user: str, status: RunStatus) -> None:
@@ -43,7 +40,8 @@ async def traffic(store: Store, canary_failure: float, runs: int, rng: random.Ra
         await finished(store, release, f"u{index}", status)
 
 
-async def started(store: Store, clock: TestClock) -> Rollout:
+async def started(store: Store, clock: TestClock, root: Path) -> Rollout:
+    await releases(store, root)
     rollout = Rollout(store, LiveConfig(store), clock=clock)
     await rollout.switch("v1", actor="test", reason="base", override=True)
     plan = Plan(steps=(10.0, 100.0), min_runs=20, min_seconds=60)
@@ -51,9 +49,10 @@ async def started(store: Store, clock: TestClock) -> Rollout:
     return rollout
 
 
-@pytest.mark.usefixtures("releases")
-async def test_a_bad_canary_is_rolled_back_with_its_evidence(store: Store, clock: TestClock) -> None:
-    rollout = await started(store, clock)
+async def test_a_bad_canary_is_rolled_back_with_its_evidence(
+    store: Store, clock: TestClock, tmp_path: Path
+) -> None:
+    rollout = await started(store, clock, tmp_path)
     await traffic(store, canary_failure=0.6, runs=160, rng=random.Random(1))
     decided = await CanaryController(rollout, owner="node-a").tick()
     assert [d.action for _, d in decided] == ["rollback"]
@@ -67,9 +66,10 @@ async def test_a_bad_canary_is_rolled_back_with_its_evidence(store: Store, clock
     assert breached == ["error_rate"]
 
 
-@pytest.mark.usefixtures("releases")
-async def test_a_good_canary_walks_its_steps_to_promotion(store: Store, clock: TestClock) -> None:
-    rollout = await started(store, clock)
+async def test_a_good_canary_walks_its_steps_to_promotion(
+    store: Store, clock: TestClock, tmp_path: Path
+) -> None:
+    rollout = await started(store, clock, tmp_path)
     controller = CanaryController(rollout, owner="node-a")
     await traffic(store, canary_failure=0.05, runs=60, rng=random.Random(2))
     assert [d.action for _, d in await controller.tick()] == ["hold"]  # enough runs, too soon
@@ -84,9 +84,8 @@ async def test_a_good_canary_walks_its_steps_to_promotion(store: Store, clock: T
     assert [h.action for h in await rollout.history("shop-assistant")][:2] == ["promote", "advance"]
 
 
-@pytest.mark.usefixtures("releases")
-async def test_only_the_lease_holder_analyses(store: Store, clock: TestClock) -> None:
-    rollout = await started(store, clock)
+async def test_only_the_lease_holder_analyses(store: Store, clock: TestClock, tmp_path: Path) -> None:
+    rollout = await started(store, clock, tmp_path)
     first = CanaryController(rollout, owner="node-a", lease_s=30)
     second = CanaryController(rollout, owner="node-b", lease_s=30)
     assert await first.tick() != []

@@ -18,7 +18,6 @@ from tether.cli.common import (
     JsonOption,
     ProjectOption,
     dump_json,
-    fail,
     open_session,
     out,
     print_table,
@@ -66,7 +65,7 @@ def _agent(session: Session, agent: str | None) -> str:
 
     path = session.project / CONFIG_FILE
     if not path.is_file():
-        raise fail(f"no {CONFIG_FILE} in {session.project}: pass --agent NAME")
+        raise ValueError(f"no {CONFIG_FILE} in {session.project}: pass --agent NAME")
     return load_config(path).agent.name
 
 
@@ -182,14 +181,14 @@ def rollout_start(
         try:
             chosen = Stage(stage)
         except ValueError:
-            raise fail(f"unknown stage {stage!r}; use canary, shadow, internal or live") from None
+            raise ValueError(f"unknown stage {stage!r}; use canary, shadow, internal or live") from None
         plan = None
         if steps is not None or min_runs is not None or min_minutes is not None:
             defaults = Plan()
             try:
                 parsed = tuple(float(s) for s in steps.split(",")) if steps else defaults.steps
             except ValueError:
-                raise fail(f"--steps must be numbers separated by commas, not {steps!r}") from None
+                raise ValueError(f"--steps must be numbers separated by commas, not {steps!r}") from None
             plan = Plan(
                 parsed,
                 min_runs if min_runs is not None else defaults.min_runs,
