@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import bootstrap
@@ -63,17 +64,17 @@ class Report:
         }
 
 
-Statistic = Callable[..., object]
+Statistic = Callable[..., Any]
 
 
 def _percentile(q: float) -> Statistic:
-    def statistic(values: np.ndarray, axis: int = -1) -> object:
+    def statistic(values: np.ndarray, axis: int = -1) -> Any:
         return np.percentile(values, q, axis=axis)
 
     return statistic
 
 
-def _mean(values: np.ndarray, axis: int = -1) -> object:
+def _mean(values: np.ndarray, axis: int = -1) -> Any:
     return np.mean(values, axis=axis)
 
 
@@ -83,15 +84,16 @@ def _compare(
     if not candidate or not baseline:
         return Compared(name, None, None, None, None, None)
     c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
-    mine, theirs = float(statistic(c)), float(statistic(b))  # type: ignore[arg-type]
+    mine, theirs = float(statistic(c)), float(statistic(b))
     low = high = None
     if len(c) >= 2 and len(b) >= 2:
 
-        def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> object:
-            return statistic(x, axis=axis) - statistic(y, axis=axis)  # type: ignore[operator]
+        def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> Any:
+            return statistic(x, axis=axis) - statistic(y, axis=axis)
 
         rng = np.random.default_rng(0)  # the same data always gives the same interval
-        for method in ("BCa", "percentile"):
+        methods: tuple[Literal["BCa", "percentile"], ...] = ("BCa", "percentile")
+        for method in methods:
             try:
                 result = bootstrap(
                     (c, b),

@@ -52,7 +52,7 @@ def register(live: LiveConfig, store: Store) -> LiveValue[Deployments]:
     """Keep this process's deployment snapshot fresh (called where the process wires its rooms)."""
     existing = live.get(TOPIC)
     if existing is not None:
-        return existing  # type: ignore[no-any-return]
+        return existing
     return live.register(TOPIC, lambda: load_deployments(store), EMPTY)
 
 
