@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from test_observe_alerts import Webhook
 from timing import TestClock
 from ui_helpers import write_shop_project
 
@@ -40,9 +41,9 @@ async def traffic(store: Store, canary_failure: float, runs: int, rng: random.Ra
         await finished(store, release, f"u{index}", status)
 
 
-async def started(store: Store, clock: TestClock, root: Path) -> Rollout:
+async def started(store: Store, clock: TestClock, root: Path, webhook_url: str | None = None) -> Rollout:
     await releases(store, root)
-    rollout = Rollout(store, LiveConfig(store), clock=clock)
+    rollout = Rollout(store, LiveConfig(store), clock=clock, webhook_url=webhook_url)
     await rollout.switch("v1", actor="test", reason="base", override=True)
     plan = Plan(steps=(10.0, 100.0), min_runs=20, min_seconds=60)
     await rollout.start("v2", stage=Stage.CANARY, actor="test", reason="try", override=True, plan=plan)
@@ -52,7 +53,19 @@ async def started(store: Store, clock: TestClock, root: Path) -> Rollout:
 async def test_a_bad_canary_is_rolled_back_with_its_evidence(
     store: Store, clock: TestClock, tmp_path: Path
 ) -> None:
-    rollout = await started(store, clock, tmp_path)
+    hook = Webhook()
+    try:
+        await rolled_back(store, clock, tmp_path, hook)
+    finally:
+        hook.close()
+    assert [(w["kind"], w["from_release"], w["to_release"]) for w in hook.received] == [
+        ("rollout.rollback", "v2", "v1")
+    ]
+    assert any(m["breached"] for m in hook.received[0]["evidence"]["measures"])
+
+
+async def rolled_back(store: Store, clock: TestClock, tmp_path: Path, hook: Webhook) -> None:
+    rollout = await started(store, clock, tmp_path, webhook_url=hook.url)
     await traffic(store, canary_failure=0.6, runs=160, rng=random.Random(1))
     decided = await CanaryController(rollout, owner="node-a").tick()
     assert [d.action for _, d in decided] == ["rollback"]
