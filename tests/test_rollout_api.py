@@ -65,6 +65,7 @@ def test_changes_need_the_operator_scope_and_a_passing_gate_or_an_audited_overri
     client: TestClient, keys: dict[str, str]
 ) -> None:
     assert call(client, keys["user"], "POST", "/v1/rollout/switch", release="v1").status_code == 403
+    assert call(client, keys["ops"], "POST", "/v1/rollout/switch", release="v9").status_code == 404
     refused = call(client, keys["ops"], "POST", "/v1/rollout/switch", release="v1")
     assert refused.status_code == 409 and "gate" in refused.json()["detail"]
     no_reason = call(client, keys["ops"], "POST", "/v1/rollout/switch", release="v1", override=True)

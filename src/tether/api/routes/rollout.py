@@ -72,6 +72,13 @@ def _out(deployment: Deployment) -> DeploymentOut:
     return DeploymentOut(agent=deployment.agent_name, revision=deployment.revision, **state)
 
 
+async def _own_release(state: ServiceState, version: str) -> None:
+    """A release this API's agent may route to: 404 if unknown, 400 if another agent's."""
+    release = await state.store.get_release(version)  # NotFoundError -> 404
+    if release.agent_name != state.release.agent_name:
+        raise HTTPException(400, f"{version} is a release of {release.agent_name}, not of this agent")
+
+
 async def _apply(coro: Any) -> DeploymentOut:
     try:
         deployment: Deployment = await coro
@@ -95,6 +102,7 @@ async def rollout_status(state: State, caller: Operator) -> DeploymentOut:
 @router.post("/start", response_model=DeploymentOut, responses=_ERRORS)
 async def rollout_start(body: Start, state: State, caller: Operator) -> DeploymentOut:
     """Put a release in a stage: canary (with a plan), shadow, internal, or live."""
+    await _own_release(state, body.release)
     plan = None
     if body.steps is not None or body.min_runs is not None or body.min_minutes is not None:
         defaults = Plan()
@@ -163,6 +171,7 @@ async def rollout_rollback(body: Change, state: State, caller: Operator) -> Depl
 @router.post("/switch", response_model=DeploymentOut, responses=_ERRORS)
 async def rollout_switch(body: Switch, state: State, caller: Operator) -> DeploymentOut:
     """Blue-green: all traffic to a release at once (its gate must have passed, or override)."""
+    await _own_release(state, body.release)
     return await _apply(
         _rollout(state).switch(body.release, actor=_actor(caller), reason=body.reason, override=body.override)
     )
