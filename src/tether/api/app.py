@@ -20,12 +20,15 @@ from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, experiments, flags, health, observe, releases, runs, threads
+from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
+from tether.rollout.controller import CanaryController
 from tether.rollout.releases import snapshot_of, working_copy_release
+from tether.rollout.service import Rollout
 from tether.rollout.wiring import install as install_rollout
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
@@ -78,6 +81,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        canary_task: asyncio.Task[None] | None = None
         live: LiveConfig | None = None
         try:
             release = (
@@ -89,11 +93,16 @@ def create_app(options: ServiceOptions) -> FastAPI:
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
             install_rollout(runtime)  # flags and experiment arms for every run this process submits
             live = runtime.live
+            # Registered before the first load, so the deployment is in force for the first request.
+            rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
             await live.start()
             alerts = AlertEvaluator(
                 store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
+            canary_task = asyncio.create_task(
+                CanaryController(rollout, owner=settings.worker_id).run_forever(settings.rollout_interval_s)
+            )
             limiter = Limiter(
                 requests_per_minute_per_key=settings.requests_per_minute_per_key,
                 runs_per_minute_per_user=settings.runs_per_minute_per_user,
@@ -108,17 +117,18 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 )
                 worker_task = asyncio.create_task(worker.run())
             app.state.tether = ServiceState(
-                store, runtime, release, settings, limiter, notifier, worker, session_secret
+                store, runtime, release, settings, limiter, notifier, worker, session_secret, rollout
             )
             yield
         finally:
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
-            if alert_task is not None:
-                alert_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alert_task
+            for task in (alert_task, canary_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if live is not None:
                 await live.close()
             await telemetry.close()
@@ -134,7 +144,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe, flags, experiments):
+    for module in (runs, approvals, threads, releases, health, observe, rollout_routes, flags, experiments):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

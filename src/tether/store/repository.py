@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
+from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -150,6 +151,10 @@ class Store:
             await self._writer.dispose()
         await self.engine.dispose()
 
+    def now(self) -> datetime:
+        """The store's clock (a test clock in tests): for timestamps other rooms compare with rows."""
+        return self._now()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
@@ -163,6 +168,11 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def deployments(self) -> DeploymentStore:
+        """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
+        return DeploymentStore(self._sessions, self._now, writes=self._writes)
 
     @property
     def live_revisions(self) -> LiveRevisions:
@@ -306,6 +316,7 @@ class Store:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         new_thread: bool = False,
+        assignment: dict[str, Any] | None = None,
         flags: dict[str, bool | str] | None = None,
         experiment: tuple[str, str] | None = None,
     ) -> RunRecord:
@@ -324,6 +335,8 @@ class Store:
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
+        if assignment is not None:  # why rollout chose this release (tether.rollout.assign)
+            row.stage, row.assignment = str(assignment.get("stage")), assignment
         row.flags = flags
         row.experiment, row.experiment_arm = experiment if experiment is not None else (None, None)
         events = [

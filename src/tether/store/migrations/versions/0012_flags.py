@@ -1,7 +1,7 @@
 """Feature flags, A/B experiments, their audit log, and the flags and arm each run was given
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011_rollout
 Create Date: 2026-12-01 01:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011_rollout"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
