@@ -241,3 +241,55 @@ def test_a_change_made_elsewhere_reaches_a_running_api_without_a_restart(project
         wait_until(lambda: live.current.flags or None, message="the API sees the new flag")
         changed = run_now(client, app, "prompt")
         assert changed["flags"] == {"new-tone": True} and "Be cheerful" in changed["output"]
+
+
+def test_an_experiment_between_releases_splits_the_live_share_through_release_assignment(
+    project: Path, cli: Cli
+) -> None:
+    (project / "prompts" / "system.md").write_text("You are the second version.")
+    cli("release", "create", "--project", project, "--version", "v2")
+    ops = issue("ops", "default", ["operator", "runs:write", "runs:read"])
+    users = {
+        name: issue(name, "default", ["runs:write", "runs:read"]) for name in ("ana", "ben", "cy", "dee")
+    }
+    with serve(project) as client:
+        switched = client.post(
+            "/v1/rollout/switch",
+            json={"release": "v1", "override": True, "reason": "start"},
+            headers=auth(ops),
+        )
+        assert switched.status_code == 200, switched.text
+        arms = [
+            {"name": "control", "weight": 1, "release": "v1"},
+            {"name": "v2", "weight": 1, "release": "v2"},
+        ]
+        mixed = {
+            "name": "m",
+            "spec": {"arms": [arms[0], {"name": "f", "weight": 1, "flag": "x", "value": True}]},
+        }
+        refused = client.post("/v1/experiments", json={**mixed, "reason": "r"}, headers=auth(ops))
+        assert refused.status_code == 422 and "every arm names a release" in refused.text
+        body = {"name": "prompt-v2", "spec": {"arms": arms}, "reason": "does v2 help?"}
+        assert client.post("/v1/experiments", json=body, headers=auth(ops)).status_code == 201
+
+        for name, key in users.items():
+            made = run_now(client, key, "prompt")
+            arm = made["experiment_arm"]
+            assert made["experiment"] == "prompt-v2" and arm in ("control", "v2"), name
+            assert made["release_version"] == ("v1" if arm == "control" else "v2")
+            assert made["stage"] == "experiment" and made["assignment"]["arm"] == arm
+            assert run_now(client, key, "prompt")["experiment_arm"] == arm  # sticky
+        pinned = run_now(client, ops, "prompt", release="v2")
+        assert pinned["stage"] == "pin" and pinned["experiment"] is None  # pins are never enrolled
+
+        # A canary takes its share first: those users are not in the experiment.
+        started = client.post(
+            "/v1/rollout/start",
+            json={"release": "v2", "steps": [100], "override": True, "reason": "canary"},
+            headers=auth(ops),
+        )
+        assert started.status_code == 200, started.text
+        canary = run_now(client, users["ana"], "prompt")
+        assert canary["stage"] == "canary" and canary["experiment"] is None
+        report = client.get("/v1/experiments/prompt-v2/report", headers=auth(ops)).json()
+        assert sum(a["runs"] for a in report["arms"]) == 8

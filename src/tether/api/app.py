@@ -91,10 +91,11 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
-            install_rollout(runtime)  # flags and experiment arms for every run this process submits
+            decider = install_rollout(runtime)  # flags and experiment arms of every run submitted here
             live = runtime.live
             # Registered before the first load, so the deployment is in force for the first request.
             rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
+            rollout.experiments = decider.claims  # experiments between releases split the live share
             await live.start()
             alerts = AlertEvaluator(
                 store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url

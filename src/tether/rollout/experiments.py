@@ -5,14 +5,21 @@ tenant, user) and the arm comes from a second hash of the same user, so raising 
 traffic share adds users without moving anyone between arms. Only production runs (api, cli) are
 enrolled; eval, drill, shadow and canary runs never dilute an experiment. A run belongs to at most
 one experiment: the oldest running experiment that enrols its user.
+
+An experiment between releases is enrolled by release assignment (`tether.rollout.assign`, through
+`ExperimentSnapshot.claim`): it splits the live share only, never canary, internal or pinned
+traffic. An experiment of flag variations is enrolled when the run's flags are decided.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from tether.live import LiveConfig
+from tether.rollout.assign import ArmChoice
 from tether.rollout.buckets import BUCKETS, bucket
+from tether.rollout.deployment import Deployment
 from tether.rollout.flag_edits import parse_value
 from tether.runtime.submission import RunSubject
 from tether.store.experiments import EXPERIMENTS_TOPIC
@@ -23,17 +30,53 @@ from tether.store.repository import Store
 
 @dataclass(frozen=True)
 class ExperimentSnapshot:
-    """The running experiments, oldest first, as of one live revision."""
+    """The running experiments, oldest first, as of one live revision, with their releases' ids."""
 
     running: tuple[ExperimentRecord, ...] = ()
+    release_ids: Mapping[str, str] = field(default_factory=dict)
+    """Release version -> id, for the arms that name a release."""
+    agents: Mapping[str, str] = field(default_factory=dict)
+    """Release version -> agent name: an experiment claims users of its own agent only."""
 
     def enrol(self, subject: RunSubject) -> tuple[ExperimentRecord, ExperimentArm] | None:
+        """The experiment arm of a new run, if any.
+
+        Experiments between releases enrol through release assignment (`claim`), which only splits
+        the live share and has already chosen the run's release: their arm arrives as
+        `subject.claimed`. Experiments of flag variations enrol here.
+        """
         if subject.origin not in PRODUCTION_ORIGINS:
             return None
+        if subject.claimed is not None:
+            name, arm_name = subject.claimed
+            for experiment in self.running:
+                if experiment.name == name:
+                    arm = next((a for a in experiment.spec.arms if a.name == arm_name), None)
+                    return None if arm is None else (experiment, arm)
+            return None
         for experiment in self.running:
+            if experiment.spec.between_releases:
+                continue
             arm = arm_for(experiment, subject.tenant_id, subject.user_id)
             if arm is not None:
                 return experiment, arm
+        return None
+
+    def claim(self, deployment: Deployment, *, tenant: str, user: str, bucket: int) -> ArmChoice | None:
+        """The rollout's EXPERIMENT HOOK: a live-share user enrolled in an experiment between this
+        agent's releases gets the arm's release (the deployment's own bucket is not used: each
+        experiment buckets users on its own salt)."""
+        for experiment in self.running:
+            if not experiment.spec.between_releases:
+                continue
+            arm = arm_for(experiment, tenant, user)
+            if arm is None or arm.release is None:
+                continue
+            release_id = self.release_ids.get(arm.release)
+            agent = self.agents.get(arm.release)
+            if release_id is None or agent != deployment.agent_name:
+                continue
+            return ArmChoice(experiment.name, arm.name, release_id, arm.release)
         return None
 
 
@@ -41,8 +84,14 @@ EMPTY_EXPERIMENTS = ExperimentSnapshot()
 
 
 async def load_experiments(store: Store) -> ExperimentSnapshot:
-    running = await store.experiments.all(running_only=True)
-    return ExperimentSnapshot(tuple(sorted(running, key=lambda e: (e.created_at, e.name))))
+    running = sorted(await store.experiments.all(running_only=True), key=lambda e: (e.created_at, e.name))
+    versions = {arm.release for e in running for arm in e.spec.arms if arm.release is not None}
+    releases = [await store.get_release(version) for version in sorted(versions)]
+    return ExperimentSnapshot(
+        tuple(running),
+        release_ids={r.version: r.id for r in releases},
+        agents={r.version: r.agent_name for r in releases},
+    )
 
 
 def arm_for(experiment: ExperimentRecord, tenant_id: str, user_id: str) -> ExperimentArm | None:
@@ -65,9 +114,10 @@ async def start_experiment(
     """Create a running experiment after checking what its arms name exists."""
     flags = {flag.name: flag for flag in await store.flags.all()}
     arms: list[ExperimentArm] = []
+    agents = {(await store.get_release(a.release)).agent_name for a in spec.arms if a.release is not None}
+    if len(agents) > 1:  # NotFoundError above names a missing release
+        raise ValueError(f"the arms' releases belong to different agents ({', '.join(sorted(agents))})")
     for arm in spec.arms:
-        if arm.release is not None:
-            await store.get_release(arm.release)  # NotFoundError names the missing release
         if arm.flag is not None:
             flag = flags.get(arm.flag)
             if flag is None:

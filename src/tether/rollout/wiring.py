@@ -1,4 +1,5 @@
-"""Wire flags and experiments into a process: live topics, and the decision every new run gets.
+"""Wire flags and experiments into a process: live topics, the decision every new run gets, and
+the experiments' claim on release assignment (`Rollout.experiments`).
 
 Called wherever a `Runtime` serves submissions (the API lifespan, the CLI session). The decision
 reads only the in-memory snapshots (`LiveValue.current`), so submitting a run costs no extra query.
@@ -7,6 +8,8 @@ reads only the in-memory snapshots (`LiveValue.current`), so submitting a run co
 from __future__ import annotations
 
 from tether.live import LiveValue
+from tether.rollout.assign import ArmChoice
+from tether.rollout.deployment import Deployment
 from tether.rollout.experiments import EMPTY_EXPERIMENTS, ExperimentSnapshot, load_experiments
 from tether.rollout.flags import EMPTY_FLAGS, FlagSnapshot, load_flags
 from tether.runtime.service import Runtime
@@ -30,7 +33,22 @@ class RunDecider:
         experiment, arm = enrolled
         if arm.flag is not None and arm.value is not None:
             values[arm.flag] = arm.value
-        return RunDecision(flags=values, experiment=(experiment.name, arm.name), release=arm.release)
+        return RunDecision(flags=values, experiment=(experiment.name, arm.name))
+
+    @property
+    def claims(self) -> LiveClaims:
+        """The release-assignment hook (`Rollout.experiments`), reading the same live snapshot."""
+        return LiveClaims(self._experiments)
+
+
+class LiveClaims:
+    """`tether.rollout.assign.ExperimentClaims` over the live experiments snapshot."""
+
+    def __init__(self, experiments: LiveValue[ExperimentSnapshot]) -> None:
+        self._experiments = experiments
+
+    def claim(self, deployment: Deployment, *, tenant: str, user: str, bucket: int) -> ArmChoice | None:
+        return self._experiments.current.claim(deployment, tenant=tenant, user=user, bucket=bucket)
 
 
 def install(runtime: Runtime) -> RunDecider:

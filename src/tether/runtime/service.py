@@ -77,6 +77,7 @@ class Runtime:
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
         `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
         `assignment` records why rollout chose `release` (stage, bucket, pin...), when it did.
+        Feature flags and the experiment arm are decided here, once, for every origin (`decide_run`).
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -92,10 +93,11 @@ class Runtime:
             if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
             thread_id = thread.id
-        subject = RunSubject(tenant_id=tenant_id, user_id=user_id, origin=origin, metadata=metadata or {})
+        claimed = (
+            (assignment["experiment"], assignment["arm"]) if assignment and "arm" in assignment else None
+        )
+        subject = RunSubject(tenant_id, user_id, origin, metadata or {}, claimed)
         decision = self.decide_run(subject) if self.decide_run is not None else NO_DECISION
-        if decision.release is not None and decision.release not in (release.version, release.id):
-            release = await self.store.get_release(decision.release)
         return await self.store.create_run(
             release=release,
             flags=dict(decision.flags) if self.decide_run is not None else None,

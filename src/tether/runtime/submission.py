@@ -25,6 +25,8 @@ class RunSubject:
     user_id: str
     origin: RunOrigin
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    claimed: tuple[str, str] | None = None
+    """(experiment, arm) that release assignment already put this run in (an arm naming a release)."""
 
     def attribute(self, key: str) -> str | None:
         """A targeting attribute as text: `origin`, `tenant`, `user`, or a run metadata key."""
@@ -45,8 +47,6 @@ class RunDecision:
     flags: Mapping[str, FlagValue] = field(default_factory=dict)
     experiment: tuple[str, str] | None = None
     """(experiment, arm) the run is enrolled in."""
-    release: str | None = None
-    """A release version the run must use (an experiment arm that names a release)."""
 
 
 NO_DECISION = RunDecision()

@@ -152,7 +152,14 @@ class ExperimentSpec(BaseModel):
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ValueError("arm names must be distinct")
+        if len({arm.release is None for arm in self.arms}) > 1:
+            raise ValueError("either every arm names a release (an experiment between releases) or none does")
         return self
+
+    @property
+    def between_releases(self) -> bool:
+        """Its arms name releases: release assignment enrols users (from the live share only)."""
+        return self.arms[0].release is not None
 
 
 class ExperimentRecord(BaseModel):
