@@ -64,9 +64,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 "--project",
                 str(project),
                 "--port",
-                str(port),
-                "--release",
-                "v1",
+                str(
+                    port
+                ),  # no --release: it would switch the deployment (gate enforced); the working copy is v1
                 "--concurrency",
                 "1",
             ],
