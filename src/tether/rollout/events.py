@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 
 log = logging.getLogger("tether.rollout")
 
@@ -60,8 +60,8 @@ async def announce_rollback(event: RollbackEvent, *, webhook_url: str | None) ->
     if not webhook_url:
         return
     try:
-        async with httpx.AsyncClient(timeout=10.0) as client:
+        async with httpx2.AsyncClient(timeout=10.0) as client:
             response = await client.post(webhook_url, json=event.payload())
             response.raise_for_status()
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         log.warning("rollback alert webhook failed: %s", exc)
