@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import json
 import types
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints, overload
@@ -36,6 +36,7 @@ class ToolContext:
     it by `(tenant_id, user_id)`, never by `user_id` alone. `scopes` are those of the API key that
     created the run (empty for runs started locally, e.g. `tether run` or an eval).
     `idempotency_key` is `run_id:step`; a write tool can store it to make a retry harmless.
+    `flags` are the run's feature flags (see docs/flags.md), e.g. `context.flags.get("new-refunds")`.
     """
 
     run_id: str
@@ -47,6 +48,8 @@ class ToolContext:
     release_version: str
     tenant_id: str = "default"
     scopes: frozenset[str] = frozenset()
+    flags: Mapping[str, bool | str] = field(default_factory=dict)
+    """Feature flags evaluated when the run was submitted (the same on every step and resume)."""
 
 
 class ToolArgumentError(ValueError):

@@ -19,14 +19,30 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, cost, health, observe, online_eval, releases, runs, threads, webhooks
+from tether.api.routes import (
+    approvals,
+    cost,
+    experiments,
+    flags,
+    health,
+    observe,
+    online_eval,
+    releases,
+    runs,
+    threads,
+    webhooks,
+)
+from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.evals.online import online_scoring
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
+from tether.rollout.controller import CanaryController
 from tether.rollout.releases import snapshot_of, working_copy_release
+from tether.rollout.service import Rollout
+from tether.rollout.wiring import install as install_rollout
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
@@ -80,6 +96,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
         background = contextlib.AsyncExitStack()  # webhook sending and online scoring beside the worker
+        canary_task: asyncio.Task[None] | None = None
         live: LiveConfig | None = None
         try:
             release = (
@@ -90,12 +107,19 @@ def create_app(options: ServiceOptions) -> FastAPI:
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
             config = snapshot_of(release).parsed_config()
+            decider = install_rollout(runtime)  # flags and experiment arms of every run submitted here
             live = runtime.live
+            # Registered before the first load, so the deployment is in force for the first request.
+            rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
+            rollout.experiments = decider.claims  # experiments between releases split the live share
             await live.start()
             alerts = AlertEvaluator(
                 store, rules_for(config), webhook_url=settings.alert_webhook_url, budgets=config.budget_alerts
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
+            canary_task = asyncio.create_task(
+                CanaryController(rollout, owner=settings.worker_id).run_forever(settings.rollout_interval_s)
+            )
             limiter = Limiter(
                 requests_per_minute_per_key=settings.requests_per_minute_per_key,
                 runs_per_minute_per_user=settings.runs_per_minute_per_user,
@@ -112,7 +136,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 await background.enter_async_context(dispatching(store, settings))
                 await background.enter_async_context(online_scoring(store, settings, project=options.project))
             app.state.tether = ServiceState(
-                store, runtime, release, settings, limiter, notifier, worker, session_secret
+                store, runtime, release, settings, limiter, notifier, worker, session_secret, rollout
             )
             yield
         finally:
@@ -120,10 +144,11 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 worker.stop()
                 await worker_task
             await background.aclose()
-            if alert_task is not None:
-                alert_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alert_task
+            for task in (alert_task, canary_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if live is not None:
                 await live.close()
             await telemetry.close()
@@ -139,7 +164,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe, cost, webhooks, online_eval):
+    routers = (runs, approvals, threads, releases, health, observe, cost, webhooks, online_eval)
+    for module in (*routers, rollout_routes, flags, experiments):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

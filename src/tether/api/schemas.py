@@ -52,6 +52,11 @@ class CreateRun(_In):
         max_length=2000,
         description="POST this run's events here (signed; the answer's `callback_secret` verifies them).",
     )
+    release: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Pin this run to a release instead of the deployment's choice (operator scope).",
+    )
 
     @field_validator("input")
     @classmethod
@@ -129,6 +134,17 @@ class RunOut(BaseModel):
         description="The final answer stopped at the model's output-token limit (the run still succeeded).",
     )
     metadata: dict[str, Any]
+    stage: str | None = Field(
+        default=None, description="The rollout stage that chose the release (live, canary, internal, pin...)."
+    )
+    assignment: dict[str, Any] | None = Field(
+        default=None, description="Why the run got its release: stage, bucket, experiment arm, flag or pin."
+    )
+    flags: dict[str, bool | str] | None = Field(
+        default=None, description="Feature flags evaluated when the run was submitted (docs/flags.md)."
+    )
+    experiment: str | None = Field(default=None, description="The A/B experiment the run is enrolled in.")
+    experiment_arm: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

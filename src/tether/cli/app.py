@@ -17,11 +17,14 @@ from tether.cli import (
     data,
     db,
     evals,
+    experiments,
+    flags,
     keys,
     observe,
     online_eval,
     project,
     releases,
+    rollout,
     runs,
     service,
     webhooks,
@@ -39,6 +42,7 @@ app.add_typer(evals.commands)  # gate, readiness
 app.add_typer(keys.group, name="keys")
 app.add_typer(runs.group, name="runs")
 app.add_typer(releases.group, name="release")
+app.add_typer(rollout.group, name="rollout")
 app.add_typer(db.group, name="db")
 app.add_typer(data.group, name="data")
 app.add_typer(observe.traces_group, name="traces")
@@ -49,6 +53,8 @@ evals.cost_group.add_typer(cost.commands)  # cost report
 app.add_typer(cost.breakers_group, name="breakers")
 app.add_typer(webhooks.group, name="webhook")
 app.add_typer(online_eval.group, name="online-eval")
+app.add_typer(flags.group, name="flags")
+app.add_typer(experiments.group, name="experiment")
 
 
 def main() -> None:

@@ -139,10 +139,13 @@ class Session:
 
     @functools.cached_property
     def runtime(self) -> Runtime:
+        from tether.rollout.wiring import install as install_rollout
         from tether.runtime.service import Runtime
 
         data_dir = Path(self.settings.data_dir) if self.settings.data_dir else self.project / "data"
-        return Runtime(self.store, self.settings, data_dir=data_dir, observer=self.telemetry.observer)
+        runtime = Runtime(self.store, self.settings, data_dir=data_dir, observer=self.telemetry.observer)
+        install_rollout(runtime)  # feature flags and experiment arms for the runs this command submits
+        return runtime
 
     async def close(self) -> None:
         if "telemetry" in self.__dict__:
@@ -336,6 +339,10 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
         ("risk", run.risk_level),
         ("created", run.created_at.isoformat(timespec="seconds")),
     ]
+    if run.flags:
+        rows.append(("flags", ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(run.flags.items()))))
+    if run.experiment:
+        rows.append(("experiment", f"{run.experiment} (arm {run.experiment_arm})"))
     if run.finished_at:
         rows.append(("finished", run.finished_at.isoformat(timespec="seconds")))
     if run.error:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tether.agent.flags import render_instructions, tool_switched_off
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.routing import ChainUnavailableError
@@ -34,10 +35,12 @@ from tether.runtime.routed import ModelRouter, budget_left, step_kind
 from tether.runtime.run_flags import run_flags
 from tether.runtime.tiers import Situation
 from tether.runtime.tool_calls import call_tool
+from tether.store.deployments import SHADOW_SKIP_PREFIX
 from tether.store.faults import describe, is_transient
 from tether.store.records import (
     ApprovalKind,
     ApprovalRecord,
+    RunOrigin,
     RunRecord,
     RunStatus,
     StepDraft,
@@ -124,7 +127,8 @@ class RunLoop:
         self.tool_specs: list[ToolSpec] = [
             tool.spec()
             for tool in self.agent.tools.values()
-            if self.config.agent.write_tools_enabled or not tool.is_write
+            if (self.config.agent.write_tools_enabled or not tool.is_write)
+            and not tool_switched_off(run.flags, tool.name)
         ] + [ESCALATE_SPEC]
 
     # -- driving --------------------------------------------------------------------------------
@@ -212,7 +216,8 @@ class RunLoop:
             self.steps = await self.store.list_steps(self.run.id)
             self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.totals.steps_used = len(self.steps)
-        self.messages = [Message(role="system", content=self.agent.instructions)]
+        instructions = render_instructions(self.agent.instructions, self.run.flags)
+        self.messages = [Message(role="system", content=instructions)]
         if self.run.thread_id is not None:
             history: list[Message] = []
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
@@ -503,8 +508,16 @@ class RunLoop:
         except ToolArgumentError as exc:
             await self._record_unexecuted(call, str(exc))
             return None
+        if tool_switched_off(self.run.flags, tool.name):
+            await self._record_unexecuted(call, f"{tool.name} is switched off for this run by a feature flag")
+            return None
         if tool.is_write and not self.config.agent.write_tools_enabled:
             await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
+            return None
+        if tool.is_write and self.run.origin == RunOrigin.SHADOW:  # a copy of a user's run: never act
+            await self._record_unexecuted(
+                call, f"{SHADOW_SKIP_PREFIX}: {tool.name} is a write tool", succeeded=True
+            )
             return None
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)
@@ -579,6 +592,7 @@ class RunLoop:
             release_version=self.run.release_version,
             tenant_id=self.run.tenant_id,
             scopes=frozenset(self.run.scopes or ()),
+            flags=self.run.flags or {},
         )
         started = time.monotonic()
         outcome, cache, hit = await self.caches.tool_call(

@@ -18,6 +18,7 @@ from tether.runtime.breaker_state import breaker_backend_for, cache_backend_for
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.runtime.submission import NO_DECISION, RunDecider, RunSubject
 from tether.settings import Settings
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunOrigin, RunRecord, RunStatus
 from tether.store.repository import ConflictError, NotFoundError, Store
@@ -58,6 +59,8 @@ class Runtime:
         long-lived processes (`live.start()`), read once by one-off commands (`live.ready()`)."""
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
+        self.decide_run: RunDecider | None = None
+        """Feature flags and experiment arm of each new run (`tether.rollout.wiring.install` sets it)."""
 
     async def submit(
         self,
@@ -73,6 +76,7 @@ class Runtime:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         run_id: str | None = None,
+        assignment: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
 
@@ -83,6 +87,8 @@ class Runtime:
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
         `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
         `run_id` stores it under an id the caller chose (`store.new_id("run")`).
+        `assignment` records why rollout chose `release` (stage, bucket, pin...), when it did.
+        Feature flags and the experiment arm are decided here, once, for every origin (`decide_run`).
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -98,8 +104,15 @@ class Runtime:
             if thread.user_id != user_id or thread.tenant_id != tenant_id:
                 raise ConflictError(f"thread {thread_id} belongs to another user")
             thread_id = thread.id
+        claimed = (
+            (assignment["experiment"], assignment["arm"]) if assignment and "arm" in assignment else None
+        )
+        subject = RunSubject(tenant_id, user_id, origin, metadata or {}, claimed)
+        decision = self.decide_run(subject) if self.decide_run is not None else NO_DECISION
         return await self.store.create_run(
             release=release,
+            flags=dict(decision.flags) if self.decide_run is not None else None,
+            experiment=decision.experiment,
             user_id=user_id,
             input=input,
             origin=origin,
@@ -111,6 +124,7 @@ class Runtime:
             scopes=scopes,
             new_thread=new_thread,
             run_id=run_id,
+            assignment=assignment,
         )
 
     async def execute(self, run_id: str) -> RunRecord:

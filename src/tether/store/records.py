@@ -155,6 +155,15 @@ class RunRecord(RunTotals):
     """The API key that created the run (None for local CLI and eval runs)."""
     scopes: list[str] | None = None
     """That key's scopes when the run was created (None without a key)."""
+    stage: str | None = None
+    """The rollout stage that chose the release (live, canary, internal, shadow, pin); None: no deployment."""
+    assignment: dict[str, Any] | None = None
+    """Why the run got its release: stage, bucket, experiment arm, flag or pin (tether.rollout.assign)."""
+    flags: dict[str, bool | str] | None = None
+    """Feature flags evaluated when the run was submitted (None: none were evaluated)."""
+    experiment: str | None = None
+    experiment_arm: str | None = None
+    """The A/B experiment and arm the run was enrolled in, if any."""
     attempts: int
     created_at: datetime
     started_at: datetime | None

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,7 @@ from tether.store.batch import CreateBatcher, NewRun
 from tether.store.breakers import BreakerStore
 from tether.store.caches import CacheStore
 from tether.store.costs import CostStore
+from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -68,6 +69,10 @@ from tether.store.tables import (
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
 from tether.store.webhooks import WebhookStore
+
+if TYPE_CHECKING:
+    from tether.store.experiments import ExperimentStore
+    from tether.store.flags import FlagStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -164,6 +169,10 @@ class Store:
             await self._writer.dispose()
         await self.engine.dispose()
 
+    def now(self) -> datetime:
+        """The store's clock (a test clock in tests): for timestamps other rooms compare with rows."""
+        return self._now()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
@@ -194,6 +203,11 @@ class Store:
         return CostStore(self._sessions)
 
     @property
+    def deployments(self) -> DeploymentStore:
+        """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
+        return DeploymentStore(self._sessions, self._now, writes=self._writes)
+
+    @property
     def live_revisions(self) -> LiveRevisions:
         """Revision counters of the live configuration (store/live.py); writers bump them in their own
         transactions with `tether.store.live.bump_revision`."""
@@ -213,6 +227,20 @@ class Store:
     def online_eval(self) -> OnlineEvalStore:
         """The online-evaluation queue and scores of production runs (store/online_eval.py)."""
         return OnlineEvalStore(self._sessions, self._writes, self._now)
+
+    @property
+    def flags(self) -> FlagStore:
+        """Feature flags and their audit log (store/flags.py)."""
+        from tether.store.flags import FlagStore  # it raises this module's NotFoundError
+
+        return FlagStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def experiments(self) -> ExperimentStore:
+        """A/B experiments and their enrolled runs' outcomes (store/experiments.py)."""
+        from tether.store.experiments import ExperimentStore
+
+        return ExperimentStore(self._sessions, self._writes, self._now, self.dialect)
 
     # -- releases -------------------------------------------------------------------------------
 
@@ -327,6 +355,9 @@ class Store:
         scopes: list[str] | None = None,
         new_thread: bool = False,
         run_id: str | None = None,
+        assignment: dict[str, Any] | None = None,
+        flags: dict[str, bool | str] | None = None,
+        experiment: tuple[str, str] | None = None,
     ) -> RunRecord:
         """Store a queued run (with `run_id`, under that id: a caller that must record something
         about the run before any worker can see it, such as its callback endpoint); with `lease`
@@ -346,6 +377,10 @@ class Store:
         row.id = run_id or row.id
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
+        if assignment is not None:  # why rollout chose this release (tether.rollout.assign)
+            row.stage, row.assignment = str(assignment.get("stage")), assignment
+        row.flags = flags
+        row.experiment, row.experiment_arm = experiment if experiment is not None else (None, None)
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]

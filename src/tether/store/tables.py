@@ -116,6 +116,14 @@ class RunRow(Base):
     # tools see the scopes, and the four-eyes rule keeps that key from approving the run's own calls.
     key_id: Mapped[str | None] = mapped_column(String(40))
     scopes: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Rollout (migration 0011): the stage that chose the run's release, and why (bucket, pin, arm, flag).
+    stage: Mapped[str | None] = mapped_column(String(16))
+    assignment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Feature flags evaluated once at submission, and the experiment arm the run was enrolled in
+    # (migration 0012): tools, prompts and reports read these, never the live flags.
+    flags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    experiment: Mapped[str | None] = mapped_column(String(100), index=True)
+    experiment_arm: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -212,6 +220,34 @@ class UiSessionRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class DeploymentRevisionRow(Base):
+    """One numbered revision of an agent's deployment: the whole routing state after a change, and
+    who made the change, why, and on what evidence. The newest revision is the deployment."""
+
+    __tablename__ = "deployment_revisions"
+    __table_args__ = (UniqueConstraint("agent_name", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_name: Mapped[str] = mapped_column(String(200))
+    revision: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[dict[str, Any]]
+    evidence: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class RolloutLeaseRow(Base):
+    """Who runs canary analysis now: one holder at a time across every API process and worker."""
+
+    __tablename__ = "rollout_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
 
 
 class LiveRevisionRow(Base):
@@ -486,3 +522,49 @@ class OnlineScoreRow(Base):
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
+
+
+# --- Feature flags and A/B experiments (issue #13, migration 0012) ---
+
+
+class FlagRow(Base):
+    """A feature flag's current definition; every change also writes a `FlagChangeRow`."""
+
+    __tablename__ = "flags"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime]
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    spec: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    stopped_by: Mapped[str | None] = mapped_column(String(200))
+    stopped_at: Mapped[datetime | None]
+
+
+class FlagChangeRow(Base):
+    """The audit log of flags and experiments: who changed what, why, when, at which live revision."""
+
+    __tablename__ = "flag_changes"
+    __table_args__ = (Index("ix_flag_changes_subject", "subject_kind", "subject", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    changed_at: Mapped[datetime]

@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tether.ui import cost_pages
+from tether.ui import cost_pages, rollout_pages
 from tether.ui.auth import LoginRequired, PageError
+from tether.ui.flags_pages import router as flags_router
 from tether.ui.pages import render, router
 
 STATIC = Path(__file__).parent / "static"
@@ -36,6 +37,8 @@ def mount(app: FastAPI) -> None:
     """Serve the dashboard from `app`: pages at /ui/, vendored scripts and styles at /ui/static/."""
     app.include_router(router)
     app.include_router(cost_pages.router)  # /ui/cost
+    app.include_router(rollout_pages.router)
+    app.include_router(flags_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(PageError, _page_error)

@@ -13,6 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tether.api.auth import Caller
 from tether.api.deps import ServiceState, State, readable_user, require, tenant_run, visible_run
+from tether.api.routing import choose_release, submit_shadow_copy
 from tether.api.schemas import (
     ApprovalOut,
     CreateRun,
@@ -84,6 +85,9 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         raise HTTPException(
             refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
         )
+    choice = await choose_release(
+        state, caller, body.release
+    )  # before anything is stored: a pin may be refused
     run_id, callback = new_id("run"), None
     if body.callback_url is not None:
         try:
@@ -99,7 +103,7 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             raise HTTPException(400, f"callback_url: {exc}") from None
     try:
         run = await state.runtime.submit(
-            state.release,
+            choice.release,
             run_id=run_id,
             user_id=caller.user_id,
             tenant_id=caller.tenant_id,
@@ -109,9 +113,11 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             metadata=body.metadata,
             key_id=caller.key_id,
             scopes=sorted(caller.scopes),
+            assignment=choice.assignment.as_record() if choice.assignment else None,
         )
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
+    await submit_shadow_copy(state, run)
     state.work_available()
     if body.wait > 0:
         run = await _wait_until_settled(state, run.id, body.wait)
