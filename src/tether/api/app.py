@@ -19,8 +19,9 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.api.routes import approvals, controls, health, incidents, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
+from tether.incidents.service import alert_hook
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -85,7 +86,10 @@ def create_app(options: ServiceOptions) -> FastAPI:
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
             alerts = AlertEvaluator(
-                store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
+                store,
+                rules_for(snapshot_of(release).parsed_config()),
+                webhook_url=settings.alert_webhook_url,
+                on_fire=alert_hook(store),  # a firing alert opens an incident (once across API nodes)
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
             limiter = Limiter(
@@ -126,7 +130,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe):
+    for module in (runs, approvals, threads, releases, health, observe, controls, incidents):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

@@ -123,6 +123,10 @@ class RunOut(BaseModel):
         default=False,
         description="The final answer stopped at the model's output-token limit (the run still succeeded).",
     )
+    controls_applied: list[str] = Field(
+        default_factory=list,
+        description="Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`).",
+    )
     metadata: dict[str, Any]
     created_at: datetime
     started_at: datetime | None

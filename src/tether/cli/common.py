@@ -27,6 +27,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from tether.controls.service import Announcer
     from tether.observe.service import Telemetry
     from tether.runtime.service import Runtime
     from tether.settings import Settings
@@ -136,6 +137,10 @@ class Session:
 
         data_dir = Path(self.settings.data_dir) if self.settings.data_dir else self.project / "data"
         return Runtime(self.store, self.settings, data_dir=data_dir, observer=self.telemetry.observer)
+
+    async def live(self) -> Announcer:
+        """Where a change to live configuration (controls) is announced to every other process."""
+        return self.runtime.live
 
     async def close(self) -> None:
         if "telemetry" in self.__dict__:
@@ -267,6 +272,8 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
         rows.append(("finished", run.finished_at.isoformat(timespec="seconds")))
     if run.error:
         rows.append(("error", run.error))
+    if run.controls_applied:
+        rows.append(("controls", "; ".join(run.controls_applied)))
     for key, value in rows:
         table.add_row(key, value if key == "status" else escape(value))
     print_table(table)

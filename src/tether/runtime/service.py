@@ -9,14 +9,23 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tether.live import LiveConfig
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
+from tether.runtime.controls import ModelSwitcher, refusal, watch_controls
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.settings import Settings
-from tether.store.records import ApprovalRecord, ReleaseRecord, RunOrigin, RunRecord, RunStatus
-from tether.store.repository import ConflictError, NotFoundError, Store
+from tether.store.records import (
+    PRODUCTION_ORIGINS,
+    ApprovalRecord,
+    ReleaseRecord,
+    RunOrigin,
+    RunRecord,
+    RunStatus,
+)
+from tether.store.repository import ConflictError, NotFoundError, Store, utc_now
 
 
 class Runtime:
@@ -35,6 +44,10 @@ class Runtime:
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
+        self.live = LiveConfig()
+        self.controls = watch_controls(self.live, store)
+        """The operator controls in force, as this process last loaded them (tether.controls)."""
+        self.models = ModelSwitcher(backoff_s=settings.model_backoff_s)
 
     async def submit(
         self,
@@ -63,6 +76,12 @@ class Runtime:
             raise ValueError("the run input is empty")
         if not user_id.strip():
             raise ValueError("a run needs a user id")
+        if origin in PRODUCTION_ORIGINS:  # operators pause traffic, not their own evals and drills
+            await self.live.ready()  # loads the snapshot once per process (a CLI process too)
+            now = utc_now()
+            refused = refusal(self.controls.current.for_run(tenant_id, release.version, now), now)
+            if refused is not None:
+                raise refused
         new_thread = thread_id is None  # created with the run, in its transaction
         if thread_id is not None:
             try:
@@ -111,6 +130,7 @@ class Runtime:
 
     async def drive(self, run: RunRecord) -> RunRecord:
         """Drive a run whose lease this runtime holds until it ends, parks, or the process stops."""
+        await self.live.ready()
         release = await self.store.get_release(run.release_id)
         try:
             loaded = self.agents.load(release)
@@ -134,6 +154,8 @@ class Runtime:
             stopping=self.stopping,
             observer=self.observer,
             timer=self.timer,
+            controls=self.controls,
+            switcher=self.models,
         ).drive()
 
     async def decide(

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +62,10 @@ from tether.store.tables import (
 )
 from tether.store.telemetry import TelemetryStore
 from tether.store.ui_sessions import UiSessionStore
+
+if TYPE_CHECKING:  # their modules import this one (for its errors), so they are imported late
+    from tether.store.controls import ControlStore
+    from tether.store.incidents import IncidentStore
 
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
@@ -158,6 +162,20 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def controls(self) -> ControlStore:
+        """Operator controls and their history (store/controls.py)."""
+        from tether.store.controls import ControlStore
+
+        return ControlStore(self._sessions, self._writes, self._now)
+
+    @property
+    def incidents(self) -> IncidentStore:
+        """Incidents, their notes and linked runs (store/incidents.py)."""
+        from tether.store.incidents import IncidentStore
+
+        return IncidentStore(self._sessions, self._writes, self._now)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
