@@ -125,7 +125,7 @@ class RunOut(BaseModel):
     )
     controls_applied: list[str] = Field(
         default_factory=list,
-        description="Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`).",
+        description="Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`)",
     )
     metadata: dict[str, Any]
     created_at: datetime

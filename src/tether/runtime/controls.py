@@ -9,8 +9,12 @@ the run row (`controls_applied`).
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from tether.agent.config import ProjectConfig
 from tether.controls.effect import EMPTY, NOTHING, ControlSet, Effective
@@ -22,14 +26,25 @@ from tether.store.controls import TOPIC, ControlRecord
 from tether.store.records import RunRecord, RunTotals
 from tether.store.repository import ConflictError, Store, utc_now
 
-ControlSnapshot = LiveValue[ControlSet]
+log = logging.getLogger("tether.controls")
 
 
-def watch_controls(live: LiveConfig, store: Store) -> ControlSnapshot:
+class ControlSnapshot(Protocol):
+    """Where the loop reads the controls in force: the live value (or a drill's private one)."""
+
+    @property
+    def current(self) -> ControlSet: ...
+
+
+def watch_controls(live: LiveConfig, store: Store) -> LiveValue[ControlSet]:
     """Register the `controls` topic: this process's snapshot of the controls in force."""
 
     async def load() -> ControlSet:
-        return ControlSet(tuple(await store.controls.active()))
+        loaded = ControlSet(tuple(await store.controls.active()))
+        # Wall-clock time and pid, so a drill can tell when each process had a change (kill_switch.py).
+        ids = ",".join(c.id for c in loaded.controls) or "none"
+        log.info("controls snapshot loaded (pid %d at %.6f): %s", os.getpid(), time.time(), ids)
+        return loaded
 
     return live.register(TOPIC, load, EMPTY)
 

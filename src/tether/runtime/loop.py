@@ -469,6 +469,12 @@ class RunLoop:
         error = ""
         attempts = 0
         for attempt in range(tool.retries + 1):
+            # The last check, with no await between it and the call: a control this process has
+            # loaded by now is honoured even if it arrived while the step was being written.
+            refusal = self.controls.check().tool_refusal(tool.name, is_write=tool.is_write)
+            if refusal is not None:
+                error = refusal
+                break
             attempts = attempt + 1
             try:
                 result = await self._guarded(tool.invoke(call.arguments, context))
@@ -494,7 +500,8 @@ class RunLoop:
                 break
             if attempt < tool.retries:
                 await asyncio.sleep(_RETRY_BACKOFF_S * 2**attempt)
-        self.totals.tools_called.append(tool.name)
+        if attempts:  # refused before any attempt: the tool was not called
+            self.totals.tools_called.append(tool.name)
         await self._end_step(
             step,
             StepOutcome(

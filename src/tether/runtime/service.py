@@ -12,7 +12,7 @@ from typing import Any
 from tether.live import LiveConfig
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
-from tether.runtime.controls import ModelSwitcher, refusal, watch_controls
+from tether.runtime.controls import ControlSnapshot, ModelSwitcher, refusal, watch_controls
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
@@ -45,7 +45,7 @@ class Runtime:
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
         self.live = LiveConfig()
-        self.controls = watch_controls(self.live, store)
+        self.controls: ControlSnapshot = watch_controls(self.live, store)
         """The operator controls in force, as this process last loaded them (tether.controls)."""
         self.models = ModelSwitcher(backoff_s=settings.model_backoff_s)
 
