@@ -8,7 +8,7 @@ from pathlib import Path
 
 from test_api import RW, bearer, finished, issue, parked_refund, problem, serve
 
-OPERATOR = ("admin",)
+OPERATOR = ("operator",)
 
 
 def _set(client: object, key: str, **body: object) -> dict[str, object]:

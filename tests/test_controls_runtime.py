@@ -128,8 +128,17 @@ def test_switch_model_moves_a_release_to_its_configured_fallback(
     version = release[0]["version"] if release else None
     if version:  # a release-scoped switch must name one of that release's models
         refused = cli(
-            "control", "set", "switch_model", "openai:gpt-4o", "--scope", f"release:{version}",
-            "--reason", "x", "--project", str(project), expect=2,
+            "control",
+            "set",
+            "switch_model",
+            "openai:gpt-4o",
+            "--scope",
+            f"release:{version}",
+            "--reason",
+            "x",
+            "--project",
+            str(project),
+            expect=2,
         )
         assert "not configured for release" in refused.output
 

@@ -95,7 +95,7 @@ def test_the_incident_lifecycle_from_open_to_postmortem(
 
 def test_incidents_over_http_need_the_operator_scope(example_project: Path) -> None:
     writer = issue("u1", "t1", RW)
-    operator = issue("oncall", "t1", ("admin",))
+    operator = issue("oncall", "t1", ("operator",))
     with serve(example_project, workers=0) as client:
         assert client.get("/v1/incidents", headers=bearer(writer)).status_code == 403
         made = client.post("/v1/incidents", json={"title": "slow answers"}, headers=bearer(operator))

@@ -27,7 +27,7 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashboa
             data_dir=workdir / "data",
             code_cache=workdir / "code",
         )
-        yield service, create_key(workdir / "shop", env, user="oncall", scopes="admin")
+        yield service, create_key(workdir / "shop", env, user="oncall", scopes="operator,runs:read")
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tether.api.limits import Limiter
 from tether.api.routes import approvals, controls, health, incidents, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.incidents.service import alert_hook
+from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -77,6 +78,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        live: LiveConfig | None = None
         try:
             release = (
                 await store.get_release(options.release)
@@ -85,6 +87,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            live = runtime.live
+            await live.start()
             alerts = AlertEvaluator(
                 store,
                 rules_for(snapshot_of(release).parsed_config()),
@@ -117,6 +121,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await alert_task
+            if live is not None:
+                await live.close()
             await telemetry.close()
             await notifier.close()
             await store.close()

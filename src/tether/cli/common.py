@@ -143,6 +143,8 @@ class Session:
         return self.runtime.live
 
     async def close(self) -> None:
+        if "runtime" in self.__dict__:
+            await self.runtime.live.close()
         if "telemetry" in self.__dict__:
             await self.telemetry.close()
         await self.store.close()

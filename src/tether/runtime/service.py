@@ -30,7 +30,13 @@ from tether.store.repository import ConflictError, NotFoundError, Store, utc_now
 
 class Runtime:
     def __init__(
-        self, store: Store, settings: Settings, *, data_dir: Path, observer: Observer = NO_OBSERVER
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        data_dir: Path,
+        observer: Observer = NO_OBSERVER,
+        live: LiveConfig | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -42,9 +48,15 @@ class Runtime:
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
+        self.live = (
+            live
+            if live is not None
+            else LiveConfig(store, redis_url=settings.redis_url, poll_s=settings.live_poll_s)
+        )
+        """Deployments, controls and flags as operators change them (tether.live); kept fresh by
+        long-lived processes (`live.start()`), read once by one-off commands (`live.ready()`)."""
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
-        self.live = LiveConfig()
         self.controls: ControlSnapshot = watch_controls(self.live, store)
         """The operator controls in force, as this process last loaded them (tether.controls)."""
         self.models = ModelSwitcher(backoff_s=settings.model_backoff_s)
@@ -74,10 +86,10 @@ class Runtime:
         """
         if not input.strip():
             raise ValueError("the run input is empty")
+        await self.live.ready()
         if not user_id.strip():
             raise ValueError("a run needs a user id")
         if origin in PRODUCTION_ORIGINS:  # operators pause traffic, not their own evals and drills
-            await self.live.ready()  # loads the snapshot once per process (a CLI process too)
             now = utc_now()
             refused = refusal(self.controls.current.for_run(tenant_id, release.version, now), now)
             if refused is not None:
