@@ -43,7 +43,7 @@ async def set_control(
     live: Announcer | None,
     *,
     kind: str,
-    scope: str,
+    scope: str = "all",
     value: str = "",
     reason: str,
     by: str,
