@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from tether.api.auth import Caller
@@ -119,10 +118,10 @@ async def close(incident_id: str, body: CloseIncident, state: State, caller: Ope
 
 @router.get(
     "/{incident_id}/report",
-    response_class=PlainTextResponse,
+    response_class=Response,
     responses={**_ERRORS, 200: {"content": {"text/markdown": {}}, "description": "Postmortem draft."}},
 )
-async def report(incident_id: str, state: State, caller: Operator) -> PlainTextResponse:
+async def report(incident_id: str, state: State, caller: Operator) -> Response:
     """The postmortem draft in Markdown."""
     text = postmortem(await assemble(state.store, incident_id))
-    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+    return Response(text, media_type="text/markdown; charset=utf-8")
