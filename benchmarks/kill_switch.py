@@ -137,6 +137,8 @@ class Trial:
     late_charges: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     refused_calls: int = 0
+    load: float = 0.0
+    """The machine's 1-minute load average when the switch was flipped (CPU starvation shows here)."""
 
     @property
     def slowest_s(self) -> float:
@@ -190,6 +192,7 @@ def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: 
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"only {running} of {args.runs} runs in flight")
                     time.sleep(0.05)
+                result.load = os.getloadavg()[0]
                 result.switched_at = time.time()
                 answer = ops.client.post(
                     "/v1/controls",
@@ -223,7 +226,8 @@ def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: 
             else:
                 result.charges_in_window += 1
     if callable(say):
-        say(f"{mode}: slowest process {result.slowest_s * 1000:.0f} ms, statuses {result.statuses}")
+        per = ", ".join(f"{n} {s * 1000:.0f} ms" for n, s in sorted(result.honoured_s.items()))
+        say(f"{mode} (load {result.load:.1f}): {per}; statuses {result.statuses}")
     return result
 
 
@@ -350,11 +354,12 @@ def render(
     command = (
         f"python benchmarks/kill_switch.py --runs {args.runs} --calls {args.calls} --repeat {args.repeat}"
     )
-    per_trial = [["#", "mode", "api node 1", "api node 2", "worker 1", "worker 2"]]
+    per_trial = [["#", "mode", "load avg", "api node 1", "api node 2", "worker 1", "worker 2"]]
     for i, t in enumerate(trials, 1):
         names = sorted(t.honoured_s)
         per_trial.append(
-            [str(i), t.mode, *(f"{t.honoured_s[n] * 1000:.0f} ms" for n in names)] + ["-"] * (4 - len(names))
+            [str(i), t.mode, f"{t.load:.1f}", *(f"{t.honoured_s[n] * 1000:.0f} ms" for n in names)]
+            + ["-"] * (4 - len(names))
         )
     return "\n".join(
         [

@@ -104,6 +104,8 @@ async def create_control(body: NewControl, state: State, caller: Operator) -> Co
         raise HTTPException(400, str(exc)) from None
     except NotFoundError as exc:
         raise HTTPException(400, str(exc)) from None
+    for run_id in change.cancelled_runs:  # they ended here, not in a run loop: their traces need a root
+        await state.runtime.observer.run_ended_idle(await state.store.get_run(run_id))
     out = ControlOut.of(change.control, utc_now())
     return ControlSetOut(**out.model_dump(), cancelled_runs=list(change.cancelled_runs))
 
