@@ -120,13 +120,6 @@ class ControlStore:
             await bump_revision(session, TOPIC, now)
         return ControlRecord.model_validate(row)
 
-    async def get(self, control_id: str) -> ControlRecord:
-        async with self._sessions() as session:
-            row = await session.get(ControlRow, control_id)
-        if row is None:
-            raise NotFoundError(f"no control {control_id!r}")
-        return ControlRecord.model_validate(row)
-
     async def active(self) -> list[ControlRecord]:
         """Controls in force now (the live snapshot's source), oldest first."""
         now = self._now()
