@@ -117,3 +117,26 @@ def test_incidents_over_http_need_the_operator_scope(example_project: Path) -> N
         assert closed.json()["status"] == "closed"
         problem(client.get("/v1/incidents/inc_nope", headers=bearer(operator)), 404)
         problem(client.post("/v1/incidents", json={"title": ""}, headers=bearer(operator)), 422)
+
+
+def test_a_rollback_opens_an_incident_with_its_deployment_history(tmp_path: Path, cli: Cli) -> None:
+    from test_ui_pages import serve as serve_shop
+    from ui_helpers import write_shop_project
+
+    project = write_shop_project(tmp_path / "shop")
+    cli("release", "create", "--project", project, "--version", "v1")
+    (project / "prompts" / "system.md").write_text("You are a concise shop assistant.")
+    cli("release", "create", "--project", project, "--version", "v2")
+    ops = issue("ops", "default", ("operator",))
+    with serve_shop(project) as client:
+        for version in ("v1", "v2"):
+            body = {"release": version, "override": True, "reason": f"to {version}"}
+            assert client.post("/v1/rollout/switch", json=body, headers=bearer(ops)).status_code == 200
+        back = client.post("/v1/rollout/rollback", json={"reason": "v2 is slow"}, headers=bearer(ops))
+        assert back.status_code == 200, back.text
+        incidents = client.get("/v1/incidents", headers=bearer(ops)).json()
+        assert len(incidents) == 1 and incidents[0]["source"] == "rollback"
+        assert "rolled back from v2 to v1" in incidents[0]["title"] and "v2 is slow" in incidents[0]["title"]
+        detail = client.get(f"/v1/incidents/{incidents[0]['id']}", headers=bearer(ops)).json()
+        deployments = [m["text"] for m in detail["timeline"] if m["source"] == "deployment"]
+        assert [t.split(": ")[1].split(" by ")[0] for t in deployments] == ["switch", "switch", "rollback"]

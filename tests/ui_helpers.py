@@ -113,7 +113,7 @@ TRAFFIC = [
     ("refund 10042", "waiting_for_approval"),
 ]
 
-SERVE = ("--release", "v2", "--concurrency", "2")
+SERVE = ("--concurrency", "2")  # the working copy is v2; `--release` would switch the deployment
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 

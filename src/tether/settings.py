@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     """Alert transitions (firing, resolved) are POSTed here as JSON."""
     alert_interval_s: float = Field(default=60.0, gt=0)
     """How often the API process evaluates the alert rules."""
+    rollout_interval_s: float = Field(default=5.0, gt=0)
+    """How often API processes and workers look at canaries in progress (one acts at a time)."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """auto: JSON lines unless stderr is a terminal."""
     log_level: str | None = None

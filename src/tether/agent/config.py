@@ -138,6 +138,34 @@ class ReadinessSection(_Strict):
     stored_state: list[str] = Field(default_factory=list)
 
 
+class RollbackOn(_Strict):
+    """`[rollout.rollback_on]`: how much worse than stable a canary may be before it is rolled back.
+
+    Rates are absolute differences (0.05: five percentage points); ratios compare with stable (1.5:
+    half as much again). Unset means the measure is not judged."""
+
+    error_rate: float | None = Field(default=0.05, gt=0, le=1)
+    escalation_rate: float | None = Field(default=0.10, gt=0, le=1)
+    p95_latency_ratio: float | None = Field(default=2.0, gt=1)
+    cost_per_run_ratio: float | None = Field(default=1.5, gt=1)
+    negative_feedback_rate: float | None = Field(default=0.10, gt=0, le=1)
+
+
+class RolloutSection(_Strict):
+    """`[rollout]`: the canary plan, rollback thresholds and sequential test, shadow and internal users."""
+
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
+    min_runs: int = Field(default=50, ge=1)
+    """Finished canary runs each step needs before it passes."""
+    min_minutes: float = Field(default=5.0, ge=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """False-rollback rate the sequential test allows over the whole canary (all measures, all looks)."""
+    rollback_on: RollbackOn = Field(default_factory=RollbackOn)
+    shadow_share: float = Field(default=0.1, ge=0, le=1)
+    internal_users: list[str] = Field(default_factory=list)
+    internal_tenants: list[str] = Field(default_factory=list)
+
+
 class AlertRule(_Strict):
     """One `[[alerts]]` rule: fire when `metric` over the last `window` is above or below a threshold."""
 
@@ -174,6 +202,7 @@ class ProjectConfig(_Strict):
     evals: EvalsSection = Field(default_factory=EvalsSection)
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

@@ -20,13 +20,17 @@ from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, controls, health, incidents, observe, releases, runs, threads
+from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
-from tether.incidents.service import alert_hook
+from tether.incidents.service import alert_hook, rollback_hook
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
+from tether.rollout.controller import CanaryController
+from tether.rollout.events import RollbackHook, on_rollback, remove_rollback_hook
 from tether.rollout.releases import snapshot_of, working_copy_release
+from tether.rollout.service import Rollout
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
@@ -78,7 +82,9 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        canary_task: asyncio.Task[None] | None = None
         live: LiveConfig | None = None
+        incident_on_rollback: RollbackHook | None = None
         try:
             release = (
                 await store.get_release(options.release)
@@ -88,6 +94,9 @@ def create_app(options: ServiceOptions) -> FastAPI:
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
             live = runtime.live
+            # Registered before the first load, so the deployment is in force for the first request.
+            rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
+            incident_on_rollback = on_rollback(rollback_hook(store))  # a rollback opens an incident
             await live.start()
             alerts = AlertEvaluator(
                 store,
@@ -96,6 +105,9 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 on_fire=alert_hook(store),  # a firing alert opens an incident (once across API nodes)
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
+            canary_task = asyncio.create_task(
+                CanaryController(rollout, owner=settings.worker_id).run_forever(settings.rollout_interval_s)
+            )
             limiter = Limiter(
                 requests_per_minute_per_key=settings.requests_per_minute_per_key,
                 runs_per_minute_per_user=settings.runs_per_minute_per_user,
@@ -110,17 +122,20 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 )
                 worker_task = asyncio.create_task(worker.run())
             app.state.tether = ServiceState(
-                store, runtime, release, settings, limiter, notifier, worker, session_secret
+                store, runtime, release, settings, limiter, notifier, worker, session_secret, rollout
             )
             yield
         finally:
+            if incident_on_rollback is not None:
+                remove_rollback_hook(incident_on_rollback)
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
-            if alert_task is not None:
-                alert_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alert_task
+            for task in (alert_task, canary_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if live is not None:
                 await live.close()
             await telemetry.close()
@@ -136,7 +151,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe, controls, incidents):
+    for module in (runs, approvals, threads, releases, health, observe, rollout_routes, controls, incidents):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

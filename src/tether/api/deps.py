@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from tether.api.auth import Caller, authenticate
 from tether.api.limits import Limiter, Refusal
+from tether.rollout.service import Rollout
 from tether.runtime.notify import Notifier
 from tether.runtime.service import Runtime
 from tether.runtime.worker import Worker
@@ -31,6 +32,8 @@ class ServiceState:
     """The in-process worker of `tether serve`, woken when a run becomes claimable here."""
     session_secret: str = ""
     """Signs dashboard sessions (api/session_secret.py)."""
+    rollout: Rollout | None = None
+    """Release choice per run from the live deployment, and deployment changes (tether.rollout)."""
 
     def work_available(self) -> None:
         if self.worker is not None:

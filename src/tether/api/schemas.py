@@ -47,6 +47,11 @@ class CreateRun(_In):
     wait: float = Field(
         default=0, ge=0, le=60, description="Seconds to wait for the run to finish before answering 202."
     )
+    release: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Pin this run to a release instead of the deployment's choice (operator scope).",
+    )
 
     @field_validator("input")
     @classmethod
@@ -128,6 +133,12 @@ class RunOut(BaseModel):
         description="Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`)",
     )
     metadata: dict[str, Any]
+    stage: str | None = Field(
+        default=None, description="The rollout stage that chose the release (live, canary, internal, pin...)."
+    )
+    assignment: dict[str, Any] | None = Field(
+        default=None, description="Why the run got its release: stage, bucket, experiment arm, flag or pin."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -11,7 +11,20 @@ import sys
 import typer
 from rich.markup import escape
 
-from tether.cli import controls, data, db, evals, incidents, keys, observe, project, releases, runs, service
+from tether.cli import (
+    controls,
+    data,
+    db,
+    evals,
+    incidents,
+    keys,
+    observe,
+    project,
+    releases,
+    rollout,
+    runs,
+    service,
+)
 from tether.cli.common import err, load_settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
@@ -25,6 +38,7 @@ app.add_typer(evals.commands)  # gate, readiness
 app.add_typer(keys.group, name="keys")
 app.add_typer(runs.group, name="runs")
 app.add_typer(releases.group, name="release")
+app.add_typer(rollout.group, name="rollout")
 app.add_typer(db.group, name="db")
 app.add_typer(data.group, name="data")
 app.add_typer(observe.traces_group, name="traces")

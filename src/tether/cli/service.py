@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import signal
@@ -26,6 +27,8 @@ from tether.cli.common import (
 
 if TYPE_CHECKING:
     from tether.api.app import ServiceOptions
+    from tether.settings import Settings
+    from tether.store.repository import Store
 
 commands = typer.Typer()
 
@@ -48,18 +51,32 @@ def worker(
     """
 
     async def serve_forever() -> None:
+        from tether.incidents.service import rollback_hook
+        from tether.rollout.controller import CanaryController
+        from tether.rollout.events import on_rollback
+        from tether.rollout.service import Rollout
         from tether.runtime.worker import Worker
 
         async with open_session(project.resolve()) as session:
             settings = session.runtime.settings
             runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
+            # Workers look at canaries too (one process acts at a time), so analysis goes on without an API.
+            rollout = Rollout(session.store, session.runtime.live, webhook_url=settings.alert_webhook_url)
+            controller = CanaryController(rollout, owner=runner.worker_id)
+            on_rollback(rollback_hook(session.store))  # an automatic rollback here opens an incident
+            canary_task = asyncio.create_task(controller.run_forever(settings.rollout_interval_s))
             if metrics_port is not None:
                 session.telemetry.serve_metrics(metrics_port)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, runner.stop)
             err.print(f"worker {runner.worker_id} running (concurrency {concurrency}); Ctrl-C to stop")
-            await runner.run()
+            try:
+                await runner.run()
+            finally:
+                canary_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await canary_task
             err.print(f"worker stopped after {runner.completed} run(s)")
 
     if not drain:
@@ -118,6 +135,8 @@ def _serve(
             )
             options = dataclasses.replace(options, release=chosen.version)
             warn_about_tools(chosen)
+            if release:  # --release X: the deployment switches to X (gate enforced) before serving
+                await _switch_at_start(store, options.settings, chosen.version)
             if first_key and not await store.list_api_keys():
                 _, plaintext = await issue_key(
                     store, user_id="admin", tenant_id="default", scopes=["admin"], label="first start"
@@ -144,9 +163,32 @@ def _serve(
     run_command(body)
 
 
+async def _switch_at_start(store: Store, settings: Settings, version: str) -> None:
+    from tether.live import LiveConfig
+    from tether.rollout.service import Rollout
+
+    rollout = Rollout(store, LiveConfig(store, redis_url=settings.redis_url))
+    current = await rollout.fresh((await store.get_release(version)).agent_name)
+    live = current.live
+    if live is not None and live.version == version and current.canary is None:
+        return
+    done = await rollout.switch(
+        version, actor="tether serve --release", reason=f"started with --release {version}"
+    )
+    out.print(
+        f"deployment of {done.agent_name}: {version} is live (revision {done.revision})", highlight=False
+    )
+
+
 HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
-ReleaseOption = Annotated[str | None, typer.Option(help="Release for new runs (default: the working copy).")]
+ReleaseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Switch the deployment to this release at start (its gate must have passed); "
+        "default: follow the deployment, or the working copy when there is none."
+    ),
+]
 
 
 @commands.command()

@@ -51,10 +51,35 @@ class Review:
     monitoring: list[str]
     rollback: list[str]
     drills: list[DrillReport]
+    canary_drill: CanaryDrill | None = None
 
     @property
     def ready(self) -> bool:
-        return bool(self.verdict and self.verdict.passed) and all(d.passed for d in self.drills)
+        canary_ok = self.canary_drill is None or self.canary_drill.passed
+        return bool(self.verdict and self.verdict.passed) and all(d.passed for d in self.drills) and canary_ok
+
+
+@dataclass(frozen=True)
+class CanaryDrill:
+    """The bad-canary drill on the release's own `[rollout]` rules: a canary failing 15 points more
+    often than stable, over 20 seeds of simulated traffic, must be rolled back every time."""
+
+    seeds: int
+    rolled_back: int
+    median_runs: float | None
+    max_runs: int | None
+
+    @property
+    def passed(self) -> bool:
+        return self.rolled_back == self.seeds
+
+
+def canary_drill(config: ProjectConfig, seeds: int = 20) -> CanaryDrill:
+    from tether.rollout.drills import bad_canary_drill
+
+    summary = bad_canary_drill(seeds, settings=config.rollout)
+    runs = summary.canary_runs_to_rollback()
+    return CanaryDrill(seeds, summary.rollbacks, runs[0] if runs else None, runs[1] if runs else None)
 
 
 def _enabled_tools(snapshot: ProjectSnapshot, config: ProjectConfig) -> list[dict[str, Any]]:
@@ -92,9 +117,9 @@ def _monitoring(config: ProjectConfig) -> list[str]:
 def _rollback(config: ProjectConfig, baseline: ReleaseRecord | None) -> list[str]:
     previous = baseline.version if baseline else "<previous release>"
     return [
-        f"serve the previous release: `tether serve --release {previous}` "
-        "(or `tether api`/workers likewise); "
-        "runs in flight keep the release they started on",
+        "stop a canary or return to the previous live release in one command: `tether rollout rollback` "
+        f"(or switch to a known release: `tether rollout switch {previous}`); every API process and "
+        "worker follows within a second, and runs in flight keep the release they started on",
         "switch off write tools without a release: `write_tools_enabled = false` in `[agent]`"
         + (" (currently on)" if config.agent.write_tools_enabled else " (already off)"),
         "send every write to a human: `force_human_review = true` in `[agent]`"
@@ -184,6 +209,7 @@ async def build_review(
         monitoring=_monitoring(config),
         rollback=_rollback(config, baseline),
         drills=drills,
+        canary_drill=canary_drill(config),
     )
 
 

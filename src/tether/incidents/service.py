@@ -6,10 +6,12 @@ store keeps unique, so several API processes evaluating the same alert open one 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
+from tether.rollout.events import RollbackEvent
 from tether.store.incidents import IncidentEntryRecord, IncidentRecord
 from tether.store.records import RunStatus
 from tether.store.repository import Store
@@ -87,20 +89,36 @@ async def open_for_alert(store: Store, alert: AlertRecord) -> IncidentRecord | N
     return incident
 
 
-async def open_for_rollback(
-    store: Store, *, from_release: str, to_release: str, reason: str
-) -> IncidentRecord | None:
-    """Open the incident of an automatic rollback (once per rollback)."""
+async def open_for_rollback(store: Store, event: RollbackEvent) -> IncidentRecord | None:
+    """Open the incident of a rollback (once per deployment revision), its evidence as the first note."""
     incident = await store.incidents.open(
-        title=f"automatic rollback from {from_release} to {to_release}: {reason}",
+        title=(
+            f"{event.agent_name} rolled back from {event.from_release or '?'} to "
+            f"{event.to_release or 'no live release'} by {event.actor}: {event.reason}"
+        ),
         severity="high",
         opened_by="rollout",
         source="rollback",
-        source_key=f"rollback:{from_release}->{to_release}:{reason}"[:240],
+        source_key=f"rollback:{event.agent_name}:{event.revision}"[:240],
     )
-    if incident is not None:
-        log.warning("incident %s opened by a rollback of %s", incident.id, from_release)
+    if incident is None:
+        return None
+    if event.evidence:
+        evidence = json.dumps(event.evidence, sort_keys=True, default=str)
+        await store.incidents.add_entry(
+            incident.id, kind="note", author="rollout", text=f"evidence: {evidence}"
+        )
+    log.warning("incident %s opened by a rollback of %s", incident.id, event.agent_name)
     return incident
+
+
+def rollback_hook(store: Store) -> Callable[[RollbackEvent], Awaitable[None]]:
+    """What the rollout room calls after every rollback in this process (`rollout.events.on_rollback`)."""
+
+    async def on_rollback(event: RollbackEvent) -> None:
+        await open_for_rollback(store, event)
+
+    return on_rollback
 
 
 def alert_hook(store: Store) -> Callable[[AlertRecord], Awaitable[None]]:

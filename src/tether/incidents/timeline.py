@@ -23,7 +23,7 @@ LOOKBACK = timedelta(hours=1)
 class Moment:
     at: datetime
     source: str
-    """incident, note, run, alert, control, release (and deployment, where rollout records them)."""
+    """incident, note, run, alert, control, release, deployment."""
     text: str
     ref: str = ""
     """The id of what it is about (run, alert, control, release)."""
@@ -57,6 +57,7 @@ async def assemble(store: Store, incident_id: str) -> Timeline:
     moments += await _alert_moments(store, incident, start, end)
     moments += await _control_moments(store, start, end)
     moments += await _release_moments(store, start, end)
+    moments += await _deployment_moments(store, start, end)
     moments.sort(key=lambda m: (m.at, m.source))
     return Timeline(incident, start, end, tuple(moments), tuple(runs))
 
@@ -143,3 +144,17 @@ async def _release_moments(store: Store, start: datetime, end: datetime) -> list
         for release in await store.list_releases(include_adhoc=True)
         if _within(release.created_at, start, end)
     ]
+
+
+async def _deployment_moments(store: Store, start: datetime, end: datetime) -> list[Moment]:
+    """Deployment revisions (switches, canary steps, promotions, rollbacks) with who and why."""
+    moments: list[Moment] = []
+    for latest in await store.deployments.all_latest():
+        for change in await store.deployments.history(latest.agent_name, limit=200):
+            if _within(change.created_at, start, end):
+                text = (
+                    f"deployment of {change.agent_name} revision {change.revision}: {change.action} "
+                    f"by {change.actor} ({change.reason})"
+                )
+                moments.append(Moment(change.created_at, "deployment", text, str(change.revision)))
+    return moments

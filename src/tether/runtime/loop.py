@@ -30,10 +30,12 @@ from tether.runtime.controls import ControlSnapshot, ModelSwitcher, RunControls
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.store.deployments import SHADOW_SKIP_PREFIX
 from tether.store.faults import describe, is_transient
 from tether.store.records import (
     ApprovalKind,
     ApprovalRecord,
+    RunOrigin,
     RunRecord,
     RunStatus,
     StepDraft,
@@ -379,6 +381,11 @@ class RunLoop:
             return None
         if tool.is_write and not self.config.agent.write_tools_enabled:
             await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
+            return None
+        if tool.is_write and self.run.origin == RunOrigin.SHADOW:  # a copy of a user's run: never act
+            await self._record_unexecuted(
+                call, f"{SHADOW_SKIP_PREFIX}: {tool.name} is a write tool", succeeded=True
+            )
             return None
         # Checked again here, just before any tool runs: an approval given before a switch does not
         # outlive it (the approved call of a now-disabled tool is refused, and the model is told).

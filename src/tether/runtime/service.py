@@ -74,6 +74,7 @@ class Runtime:
         claim: bool = False,
         key_id: str | None = None,
         scopes: list[str] | None = None,
+        assignment: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Store a queued run (durable before anyone is told it exists) on a new or existing thread.
 
@@ -83,6 +84,7 @@ class Runtime:
         With `claim`, the run is created already leased to this runtime: for callers that execute it
         themselves on their own data (evals, drills), so no worker sharing the database can take it.
         `key_id` and `scopes` name the API key that asked for the run (tools see the scopes).
+        `assignment` records why rollout chose `release` (stage, bucket, pin...), when it did.
         """
         if not input.strip():
             raise ValueError("the run input is empty")
@@ -115,6 +117,7 @@ class Runtime:
             key_id=key_id,
             scopes=scopes,
             new_thread=new_thread,
+            assignment=assignment,
         )
 
     async def execute(self, run_id: str) -> RunRecord:

@@ -155,6 +155,10 @@ class RunRecord(RunTotals):
     """The API key that created the run (None for local CLI and eval runs)."""
     scopes: list[str] | None = None
     """That key's scopes when the run was created (None without a key)."""
+    stage: str | None = None
+    """The rollout stage that chose the release (live, canary, internal, shadow, pin); None: no deployment."""
+    assignment: dict[str, Any] | None = None
+    """Why the run got its release: stage, bucket, experiment arm, flag or pin (tether.rollout.assign)."""
     attempts: int
     created_at: datetime
     started_at: datetime | None

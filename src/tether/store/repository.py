@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
+from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -150,6 +151,10 @@ class Store:
             await self._writer.dispose()
         await self.engine.dispose()
 
+    def now(self) -> datetime:
+        """The store's clock (a test clock in tests): for timestamps other rooms compare with rows."""
+        return self._now()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
@@ -177,6 +182,11 @@ class Store:
         from tether.store.incidents import IncidentStore
 
         return IncidentStore(self._sessions, self._writes, self._now)
+
+    @property
+    def deployments(self) -> DeploymentStore:
+        """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
+        return DeploymentStore(self._sessions, self._now, writes=self._writes)
 
     @property
     def live_revisions(self) -> LiveRevisions:
@@ -306,6 +316,7 @@ class Store:
         key_id: str | None = None,
         scopes: list[str] | None = None,
         new_thread: bool = False,
+        assignment: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Store a queued run; with `lease` (owner, seconds), a *pinned* run already claimed by that
         owner: no worker polling the same database ever takes it, and if its owner dies it fails
@@ -322,6 +333,8 @@ class Store:
         row = _new_run_row(release, user_id, tenant_id, thread_id, input, metadata, RunStatus.QUEUED, now)
         row.origin = str(RunOrigin(origin))
         row.key_id, row.scopes = key_id, scopes
+        if assignment is not None:  # why rollout chose this release (tether.rollout.assign)
+            row.stage, row.assignment = str(assignment.get("stage")), assignment
         events = [
             EventRow(run_id=row.id, seq=1, type="status", data={"status": RunStatus.QUEUED}, created_at=now)
         ]

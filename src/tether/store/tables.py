@@ -118,6 +118,9 @@ class RunRow(Base):
     scopes: Mapped[list[Any] | None] = mapped_column(JSON)
     # The operator controls in force on this run at any of its checks (migration 0013).
     controls_applied: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # Rollout (migration 0011): the stage that chose the run's release, and why (bucket, pin, arm, flag).
+    stage: Mapped[str | None] = mapped_column(String(16))
+    assignment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -208,6 +211,34 @@ class UiSessionRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class DeploymentRevisionRow(Base):
+    """One numbered revision of an agent's deployment: the whole routing state after a change, and
+    who made the change, why, and on what evidence. The newest revision is the deployment."""
+
+    __tablename__ = "deployment_revisions"
+    __table_args__ = (UniqueConstraint("agent_name", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_name: Mapped[str] = mapped_column(String(200))
+    revision: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[dict[str, Any]]
+    evidence: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class RolloutLeaseRow(Base):
+    """Who runs canary analysis now: one holder at a time across every API process and worker."""
+
+    __tablename__ = "rollout_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
 
 
 class LiveRevisionRow(Base):

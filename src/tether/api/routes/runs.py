@@ -13,6 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tether.api.auth import Caller
 from tether.api.deps import ServiceState, State, readable_user, require, tenant_run, visible_run
+from tether.api.routing import choose_release, submit_shadow_copy
 from tether.api.schemas import (
     ApprovalOut,
     CreateRun,
@@ -85,9 +86,10 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
         raise HTTPException(
             refusal.status, refusal.message, headers={"Retry-After": str(refusal.retry_after_s)}
         )
+    choice = await choose_release(state, caller, body.release)
     try:
         run = await state.runtime.submit(
-            state.release,
+            choice.release,
             user_id=caller.user_id,
             tenant_id=caller.tenant_id,
             input=body.input,
@@ -96,11 +98,13 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             metadata=body.metadata,
             key_id=caller.key_id,
             scopes=sorted(caller.scopes),
+            assignment=choice.assignment.as_record() if choice.assignment else None,
         )
     except NewRunsRefused as exc:  # an operator paused new runs: tell the client when to come back
         raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
+    await submit_shadow_copy(state, run)
     state.work_available()
     notice = maintenance_notice(state.runtime.controls, caller.tenant_id, state.release.version)
     if notice is not None:  # a maintenance message for users, alongside the run (ASCII: it is a header)

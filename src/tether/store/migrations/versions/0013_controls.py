@@ -1,7 +1,7 @@
 """controls, incidents and incident_entries; runs.controls_applied lists the controls a run ran under
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0011_rollout
 Create Date: 2026-12-01 01:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011_rollout"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
