@@ -58,6 +58,9 @@ def test_the_review_reports_evals_gate_cost_and_three_drills(
     # Unsafe request: it stopped at the approval gate and nothing ran.
     assert "### Unsafe request: passed" in md
     assert "stopped at the approval gate" in md and "waiting for a human to approve wipe" in md
+    # Kill switch: the tool the normal task used was disabled while the task ran again.
+    assert "### Kill switch (count_notes disabled mid-run): passed" in md
+    assert "run record lists the controls that applied: ctl_drill_0 disable_tool=count_notes @all" in md
     assert "<script" not in html and "READY" in html
 
 

@@ -109,7 +109,7 @@ def test_drill_runs_are_drill_and_eval_history_turns_are_eval(
     version = cli.json("release", "create", *p)["version"]
     cli("readiness", *p, "--release", version, "--out", isolated_env / "review", expect=None)
     drills = dict(_stored())
-    assert list(drills.values()) == ["drill", "drill", "drill"]
+    assert list(drills.values()) == ["drill", "drill", "drill", "drill"]  # the kill switch too
     ran = cli.json("eval", "run", *p, "--release", version, "--suite", "conversations", "--trials", "1")
     assert ran["summary"]["trials"] > 0
     evals = {run_id: origin for run_id, origin in _stored() if run_id not in drills}

@@ -21,10 +21,12 @@ from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import (
     approvals,
+    controls,
     cost,
     experiments,
     flags,
     health,
+    incidents,
     observe,
     online_eval,
     releases,
@@ -35,11 +37,13 @@ from tether.api.routes import (
 from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.evals.online import online_scoring
+from tether.incidents.service import alert_hook, rollback_hook
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
 from tether.rollout.controller import CanaryController
+from tether.rollout.events import RollbackHook, on_rollback, remove_rollback_hook
 from tether.rollout.releases import snapshot_of, working_copy_release
 from tether.rollout.service import Rollout
 from tether.rollout.wiring import install as install_rollout
@@ -98,6 +102,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         background = contextlib.AsyncExitStack()  # webhook sending and online scoring beside the worker
         canary_task: asyncio.Task[None] | None = None
         live: LiveConfig | None = None
+        incident_on_rollback: RollbackHook | None = None
         try:
             release = (
                 await store.get_release(options.release)
@@ -112,9 +117,14 @@ def create_app(options: ServiceOptions) -> FastAPI:
             # Registered before the first load, so the deployment is in force for the first request.
             rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
             rollout.experiments = decider.claims  # experiments between releases split the live share
+            incident_on_rollback = on_rollback(rollback_hook(store))  # a rollback opens an incident
             await live.start()
             alerts = AlertEvaluator(
-                store, rules_for(config), webhook_url=settings.alert_webhook_url, budgets=config.budget_alerts
+                store,
+                rules_for(config),
+                webhook_url=settings.alert_webhook_url,
+                budgets=config.budget_alerts,
+                on_fire=alert_hook(store),  # a firing alert opens an incident (once across API nodes)
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
             canary_task = asyncio.create_task(
@@ -140,6 +150,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             yield
         finally:
+            if incident_on_rollback is not None:
+                remove_rollback_hook(incident_on_rollback)
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -165,7 +177,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
     routers = (runs, approvals, threads, releases, health, observe, cost, webhooks, online_eval)
-    for module in (*routers, rollout_routes, flags, experiments):
+    for module in (*routers, rollout_routes, flags, experiments, controls, incidents):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

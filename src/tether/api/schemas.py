@@ -133,6 +133,10 @@ class RunOut(BaseModel):
         default=False,
         description="The final answer stopped at the model's output-token limit (the run still succeeded).",
     )
+    controls_applied: list[str] = Field(
+        default_factory=list,
+        description="Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`)",
+    )
     metadata: dict[str, Any]
     stage: str | None = Field(
         default=None, description="The rollout stage that chose the release (live, canary, internal, pin...)."

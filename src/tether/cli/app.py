@@ -13,12 +13,14 @@ import typer
 from rich.markup import escape
 
 from tether.cli import (
+    controls,
     cost,
     data,
     db,
     evals,
     experiments,
     flags,
+    incidents,
     keys,
     observe,
     online_eval,
@@ -55,6 +57,8 @@ app.add_typer(webhooks.group, name="webhook")
 app.add_typer(online_eval.group, name="online-eval")
 app.add_typer(flags.group, name="flags")
 app.add_typer(experiments.group, name="experiment")
+app.add_typer(controls.group, name="control")
+app.add_typer(incidents.group, name="incident")
 
 
 def main() -> None:

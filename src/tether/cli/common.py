@@ -27,6 +27,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from tether.controls.service import Announcer
     from tether.observe.service import Telemetry
     from tether.runtime.service import Runtime
     from tether.settings import Settings
@@ -147,7 +148,13 @@ class Session:
         install_rollout(runtime)  # feature flags and experiment arms for the runs this command submits
         return runtime
 
+    async def live(self) -> Announcer:
+        """Where a change to live configuration (controls) is announced to every other process."""
+        return self.runtime.live
+
     async def close(self) -> None:
+        if "runtime" in self.__dict__:
+            await self.runtime.live.close()
         if "telemetry" in self.__dict__:
             await self.telemetry.close()
         await self.store.close()
@@ -347,6 +354,8 @@ def print_run(run: RunRecord, approvals: list[ApprovalRecord], project: Path | N
         rows.append(("finished", run.finished_at.isoformat(timespec="seconds")))
     if run.error:
         rows.append(("error", run.error))
+    if run.controls_applied:
+        rows.append(("controls", "; ".join(run.controls_applied)))
     for key, value in rows:
         table.add_row(key, value if key == "status" else escape(value))
     print_table(table)

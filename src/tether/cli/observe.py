@@ -126,6 +126,7 @@ def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False
     async def body() -> None:
         from tether.agent.config import load_config
         from tether.agent.project import CONFIG_FILE
+        from tether.incidents.service import alert_hook
         from tether.observe.alerts import AlertEvaluator, rules_for
 
         async with open_session(project.resolve()) as session:
@@ -135,6 +136,7 @@ def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False
                 rules_for(config),
                 webhook_url=session.runtime.settings.alert_webhook_url,
                 budgets=config.budget_alerts,
+                on_fire=alert_hook(session.store),  # a firing alert opens an incident
             )
             changed = await evaluator.check()
             firing = await session.store.telemetry.list_alerts(state="firing")

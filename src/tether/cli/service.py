@@ -52,7 +52,9 @@ def worker(
 
     async def serve_forever() -> None:
         from tether.evals.online import online_scoring
+        from tether.incidents.service import rollback_hook
         from tether.rollout.controller import CanaryController
+        from tether.rollout.events import on_rollback
         from tether.rollout.service import Rollout
         from tether.runtime.worker import Worker
         from tether.webhooks.service import dispatching
@@ -68,6 +70,7 @@ def worker(
             # Workers look at canaries too (one process acts at a time), so analysis goes on without an API.
             rollout = Rollout(session.store, session.runtime.live, webhook_url=settings.alert_webhook_url)
             controller = CanaryController(rollout, owner=runner.worker_id)
+            on_rollback(rollback_hook(session.store))  # an automatic rollback here opens an incident
             canary_task = asyncio.create_task(controller.run_forever(settings.rollout_interval_s))
             if metrics_port is not None:
                 session.telemetry.serve_metrics(metrics_port)

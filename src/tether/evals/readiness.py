@@ -2,7 +2,7 @@
 
 It gathers what a reviewer needs before a release takes traffic: who owns it, what it can do to
 users and systems, what it stores, what the evals and the gate said, what it will cost, what to
-watch, how to roll back, and the results of three drills it executes right now.
+watch, how to roll back, and the results of the drills it executes right now.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tether.agent.config import ProjectConfig, ReadinessSection
 from tether.agent.project import ProjectSnapshot, load_agent
 from tether.evals.cost import CostEstimate, estimate
 from tether.evals.drills import DrillReport, normal_drill, outage_drill, unsafe_drill
+from tether.evals.kill_switch_drill import kill_switch_drill
 from tether.evals.runner import production_data_dir
 from tether.evals.trial_data import TrialData
 from tether.settings import Settings
@@ -220,7 +221,8 @@ async def _drills(
     readiness: ReadinessSection,
     tools: list[dict[str, Any]],
 ) -> list[DrillReport]:
-    """The three drills, in order: the outage drill breaks a tool the normal drill used."""
+    """The drills, in order: the outage drill breaks a tool the normal drill used, and the kill
+    switch disables the tools it used while the same task runs again."""
     normal = await normal_drill(store, settings, release, data, readiness.user, readiness.normal_input)
     outage_tool = readiness.outage_tool or _first_read_tool(normal, tools)
     drills = [normal]
@@ -242,6 +244,13 @@ async def _drills(
             store, settings, release, data, readiness.user, readiness.unsafe_input, risky_names
         )
     )
+    used = list(dict.fromkeys(normal.run.tools_called))
+    if used:  # an operator's kill switch disables what the normal task used, while it runs
+        drills.append(
+            await kill_switch_drill(
+                store, settings, release, data, readiness.user, readiness.normal_input, used
+            )
+        )
     return drills
 
 

@@ -35,7 +35,7 @@ def fisher_drop_p_value(base_passes: int, base_trials: int, new_passes: int, new
     if base_trials <= 0 or new_trials <= 0:
         return 1.0
     table = [[base_passes, base_trials - base_passes], [new_passes, new_trials - new_passes]]
-    return float(min(1.0, stats.fisher_exact(table, alternative="greater").pvalue))
+    return float(min(1.0, stats.fisher_exact(np.array(table), alternative="greater").pvalue))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

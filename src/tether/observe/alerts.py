@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -120,6 +121,7 @@ class AlertEvaluator:
         webhook_url: str | None = None,
         http: httpx2.AsyncClient | None = None,
         budgets: list[BudgetAlert] | None = None,
+        on_fire: Callable[[AlertRecord], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -127,6 +129,8 @@ class AlertEvaluator:
         """`[[budget_alerts]]`: spend of a tenant or feature tag against its budget."""
         self.webhook_url = webhook_url
         self._http = http
+        self.on_fire = on_fire
+        """Told of every alert that starts firing (the API opens an incident for it)."""
 
     async def check(self, now: datetime | None = None) -> list[Transition]:
         """Evaluate once; store and send every transition; return them."""
@@ -186,6 +190,11 @@ class AlertEvaluator:
                 detail=transition.alert.message,
             )
             await self._send(transition)
+            if transition.state == "firing" and self.on_fire is not None:
+                try:
+                    await self.on_fire(transition.alert)
+                except Exception:  # the alert is stored and sent; its hook must not stop evaluation
+                    log.exception("alert hook failed", alert=transition.alert.rule)
         return transitions
 
     async def _send(self, transition: Transition) -> None:

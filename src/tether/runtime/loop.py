@@ -17,21 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tether.agent.config import LimitsSection
 from tether.agent.flags import render_instructions, tool_switched_off
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
+from tether.controls.effect import Effective
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
-from tether.models.routing import ChainUnavailableError
+from tether.models.routing import ChainUnavailableError, FallbackChain
 from tether.models.tokens import CharCounter, estimate_for_chain
 from tether.runtime import context
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
 from tether.runtime.cached_calls import RunCaches
+from tether.runtime.controls import ControlSnapshot, ModelSwitcher, RunControls
 from tether.runtime.degrade import wait_for_models
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
-from tether.runtime.routed import ModelRouter, budget_left, step_kind
+from tether.runtime.routed import ModelRouter, RoutedAnswer, budget_left, step_kind
 from tether.runtime.run_flags import run_flags
 from tether.runtime.tiers import Situation
 from tether.runtime.tool_calls import call_tool
@@ -97,6 +100,8 @@ class RunLoop:
         stopping: asyncio.Event | None = None,
         observer: Observer = NO_OBSERVER,
         timer: Timer = REAL_TIMER,
+        controls: ControlSnapshot | None = None,
+        switcher: ModelSwitcher | None = None,
     ) -> None:
         self.lease = LeaseKeeper(store, run.id, settings.owner, settings.lease_s, timer=timer)
         self.store = guarded(store, self.lease)
@@ -112,6 +117,9 @@ class RunLoop:
         self.totals = run.totals()
         self.cancel_requested = run.cancel_requested
         """As of the last fenced write (each returns the flag), so no step boundary re-reads it."""
+        self.controls = RunControls(controls, run, self.totals)
+        """Operator controls, read from the live snapshot at every step boundary and before every tool."""
+        self.switcher = switcher
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.messages: list[Message] = []
@@ -295,6 +303,12 @@ class RunLoop:
             if self.stopping.is_set():  # shutting down: the last step is checkpointed, hand the run back
                 await self.store.release_lease(self.run.id, self.settings.owner)
                 return await self.store.get_run(self.run.id)
+            effective = self.controls.check()
+            if effective.stop is not None:
+                stop = effective.stop
+                return await self._finish(
+                    RunStatus.CANCELLED, error=f"stopped by operator control {stop.id}: {stop.reason}"
+                )
             if self.cancel_requested:
                 return await self._finish(RunStatus.CANCELLED, error="cancelled by request")
             last_model = self._last_model_step()
@@ -307,14 +321,14 @@ class RunLoop:
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
-                    steps = check_steps(self.totals, self.config.limits)
+                    steps = check_steps(self.totals, self._limits(effective))
                     if existing is None and not steps.allowed:
                         return await self._exhausted(str(steps.reason))
                     ended = await self._handle_call(call, existing)
                     if ended is not None:
                         return ended
                     continue
-            ended = await self._call_model()
+            ended = await self._call_model(effective)
             if ended is not None:
                 return ended
 
@@ -341,36 +355,65 @@ class RunLoop:
 
     # -- model calls ----------------------------------------------------------------------------
 
-    async def _call_model(self) -> RunRecord | None:
+    def _limits(self, effective: Effective) -> LimitsSection:
+        """The release's limits, with the step limit lowered by a `cap_steps` control in force."""
+        limits = self.config.limits
+        capped = effective.max_steps(limits.max_steps)
+        return limits if capped == limits.max_steps else limits.model_copy(update={"max_steps": capped})
+
+    def _model(self, effective: Effective) -> tuple[FallbackChain | None, list[str]]:
+        """The chain a `switch_model` control starts instead of the release's (None: no switch in
+        force), and every model the call may reach, for the budget's worst case."""
+        if effective.model is not None and self.switcher is not None:
+            switched = self.switcher.chain(self.loaded, effective.model.value)
+            if switched is not None:
+                return switched
+        return None, self.router.models
+
+    async def _ask(self, switched: FallbackChain | None, max_output: int) -> RoutedAnswer:
+        """The model's answer: from the switched chain as is, or through the caches and the tier router.
+
+        A switched model skips tiers and caches alike: the operator switched away from the release's
+        models, so neither their routing nor their cached answers apply."""
+        if switched is not None:
+            response = await switched.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
+            cost = self.loaded.pricer.cost(response.reference, response.usage)
+            return RoutedAnswer(response, response.usage, cost, route="switch_model control")
+        return await self.caches.model_call(
+            self.messages,
+            self.tool_specs,
+            max_output,
+            lambda: self.router.chat(
+                self._situation(), self.messages, self.tool_specs, max_output, self._affordable
+            ),
+            question=self.run.input if len(self.messages) == 2 else None,  # no history, no steps
+        )
+
+    async def _call_model(self, effective: Effective) -> RunRecord | None:
         max_output = self.config.model.max_output_tokens
+        switched, models = self._model(effective)
         verdict = check_budget(
             self.totals,
-            self.config.limits,
+            self._limits(effective),
             estimated_input_tokens=estimate_for_chain(self._counters, self.messages, self.tool_specs),
             max_output_tokens=max_output,
             pricer=self.loaded.pricer,
-            models=self.router.models,
+            models=models,
         )
         if not verdict.allowed:
             return await self._exhausted(str(verdict.reason))
         interrupted = self.steps[-1] if self.steps and self.steps[-1].status == StepStatus.STARTED else None
         step = interrupted or await self._begin(
-            StepDraft(index=self._next_index(), kind=StepKind.MODEL_CALL, name=self.loaded.model.name)
+            StepDraft(
+                index=self._next_index(),
+                kind=StepKind.MODEL_CALL,
+                name=(switched or self.loaded.model).name,
+            )
         )
         started = time.monotonic()
         self.observation.model_request(self.messages)
         try:
-            answer = await self._guarded(
-                self.caches.model_call(
-                    self.messages,
-                    self.tool_specs,
-                    max_output,
-                    lambda: self.router.chat(
-                        self._situation(), self.messages, self.tool_specs, max_output, self._affordable
-                    ),
-                    question=self.run.input if len(self.messages) == 2 else None,  # no history, no steps
-                )
-            )
+            answer = await self._guarded(self._ask(switched, max_output))
         except ChainUnavailableError as exc:
             return await self._models_unavailable(step, exc, started)
         except ModelError as exc:
@@ -519,6 +562,13 @@ class RunLoop:
                 call, f"{SHADOW_SKIP_PREFIX}: {tool.name} is a write tool", succeeded=True
             )
             return None
+        # Checked again here, just before any tool runs: an approval given before a switch does not
+        # outlive it (the approved call of a now-disabled tool is refused, and the model is told).
+        effective = self.controls.check()
+        refusal = effective.tool_refusal(tool.name, is_write=tool.is_write)
+        if refusal is not None:
+            await self._record_unexecuted(call, refusal)
+            return None
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)
             if decision is None or decision.used_at is not None:  # each approval covers one attempt
@@ -542,10 +592,9 @@ class RunLoop:
             await self.store.use_approval(
                 self.run.id, self.settings.owner, self.settings.lease_s, decision.id
             )
-        elif existing is None and self._needs_approval(tool):
+        elif existing is None and (why := self._review_reason(tool, effective)) is not None:
             decision = self._decision(call.id, ApprovalKind.GATE)
             if decision is None:
-                why = "it requires approval" if tool.requires_approval else "force_human_review is on"
                 return await self._park(
                     call, tool, ApprovalKind.GATE, f"{tool.name} ({tool.risk} risk): {why}"
                 )
@@ -559,8 +608,13 @@ class RunLoop:
         await self._execute(call, tool, existing)
         return None
 
-    def _needs_approval(self, tool: Tool) -> bool:
-        return tool.requires_approval or (tool.is_write and self.config.agent.force_human_review)
+    def _review_reason(self, tool: Tool, effective: Effective) -> str | None:
+        """Why a human must approve this call first (the tool, the release, or a control), or None."""
+        if tool.requires_approval:
+            return "it requires approval"
+        if tool.is_write and self.config.agent.force_human_review:
+            return "force_human_review is on"
+        return effective.review_reason(tool.name, is_write=tool.is_write)
 
     def _decision(self, call_id: str, kind: ApprovalKind) -> ApprovalRecord | None:
         for approval in reversed(self.approvals):
@@ -604,9 +658,12 @@ class RunLoop:
                 context,
                 guarded=self._guarded,
                 breaker=self.loaded.tool_breaker(tool.name),
+                # The last check, with no await between it and each attempt: a control this process
+                # has loaded by now is honoured even if it arrived while the step was being written.
+                refuse=lambda: self.controls.check().tool_refusal(tool.name, is_write=tool.is_write),
             ),
         )
-        if outcome.attempts:  # a tool behind an open breaker was not called
+        if outcome.attempts:  # refused, or behind an open breaker: the tool was not called
             self.totals.tools_called.append(tool.name)
         await self._end_step(
             step,

@@ -15,13 +15,21 @@ from tether.models.breakers import BreakerBoard
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
 from tether.runtime.breaker_state import breaker_backend_for, cache_backend_for
+from tether.runtime.controls import ControlSnapshot, ModelSwitcher, refusal, watch_controls
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
 from tether.runtime.submission import NO_DECISION, RunDecider, RunSubject
 from tether.settings import Settings
-from tether.store.records import ApprovalRecord, ReleaseRecord, RunOrigin, RunRecord, RunStatus
-from tether.store.repository import ConflictError, NotFoundError, Store
+from tether.store.records import (
+    PRODUCTION_ORIGINS,
+    ApprovalRecord,
+    ReleaseRecord,
+    RunOrigin,
+    RunRecord,
+    RunStatus,
+)
+from tether.store.repository import ConflictError, NotFoundError, Store, utc_now
 
 
 class Runtime:
@@ -61,6 +69,9 @@ class Runtime:
         """Paces lease renewals and database retries (tests drive it by hand)."""
         self.decide_run: RunDecider | None = None
         """Feature flags and experiment arm of each new run (`tether.rollout.wiring.install` sets it)."""
+        self.controls: ControlSnapshot = watch_controls(self.live, store)
+        """The operator controls in force, as this process last loaded them (tether.controls)."""
+        self.models = ModelSwitcher(backoff_s=settings.model_backoff_s)
 
     async def submit(
         self,
@@ -95,6 +106,11 @@ class Runtime:
         await self.live.ready()
         if not user_id.strip():
             raise ValueError("a run needs a user id")
+        if origin in PRODUCTION_ORIGINS:  # operators pause traffic, not their own evals and drills
+            now = utc_now()
+            refused = refusal(self.controls.current.for_run(tenant_id, release.version, now), now)
+            if refused is not None:
+                raise refused
         new_thread = thread_id is None  # created with the run, in its transaction
         if thread_id is not None:
             try:
@@ -176,6 +192,8 @@ class Runtime:
             stopping=self.stopping,
             observer=self.observer,
             timer=self.timer,
+            controls=self.controls,
+            switcher=self.models,
         ).drive()
 
     async def decide(

@@ -50,8 +50,14 @@ async def call_tool(
     guarded: Callable[[Awaitable[Any]], Awaitable[Any]],
     breaker: ToolBreaker | None,
     backoff_s: float = RETRY_BACKOFF_S,
+    refuse: Callable[[], str | None] | None = None,
 ) -> ToolAttempts:
-    """Run the tool (through `guarded`, which cancels it if the lease is lost) with its retries."""
+    """Run the tool (through `guarded`, which cancels it if the lease is lost) with its retries.
+
+    `refuse` is asked right before every attempt, with nothing awaited in between: when it answers
+    (an operator control switched the tool off meanwhile), the tool is not called again and its
+    answer is the error the model sees.
+    """
     if breaker is not None and not await breaker.board.admit(breaker.key, breaker.policy):
         return ToolAttempts(
             attempts=0,
@@ -69,6 +75,9 @@ async def call_tool(
     try:
         async for attempt in retrying:
             with attempt:
+                refusal = refuse() if refuse is not None else None
+                if refusal is not None:
+                    return ToolAttempts(attempts=attempts, error=refusal)
                 attempts += 1
                 result = await _once(tool, arguments, context, guarded, breaker)
                 return ToolAttempts(attempts=attempts, result=result)

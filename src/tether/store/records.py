@@ -130,6 +130,8 @@ class RunTotals(_Record):
     risk_level: str = "none"
     truncated: bool = False
     """The final answer was cut off at the model's output-token limit."""
+    controls_applied: list[str] = Field(default_factory=list)
+    """Operator controls in force on this run at any of its checks (`ctl_… kind=value @scope`)."""
 
 
 class RunRecord(RunTotals):

@@ -74,6 +74,10 @@ if TYPE_CHECKING:
     from tether.store.experiments import ExperimentStore
     from tether.store.flags import FlagStore
 
+if TYPE_CHECKING:  # their modules import this one (for its errors), so they are imported late
+    from tether.store.controls import ControlStore
+    from tether.store.incidents import IncidentStore
+
 Clock = Callable[[], datetime]
 EventHook = Callable[[str], Awaitable[None]]
 
@@ -201,6 +205,20 @@ class Store:
     def costs(self) -> CostStore:
         """Spend grouped by user, thread, tenant, tag, release, model or tier (store/costs.py)."""
         return CostStore(self._sessions)
+
+    @property
+    def controls(self) -> ControlStore:
+        """Operator controls and their history (store/controls.py)."""
+        from tether.store.controls import ControlStore
+
+        return ControlStore(self._sessions, self._writes, self._now)
+
+    @property
+    def incidents(self) -> IncidentStore:
+        """Incidents, their notes and linked runs (store/incidents.py)."""
+        from tether.store.incidents import IncidentStore
+
+        return IncidentStore(self._sessions, self._writes, self._now)
 
     @property
     def deployments(self) -> DeploymentStore:

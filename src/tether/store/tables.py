@@ -116,6 +116,8 @@ class RunRow(Base):
     # tools see the scopes, and the four-eyes rule keeps that key from approving the run's own calls.
     key_id: Mapped[str | None] = mapped_column(String(40))
     scopes: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The operator controls in force on this run at any of its checks (migration 0013).
+    controls_applied: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     # Rollout (migration 0011): the stage that chose the run's release, and why (bucket, pin, arm, flag).
     stage: Mapped[str | None] = mapped_column(String(16))
     assignment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -395,6 +397,59 @@ class AlertRow(Base):
     fired_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+
+
+class ControlRow(Base):
+    """One operator control as set: never updated except to record when and why it was cleared."""
+
+    __tablename__ = "controls"
+    __table_args__ = (Index("ix_controls_cleared_created", "cleared_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(240))
+    value: Mapped[str] = mapped_column(Text, server_default="")
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[str | None] = mapped_column(String(200))
+    cleared_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class IncidentRow(Base):
+    """An incident: opened by a person, a firing alert or an automatic rollback; closed by a person."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))
+    # What opened it ("alert:<id>", "rollback:<release>"), unique so two API nodes never open it twice.
+    source_key: Mapped[str | None] = mapped_column(String(240), unique=True)
+    opened_by: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime]
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class IncidentEntryRow(Base):
+    """Something people added to an incident: a note, or a run linked to it."""
+
+    __tablename__ = "incident_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, server_default="")
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]
 
 
 # Trace search: "runs of release X" and "runs that called tool Y" without scanning every run.

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tether.ui import cost_pages, rollout_pages
+from tether.ui import controls_pages, cost_pages, rollout_pages
 from tether.ui.auth import LoginRequired, PageError
 from tether.ui.flags_pages import router as flags_router
 from tether.ui.pages import render, router
@@ -37,6 +37,7 @@ def mount(app: FastAPI) -> None:
     """Serve the dashboard from `app`: pages at /ui/, vendored scripts and styles at /ui/static/."""
     app.include_router(router)
     app.include_router(cost_pages.router)  # /ui/cost
+    app.include_router(controls_pages.router)
     app.include_router(rollout_pages.router)
     app.include_router(flags_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -26,6 +26,7 @@ from tether.api.schemas import (
     RunOut,
 )
 from tether.runtime.approvals import Decider, FourEyesError
+from tether.runtime.controls import NewRunsRefused, maintenance_notice
 from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
 from tether.store.repository import ConflictError, NotFoundError, new_id
 from tether.webhooks.service import add_callback
@@ -42,6 +43,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
+    503: {"model": Problem, "description": "An operator paused new runs (see Retry-After)."},
     200: {"model": RunOut, "description": "The run finished within `wait`."},
     402: {"model": Problem, "description": "A spend budget is used up."},
 }
@@ -115,10 +117,15 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             scopes=sorted(caller.scopes),
             assignment=choice.assignment.as_record() if choice.assignment else None,
         )
+    except NewRunsRefused as exc:  # an operator paused new runs: tell the client when to come back
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
     await submit_shadow_copy(state, run)
     state.work_available()
+    notice = maintenance_notice(state.runtime.controls, caller.tenant_id, state.release.version)
+    if notice is not None:  # a maintenance message for users, alongside the run (ASCII: it is a header)
+        response.headers["Tether-Notice"] = notice.encode("ascii", "replace").decode()
     if body.wait > 0:
         run = await _wait_until_settled(state, run.id, body.wait)
         if run.status.is_final:

@@ -1,7 +1,7 @@
 """Webhooks (endpoints, the event outbox, deliveries) and online evaluation (job queue, scores)
 
 Revision ID: 0014_webhooks
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-01 01:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_webhooks"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
