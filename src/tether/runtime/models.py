@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 
 from tether.agent.config import ConfigError, ProjectConfig
+from tether.guard.marking import unmark
 from tether.models.base import ChatModel
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
@@ -48,7 +49,7 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
             raise ConfigError(
                 f"model {reference!r} is scripted: set [model] scripted_policy = 'module:function'"
             )
-        return ScriptedModel(reference, resolve_policy(config.model.scripted_policy))
+        return ScriptedModel(reference, resolve_policy(config.model.scripted_policy), read_tool_text=unmark)
     section = config.providers.get(provider)
     kind = section.kind if section else provider
     base_url = section.base_url if section else os.environ.get(f"{provider.upper()}_BASE_URL")
