@@ -115,8 +115,7 @@ _PHISHING = [
     r"bank (details|account)|ssn|social security)\b",
     r"\b(click|tap|visit|go to|log ?in at|sign ?in at)\b[^.\n]{0,20}\b(here|this link|the link|below|https?|hxxps?|www)\b",
     r"\b(account|payment|card)\s+(will be|has been|is)\s+(suspended|locked|closed|frozen|terminated)\b",
-    r"\b(gift cards?|wire transfer|bitcoin|crypto(currency)?|western union)\b[^.\n]{0,40}\b(pay|send|buy|purchase)\b",
-    r"\b(pay|send|buy|purchase)\b[^.\n]{0,40}\b(gift cards?|wire transfer|bitcoin|western union)\b",
+    r"\b(send|wire|transfer)\b[^.\n]{0,30}\b(bitcoin|crypto(currency)?|western union|gift card codes?)\b",
 ]
 _NAMES = [
     "overrides instructions",

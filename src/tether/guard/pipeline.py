@@ -164,8 +164,9 @@ class RunGuard:
         finding = self.detector.scan(text)
         if finding is not None:
             reason = f"the result of {tool} holds instruction-like text: " + ", ".join(finding.reasons)
-            self.tainted_by = f"{tool}: " + ", ".join(finding.reasons)
             action = self.policy.result_injection
+            if action == "allow":  # the model reads the instruction: every later write needs a human
+                self.tainted_by = f"{tool}: " + ", ".join(finding.reasons)
             check.decisions.append(Decision("injection", "tool_result", action, reason))
             if action in ("redact", "block", "escalate"):
                 check.text = finding.redacted if action == "redact" else "[tool result withheld by Tether]"
