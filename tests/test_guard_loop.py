@@ -1,4 +1,4 @@
-"""The guard pipeline in the loop, driven by a compromised scripted model that obeys any instruction it reads."""
+"""The guard pipeline in the loop, driven by a compromised scripted model that obeys what it reads."""
 
 from __future__ import annotations
 

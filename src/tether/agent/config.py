@@ -184,7 +184,7 @@ class GuardSection(_Strict):
     provenance: GuardAction = "escalate"
     """A write whose decisive arguments came only from tool results, or that the user did not ask for."""
     escalate_writes_after_injection: bool = True
-    """Once instruction-like text reached the model (`result_injection = "allow"`), later writes need a human."""
+    """Once instruction-like text reached the model (result_injection allow), later writes need a human."""
     max_tool_calls_per_response: int = Field(default=4, ge=1)
     max_calls_per_tool: int = Field(default=8, ge=1)
     """Per tool per run, unless the tool or `tool_limits` says otherwise."""
