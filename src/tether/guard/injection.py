@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tether.guard.tokens import has_control_tokens
+from tether.guard.tokens import control_token_spans, has_control_tokens
 
 REMOVED = "[instruction-like text removed by Tether]"
 
@@ -109,13 +109,29 @@ _COMPILED: list[tuple[Any, ...]] = [
     (*tuple(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _FAMILIES
 ]
 """(trigger word sets..., pattern): the pattern runs when the text has a word from every set."""
-_PHISHING = [
-    r"\b(verify|confirm|validate|update|re-?enter|provide|send)\b[^.\n]{0,25}\b(your|the)\b[^.\n]{0,15}"
-    r"\b(password|passcode|pin|credentials|login|card (number|details)|cvv|cvc|security code|"
-    r"bank (details|account)|ssn|social security)\b",
-    r"\b(click|tap|visit|go to|log ?in at|sign ?in at)\b[^.\n]{0,20}\b(here|this link|the link|below|https?|hxxps?|www)\b",
-    r"\b(account|payment|card)\s+(will be|has been|is)\s+(suspended|locked|closed|frozen|terminated)\b",
-    r"\b(send|wire|transfer)\b[^.\n]{0,30}\b(bitcoin|crypto(currency)?|western union|gift card codes?)\b",
+_PHISHING: list[tuple[str, str]] = [
+    (
+        "verify confirm validate update re-enter reenter provide send+password passcode pin credentials login "
+        "card cvv cvc security bank ssn social",
+        r"\b(verify|confirm|validate|update|re-?enter|provide|send)\b[^.\n]{0,25}\b(your|the)\b[^.\n]{0,15}"
+        r"\b(password|passcode|pin|credentials|login|card (number|details)|cvv|cvc|security code|"
+        r"bank (details|account)|ssn|social security)\b",
+    ),
+    (
+        "click tap visit go log login sign signin+here link below http https hxxp hxxps www",
+        r"\b(click|tap|visit|go to|log ?in at|sign ?in at)\b[^.\n]{0,20}\b(here|this link|the link|below|https?|hxxps?|www)\b",
+    ),
+    (
+        "suspended locked closed frozen terminated",
+        r"\b(account|payment|card)\s+(will be|has been|is)\s+(suspended|locked|closed|frozen|terminated)\b",
+    ),
+    (
+        "bitcoin crypto cryptocurrency western gift+send wire transfer",
+        r"\b(send|wire|transfer)\b[^.\n]{0,30}\b(bitcoin|crypto(currency)?|western union|gift card codes?)\b",
+    ),
+]
+_PHISHING_COMPILED: list[tuple[Any, ...]] = [
+    (*(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _PHISHING
 ]
 _NAMES = [
     "overrides instructions",
@@ -135,7 +151,6 @@ _NAMES = [
     "demands a refund",
     "demands an urgent action",
 ]
-_PHISHING_RE = re.compile("|".join(f"(?:{p})" for p in _PHISHING), re.IGNORECASE)
 _ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACED = re.compile(r"\b(?:[A-Za-z][ .\-_*]){3,}[A-Za-z]\b")
 _SEGMENT = re.compile(r'(?:[^.!?\n"\\]|\\.|[.!?](?![\s"]|$))+[.!?]*', re.DOTALL)
@@ -212,10 +227,49 @@ class InstructionDetector:
         """True when the text may hold instructions (cheap; a False is final)."""
         return bool(self._hits(text, first=True))
 
+    def _spans(self, folded: str, words: set[str]) -> list[tuple[int, int, str]]:
+        """(start, end, reason) of every instruction-like match in already folded text."""
+        lowered = folded.lower()
+        spans: list[tuple[int, int, str]] = []
+        for index, family in enumerate(_COMPILED):
+            *triggers, rx = family
+            if all(not t.isdisjoint(words) for t in triggers):
+                spans += [(m.start(), m.end(), _NAMES[index]) for m in rx.finditer(lowered)]
+        if "![" in folded:
+            spans += [
+                (m.start(), m.end(), "markdown image to a URL") for m in _MARKDOWN_IMAGE.finditer(lowered)
+            ]
+        if self._tools is not None and not self._tool_names.isdisjoint(words):
+            spans += [
+                (m.start(), m.end(), "directs one of the agent's tools")
+                for m in self._tools.finditer(lowered)
+            ]
+        if has_control_tokens(folded, words):
+            spans += [(a, b, "chat-template control tokens") for a, b in control_token_spans(folded)]
+        return spans
+
     def scan(self, text: str) -> Finding | None:
         """The instruction-like segments of `text`, or None when it reads as plain data."""
         if not self.screen(text):
             return None
+        folded, words = self._prepare(text)
+        if folded != text:  # offsets moved (Unicode folding, joined letters): judge segment by segment
+            return self._scan_segments(text)
+        spans = self._spans(folded, words)
+        reasons = tuple(dict.fromkeys(reason for _, _, reason in spans))
+        pieces: list[str] = []
+        last = 0
+        for segment in _SEGMENT.finditer(text):
+            start, end = segment.span()
+            if any(a < end and start < b for a, b, _ in spans):
+                pieces += [text[last:start], REMOVED]
+                last = end
+        if not pieces:
+            return Finding(reasons=reasons or ("instruction across sentences",), redacted=REMOVED)
+        pieces.append(text[last:])
+        return Finding(reasons=reasons, redacted="".join(pieces))
+
+    def _scan_segments(self, text: str) -> Finding:
         reasons: list[str] = []
         pieces: list[str] = []
         last = 0
@@ -223,8 +277,7 @@ class InstructionDetector:
             hits = self._hits(segment.group(0))
             if hits:
                 reasons.extend(hits)
-                pieces.append(text[last : segment.start()])
-                pieces.append(REMOVED)
+                pieces += [text[last : segment.start()], REMOVED]
                 last = segment.end()
         if not reasons:  # the instruction spans segments: treat the whole text as instruction-like
             return Finding(reasons=("instruction across sentences",), redacted=REMOVED)
@@ -234,5 +287,13 @@ class InstructionDetector:
 
 def phishing(text: str) -> str | None:
     """Why an answer reads like phishing (asks for credentials, urgent links...), or None."""
-    found = _PHISHING_RE.search(normalise(text))
-    return f"asks the user to act on: {found.group(0)!r}" if found else None
+    folded = normalise(text)
+    words, _ = _words(folded)
+    lowered = folded.lower()
+    for family in _PHISHING_COMPILED:
+        *triggers, rx = family
+        if all(not t.isdisjoint(words) for t in triggers):
+            found = rx.search(lowered)
+            if found is not None:
+                return f"asks the user to act on: {found.group(0)!r}"
+    return None

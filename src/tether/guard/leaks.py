@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[a-z0-9]+")
+_SQUEEZE = str.maketrans("", "", "".join(chr(c) for c in range(128) if not chr(c).isalnum()))
 
 
 def _windows(text: str, size: int) -> set[tuple[str, ...]]:
@@ -41,7 +42,7 @@ class PromptGuard:
 
     def leak(self, text: str) -> str | None:
         """Why `text` leaks the system prompt, or None."""
-        squeezed = re.sub(r"[^a-z0-9]", "", text.lower())
+        squeezed = text.lower().translate(_SQUEEZE)
         if self.canary in squeezed:
             return "the answer contains the system prompt's canary token"
         words = _WORD.findall(text.lower())

@@ -57,3 +57,12 @@ def has_control_tokens(text: str, words: frozenset[str] | set[str] | None = None
     if words is not None and _HEADS.isdisjoint(words):
         return False
     return (":" in text or "#" in text) and _HEADER.search(text) is not None
+
+
+def control_token_spans(text: str) -> list[tuple[int, int]]:
+    """Where the control syntax is (for cutting out the sentences that carry it)."""
+    spans: list[tuple[int, int]] = []
+    for rx, needed in ((_ANGLE, "<"), (_BRACKET, "["), (_HEADER, ":")):
+        if needed in text or (rx is _HEADER and "#" in text):
+            spans += [m.span() for m in rx.finditer(text)]
+    return spans

@@ -19,17 +19,23 @@ _DOT = r"(?:\s*(?:\.|\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\})\s*|\s+dot\s+)
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST = rf"{_LABEL}(?:{_DOT}{_LABEL})+"
 _SCHEME = r"(?:h(?:tt|xx|\*\*|XX|TT)ps?|ftp|wss?|file|data|javascript)\s*(?::|\[:\]|\(:\))\s*//"
-_PATTERN = re.compile(
-    rf"!?\[[^\]\n]{{0,300}}\]\(\s*<?(?P<md>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)"  # ![alt](url), [text](url)
-    rf"|^\s*\[[^\]\n]+\]:\s*<?(?P<ref>\S+?)>?\s*$"  # [ref]: url
-    rf"|(?:src|href|action|srcset|background)\s*=\s*[\"']?(?P<attr>[^\"'\s>]+)"  # HTML attributes
-    rf"|(?P<url>{_SCHEME}(?:\[\.\]|\[dot\]|\[:\]|[^\s<>\"')\]])+)"  # scheme://...
-    rf"|(?P<www>\bwww{_DOT}{_HOST}(?:/[^\s<>\"')\]]*)?)"  # www.host
-    rf"|(?<![@\w.])(?P<path>{_HOST}/[^\s<>\"')\]]*)"  # host/path without a scheme
-    rf"|(?<![@\w.])(?P<obf>{_LABEL}(?:\s*(?:\[\.\]|\(\.\)|\{{\.\}}|\[dot\]|\(dot\)|\{{dot\}})\s*|\s+dot\s+){_LABEL}"
-    rf"(?:{_DOT}{_LABEL})*)",  # evil[.]com, evil dot com
-    re.IGNORECASE | re.MULTILINE,
+_MARKDOWN = re.compile(r"\]\(\s*<?(?P<md>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")  # ![alt](url), [text](url)
+_REFERENCE = re.compile(r"^\s*\[[^\]\n]+\]:\s*<?(?P<ref>\S+?)>?\s*$", re.MULTILINE)  # [ref]: url
+_ATTRIBUTE = re.compile(
+    r"(?:src|href|action|srcset|background)\s*=\s*[\"']?(?P<attr>[^\"'\s>]+)", re.IGNORECASE
 )
+_SCHEME_BEFORE = re.compile(r"(?:h(?:tt|xx|\*\*)ps?|ftp|wss?|file)\s*(?::|\[:\]|\(:\))\s*$", re.IGNORECASE)
+_AFTER_SLASHES = re.compile(r"(?:\[\.\]|\[dot\]|\[:\]|[^\s<>\"')\]])+")
+_INLINE_SCHEME = re.compile(r"(?:data|javascript):[^\s<>\"')\]]+", re.IGNORECASE)
+_WWW = re.compile(rf"www{_DOT}{_HOST}(?:/[^\s<>\"')\]]*)?", re.IGNORECASE)
+_HOST_BEFORE_SLASH = re.compile(rf"(?<![@\w.]){_HOST}$", re.IGNORECASE)
+_PATH = re.compile(r"/[^\s<>\"')\]]*")
+_OBFUSCATED = re.compile(
+    rf"(?<![@\w.]){_LABEL}(?:\s*(?:\[\.\]|\(\.\)|\{{\.\}}|\[dot\]|\(dot\)|\{{dot\}})\s*|\s+dot\s+){_LABEL}"
+    rf"(?:{_DOT}{_LABEL})*",
+    re.IGNORECASE,
+)
+_OBFUSCATION_MARKS = ("[.]", "(.)", "{.}", "[dot]", "(dot)", "{dot}", " dot ")
 _TLDS = frozenset(
     [
         "com",
@@ -117,19 +123,58 @@ def host_of(raw: str) -> str:
     return host.strip(".").lower()
 
 
+def _candidates(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, kind, raw URL) of everything link-like; each kind only looked for when a cheap
+    substring test says it can be there, so plain text costs a few substring searches."""
+    found: list[tuple[int, int, str, str]] = []
+    lowered = text.lower()
+    if "](" in text:
+        for m in _MARKDOWN.finditer(text):
+            opening = text.rfind("[", 0, m.start())
+            start = opening - 1 if opening > 0 and text[opening - 1] == "!" else max(opening, m.start())
+            found.append((start, m.end(), "md", m.group("md")))
+    if "]:" in text:
+        found += [(m.start(), m.end(), "ref", m.group("ref")) for m in _REFERENCE.finditer(text)]
+    if "src" in lowered or "href" in lowered or "action" in lowered or "background" in lowered:
+        found += [(m.start(), m.end(), "attr", m.group("attr")) for m in _ATTRIBUTE.finditer(text)]
+    for slashes in re.finditer("//", text):
+        scheme = _SCHEME_BEFORE.search(text, max(0, slashes.start() - 14), slashes.start())
+        rest = _AFTER_SLASHES.match(text, slashes.end())
+        if scheme is not None and rest is not None:
+            found.append((scheme.start(), rest.end(), "url", text[scheme.start() : rest.end()]))
+    if "data:" in lowered or "javascript:" in lowered:
+        found += [(m.start(), m.end(), "url", m.group(0)) for m in _INLINE_SCHEME.finditer(text)]
+    if "www" in lowered:
+        found += [(m.start(), m.end(), "www", m.group(0)) for m in _WWW.finditer(text)]
+    for slash in re.finditer("/", text):
+        if slash.start() > 0 and text[slash.start() - 1] in "/:":
+            continue
+        host = _HOST_BEFORE_SLASH.search(text, max(0, slash.start() - 120), slash.start())
+        if host is not None:
+            path = _PATH.match(text, slash.start())
+            end = path.end() if path is not None else slash.end()
+            found.append((host.start(), end, "path", text[host.start() : end]))
+    if any(mark in lowered for mark in _OBFUSCATION_MARKS):
+        found += [(m.start(), m.end(), "obf", m.group(0)) for m in _OBFUSCATED.finditer(text)]
+    found.sort(key=lambda item: (item[0], -item[1]))
+    kept: list[tuple[int, int, str, str]] = []
+    for item in found:
+        if not kept or item[0] >= kept[-1][1]:
+            kept.append(item)
+    return kept
+
+
 def find_links(text: str) -> list[Link]:
     """Every link-like thing in `text`, with the host it points at."""
     links: list[Link] = []
-    for match in _PATTERN.finditer(text):
-        kind = match.lastgroup or ""
-        raw = match.group(kind)
+    for start, end, kind, raw in _candidates(text):
         if raw.startswith(("#", "/", "mailto:")) and not raw.startswith("//"):
             continue  # in-page anchors and relative paths go nowhere new; mailto is PII's business
         host = host_of(raw)
         if kind in ("path", "obf") and host.rsplit(".", 1)[-1] not in _TLDS:
             continue  # "e.g. 1.5/2" or "file.txt/..." is not a host
         if host:
-            links.append(Link(match.start(), match.end(), host, match.group(0)))
+            links.append(Link(start, end, host, text[start:end]))
     return links
 
 
