@@ -188,7 +188,10 @@ async def loop(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
                 order = ("off", "on") if index % 2 == 0 else ("on", "off")
                 for shape in order:
                     queued = await runtime.submit(
-                        releases[shape], origin=RunOrigin.API, user_id="u1", input=f"refund order 12345 {calls}"
+                        releases[shape],
+                        origin=RunOrigin.API,
+                        user_id="u1",
+                        input=f"refund order 12345 {calls}",
                     )
                     started = time.perf_counter()
                     done = await runtime.execute(queued.id)

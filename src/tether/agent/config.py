@@ -181,6 +181,8 @@ class GuardSection(_Strict):
     """Instruction-like text in a tool result: `redact` cuts it out before the model reads it."""
     classifier_model: str | None = None
     """Optional `provider:model` asked about tool results the heuristics pass (models layer)."""
+    classifier_policy: str | None = None
+    """`module:function` of a scripted classifier (only for a `scripted:` classifier_model)."""
     provenance: GuardAction = "escalate"
     """A write whose decisive arguments came only from tool results, or that the user did not ask for."""
     escalate_writes_after_injection: bool = True

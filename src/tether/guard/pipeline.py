@@ -14,8 +14,9 @@ from typing import Any
 
 from tether.agent.config import GuardSection
 from tether.agent.tools import Tool, ToolContext
+from tether.guard.classifier import InstructionClassifier
 from tether.guard.decisions import Action, Decision, strictest
-from tether.guard.injection import InstructionDetector, phishing
+from tether.guard.injection import REMOVED, InstructionDetector, phishing
 from tether.guard.leaks import PromptGuard
 from tether.guard.limits import argument_problems, calls_over_limit
 from tether.guard.marking import Spotlight
@@ -52,7 +53,12 @@ class RunGuard:
     """Guards one execution of one run with `policy` (already tightened by operator overrides)."""
 
     def __init__(
-        self, policy: GuardSection, tools: dict[str, Tool], instructions: str, facts: RunFacts
+        self,
+        policy: GuardSection,
+        tools: dict[str, Tool],
+        instructions: str,
+        facts: RunFacts,
+        classifier: InstructionClassifier | None = None,
     ) -> None:
         self.policy = policy
         self.on = policy.enabled
@@ -62,6 +68,7 @@ class RunGuard:
         self.spotlight = Spotlight.fresh(policy.marking)
         self.prompt = PromptGuard.for_prompt(instructions, policy.leak_min_words)
         self.detector = InstructionDetector(tools)
+        self.classifier = classifier if policy.enabled else None
         self.tainted_by: str | None = None
         """Why a tool result of this run was flagged (later writes then need a human)."""
 
@@ -156,23 +163,35 @@ class RunGuard:
 
     # -- tool results ---------------------------------------------------------------------------
 
-    def check_result(self, tool: str, text: str) -> ResultCheck:
-        """What the model reads of a tool result: instruction-like text handled, then marked."""
+    def check_result(self, tool: str, text: str, *, classified: str | None = None) -> ResultCheck:
+        """What the model reads of a tool result: instruction-like text handled, then marked.
+
+        `classified` is the classifier's reason when it flagged this result (see `classify`).
+        """
         if not self.on:
             return ResultCheck(text)
         check = ResultCheck(text)
         finding = self.detector.scan(text)
-        if finding is not None:
-            reason = f"the result of {tool} holds instruction-like text: " + ", ".join(finding.reasons)
+        reasons = finding.reasons if finding is not None else (classified,) if classified else ()
+        if reasons:
+            reason = f"the result of {tool} holds instruction-like text: " + ", ".join(reasons)
             action = self.policy.result_injection
             if action == "allow":  # the model reads the instruction: every later write needs a human
-                self.tainted_by = f"{tool}: " + ", ".join(finding.reasons)
+                self.tainted_by = f"{tool}: " + ", ".join(reasons)
             check.decisions.append(Decision("injection", "tool_result", action, reason))
-            if action in ("redact", "block", "escalate"):
-                check.text = finding.redacted if action == "redact" else "[tool result withheld by Tether]"
+            if action == "redact":
+                check.text = finding.redacted if finding is not None else REMOVED
+            elif action in ("block", "escalate"):
+                check.text = "[tool result withheld by Tether]"
         if self.policy.mark_tool_results:
             check.text = self.spotlight.wrap(tool, check.text)
         return check
+
+    async def classify(self, text: str) -> str | None:
+        """The classifier's second opinion on a result the heuristics passed (None: no classifier)."""
+        if self.classifier is None or self.detector.screen(text):
+            return None
+        return await self.classifier.flags(text)
 
     # -- output ---------------------------------------------------------------------------------
 

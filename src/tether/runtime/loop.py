@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ from tether.guard import (
     effective_policy,
     final_text,
 )
+from tether.guard.classifier import InstructionClassifier
 from tether.guard.pipeline import as_dict
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
 from tether.models.tokens import estimate_prompt_tokens
@@ -129,6 +130,7 @@ class RunLoop:
             self.agent.tools,
             self.agent.instructions,
             RunFacts(user_id=run.user_id, tenant_id=run.tenant_id, thread_id=run.thread_id),
+            InstructionClassifier(loaded.classifier) if loaded.classifier is not None else None,
         )
         """Checks at input, tool call, tool result and output (docs/guardrails.md)."""
 
@@ -490,11 +492,23 @@ class RunLoop:
             await self._record_guard(decision)
         return decision
 
-    def _guard_result(self, step: StepRecord) -> ResultCheck:
-        """What the model reads of a finished tool step (Tether's own refusals are not data)."""
+    def _guard_result(self, step: StepRecord, classified: str | None = None) -> ResultCheck:
+        """What the model reads of a finished tool step (Tether's own refusals are not data).
+
+        On replay, a result the classifier flagged before is known by its recorded guard step.
+        """
         if step.attempts == 0:
             return ResultCheck(observation(step))
-        return self.guard.check_result(step.name, observation(step))
+        if classified is None:
+            classified = next(
+                (
+                    str(s.result)
+                    for s in self.steps
+                    if s.kind == StepKind.GUARDRAIL and s.arguments.get("tool_step") == str(step.index)
+                ),
+                None,
+            )
+        return self.guard.check_result(step.name, observation(step), classified=classified)
 
     async def _guard_output(self, answer: str) -> RunRecord:
         decisions = self.guard.check_output(answer, self._user_texts())
@@ -641,7 +655,8 @@ class RunLoop:
         self.steps[self.steps.index(step)] = finished
         self.observation.step_finished(finished, response)
         if finished.kind == StepKind.TOOL_CALL:
-            checked = self._guard_result(finished)
+            flagged = await self.guard.classify(observation(finished)) if finished.attempts else None
+            checked = self._guard_result(finished, flagged or "")
             self.messages.append(
                 Message(
                     role="tool",
@@ -651,7 +666,7 @@ class RunLoop:
                 )
             )
             for decision in checked.decisions:
-                await self._record_guard(decision)
+                await self._record_guard(replace(decision, details=(("tool_step", str(finished.index)),)))
 
     async def _finish(
         self, status: RunStatus, *, output: str | None = None, error: str | None = None

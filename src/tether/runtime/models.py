@@ -78,3 +78,15 @@ def build_chain(
     check_prices(config)
     models = [build_client(ref, config, resolve_policy) for ref in config.model.chain]
     return FallbackChain(models, retries=config.model.retries, backoff_s=backoff_s)
+
+
+def build_classifier(config: ProjectConfig, resolve_policy: PolicyResolver) -> ChatModel | None:
+    """The `[guard] classifier_model` client, or None when no classifier is configured."""
+    reference = config.guard.classifier_model
+    if not reference or not config.guard.enabled:
+        return None
+    if reference.startswith("scripted:"):
+        if not config.guard.classifier_policy:
+            raise ConfigError(f"classifier {reference!r} is scripted: set [guard] classifier_policy")
+        return ScriptedModel(reference, resolve_policy(config.guard.classifier_policy))
+    return build_client(reference, config, resolve_policy)
