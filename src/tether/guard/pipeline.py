@@ -270,5 +270,8 @@ def final_text(decisions: list[Decision], original: str) -> tuple[Action, str, D
 
 
 def as_dict(decision: Decision) -> dict[str, Any]:
-    """The step arguments a decision is recorded with."""
-    return {"stage": decision.stage, "action": decision.action, **dict(decision.details)}
+    """The step arguments a decision is recorded with (details apart, so no argument name can clash)."""
+    recorded: dict[str, Any] = {"stage": decision.stage, "action": decision.action}
+    if decision.details:
+        recorded["details"] = dict(decision.details)
+    return recorded

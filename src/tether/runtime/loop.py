@@ -504,7 +504,8 @@ class RunLoop:
                 (
                     str(s.result)
                     for s in self.steps
-                    if s.kind == StepKind.GUARDRAIL and s.arguments.get("tool_step") == str(step.index)
+                    if s.kind == StepKind.GUARDRAIL
+                    and s.arguments.get("details", {}).get("tool_step") == str(step.index)
                 ),
                 None,
             )
