@@ -166,6 +166,7 @@ def test_a_run_is_one_trace_of_genai_spans_sent_over_otlp_and_stored(
         ("chat", 2),
         ("execute_tool", 1),
         ("execution", 1),
+        ("guardrail", 3),  # input, the tool call and the answer, all allowed (docs/guardrails.md)
         ("invoke_agent", 1),
     ]
     root = assert_one_nested_tree(sent)
