@@ -42,6 +42,9 @@ class ModelSection(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     tool_choice: ToolChoice = "auto"
     """Sent with every request that offers tools; `omit` leaves it out (see docs/configuration.md)."""
+    prompt_cache: bool = True
+    """Anthropic: mark the system prompt and tool list as cacheable (`cache_control` breakpoints).
+    OpenAI caches long prompts by itself; its cached tokens are priced from reported usage either way."""
 
     @field_validator("primary", "fallbacks")
     @classmethod
@@ -68,6 +71,9 @@ class Price(_Strict):
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cache_read_per_mtok: float | None = Field(default=None, ge=0)
+    """Input tokens read from the provider's prompt cache; unset prices them as input."""
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class ProviderSection(_Strict):
@@ -210,6 +216,168 @@ class GuardSection(_Strict):
     """An answer that asks the user for credentials or payment details, or to follow a lure."""
 
 
+RouteStep = Literal["first", "after_tool", "final"]
+
+
+class RouteRule(_Strict):
+    """One `[[routing.rules]]` entry: every condition given must hold; the first matching rule wins."""
+
+    tier: str = Field(min_length=1)
+    step: list[RouteStep] | None = None
+    """`first`: the run's first model call; `after_tool`: the call reading tool results; `final`: the
+    last call the step limit allows (it must answer)."""
+    input_matches: str | None = None
+    """A regular expression searched in the run's input (case-insensitive): a rules classifier."""
+    input_max_chars: int | None = Field(default=None, gt=0)
+    input_min_chars: int | None = Field(default=None, ge=0)
+    classifier: str | None = None
+    """`module:function` in the project's code, called with the run's input; the rule matches when it
+    returns this rule's tier (it may ask a small model through Tether's model clients)."""
+    budget_below: float | None = Field(default=None, gt=0, le=1)
+    """Matches when less than this share of the run's token or cost ceiling is left."""
+    flag: str | None = None
+    """`name=value`: matches when the run's evaluated flag (or experiment arm) `name` is `value`."""
+
+    @field_validator("input_matches")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"input_matches {value!r} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+    @field_validator("flag")
+    @classmethod
+    def _name_value(cls, value: str | None) -> str | None:
+        if value is not None and "=" not in value:
+            raise ValueError(f"flag {value!r} must be written 'name=value'")
+        return value
+
+
+class RoutingSection(_Strict):
+    """Model tiers and the rules that pick one per model call (see docs/cost.md)."""
+
+    tiers: dict[str, list[str]] = Field(default_factory=dict)
+    """Tier name -> model chain (primary first). A tier named like `default` below may be omitted:
+    it is then the `[model]` chain."""
+    default: str = "large"
+    rules: list[RouteRule] = Field(default_factory=list)
+    escalate_to: str | None = None
+    """Retry a failed or low-confidence answer of another tier once on this tier."""
+    low_confidence: list[str] = Field(
+        default_factory=lambda: ["i'm not sure", "i am not sure", "i don't know", "i cannot determine"]
+    )
+    """Phrases (case-insensitive) that mark an answer as low-confidence, for escalation."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _references(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for tier, chain in value.items():
+            if not chain:
+                raise ValueError(f"tier {tier!r} needs at least one model")
+            for ref in chain:
+                provider, _, model = ref.partition(":")
+                if not provider or not model:
+                    raise ValueError(f"model {ref!r} must be written 'provider:model'")
+        return value
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> RoutingSection:
+        known = set(self.tiers) | {self.default}
+        for name in [rule.tier for rule in self.rules] + ([self.escalate_to] if self.escalate_to else []):
+            if name not in known:
+                raise ValueError(f"unknown tier {name!r}; declare it under [routing.tiers]")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tiers)
+
+
+class CacheSection(_Strict):
+    """Which caches this release uses (all off by default; see docs/caches.md)."""
+
+    response: bool = False
+    """Exact response cache: the same request (models, messages, tools, parameters) is answered
+    from the cache instead of the model."""
+    response_ttl_s: float = Field(default=3600.0, gt=0)
+    semantic: bool = False
+    """Semantic cache of final answers: a new run whose input is close enough to an earlier one's
+    (and names the same numbers and ids) gets that run's answer without any model call."""
+    semantic_threshold: float = Field(default=0.93, gt=0, le=1)
+    semantic_ttl_s: float = Field(default=86400.0, gt=0)
+    tools: bool = True
+    """Honour `@tool(cache_ttl=...)` on read tools."""
+    user_independent: bool = False
+    """Answers and tool results do not depend on who asks: share entries across the tenant's users.
+    Entries are never shared across tenants."""
+
+
+class BreakersSection(_Strict):
+    """Circuit breakers per model and per tool (see docs/resilience.md)."""
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open a breaker."""
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=60.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)
+    """The error rate is only judged over at least this many calls in the window."""
+    open_s: float = Field(default=30.0, gt=0)
+    """How long an open breaker refuses calls before half-open probes."""
+    probes: int = Field(default=1, ge=1)
+    tools: bool = True
+    """Tools get breakers too (a failing tool is reported unavailable to the model, not called)."""
+    when_all_open: Literal["answer", "wait"] = "answer"
+    """Every model of the chain open: end the run at once with `degraded_answer`, or wait for a probe."""
+    max_wait_s: float = Field(default=60.0, ge=0)
+    """With `wait`: the longest a run waits in all before it gives the degraded answer."""
+    degraded_answer: str = (
+        "Sorry, I can't answer right now: our AI service is temporarily unavailable. "
+        "Please try again in a few minutes."
+    )
+
+
+class ContextSection(_Strict):
+    """How much of a thread's history each run replays (see docs/cost.md)."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """The most history (earlier turns of the thread) a run sends; None sends it all."""
+    strategy: Literal["trim", "summarize"] = "trim"
+    """`trim` drops the oldest turns; `summarize` replaces them with a model-written summary (a
+    recorded, costed step)."""
+    keep_recent_turns: int = Field(default=2, ge=0)
+    """Turns always kept verbatim, even over `max_tokens`."""
+    summary_max_tokens: int = Field(default=300, gt=0)
+    summary_input_tokens: int = Field(default=4000, gt=0)
+    """At most this much of the dropped history is summarised (the newest part), so the summary's
+    own cost stays bounded however long the thread grows."""
+
+
+class BudgetAlert(_Strict):
+    """One `[[budget_alerts]]` rule: fire when a tenant's or feature tag's production spend over
+    `window` reaches `at` (a share) of `budget_usd`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    budget_usd: float = Field(gt=0)
+    tenant: str | None = None
+    tag: str | None = None
+    """The run metadata `tag` (feature) to watch; with `tenant` too, that tenant's spend on it."""
+    at: float = Field(default=0.8, gt=0, le=10)
+    window: str = Field(default="30d", pattern=r"^[1-9][0-9]*[smhd]$")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _watches_something(self) -> BudgetAlert:
+        if self.tenant is None and self.tag is None:
+            raise ValueError(f"budget alert {self.name!r}: give a tenant, a tag, or both")
+        return self
+
+
 class ProjectConfig(_Strict):
     agent: AgentSection
     model: ModelSection
@@ -221,6 +389,11 @@ class ProjectConfig(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
     guard: GuardSection = Field(default_factory=GuardSection)
+    breakers: BreakersSection = Field(default_factory=BreakersSection)
+    routing: RoutingSection = Field(default_factory=RoutingSection)
+    cache: CacheSection = Field(default_factory=CacheSection)
+    budget_alerts: list[BudgetAlert] = Field(default_factory=list)
+    context: ContextSection = Field(default_factory=ContextSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

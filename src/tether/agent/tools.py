@@ -83,6 +83,8 @@ class Tool:
     bounds: dict[str, Bounds] = field(default_factory=dict)
     allowed_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     precheck: Precheck | None = None
+    cache_ttl: float | None = None
+    """Seconds a result may be reused for the same arguments (read tools only; see docs/caches.md)."""
 
     @property
     def is_write(self) -> bool:
@@ -109,6 +111,7 @@ class Tool:
             "retries": self.retries,
             "idempotent": self.idempotent,
             **self._guard_metadata(),
+            **({"cache_ttl": self.cache_ttl} if self.cache_ttl is not None else {}),
         }
 
     def _guard_metadata(self) -> dict[str, Any]:
@@ -241,6 +244,7 @@ def make_tool(
     bounds: dict[str, Bounds] | None = None,
     allowed_values: dict[str, Iterable[Any]] | None = None,
     precheck: Precheck | None = None,
+    cache_ttl: float | None = None,
 ) -> Tool:
     tool_name = name or fn.__name__
     if side_effect not in ("read", "write"):
@@ -253,6 +257,11 @@ def make_tool(
         raise ValueError(
             f"tool {tool_name}: retries need a read tool or idempotent=True "
             "(a failed write may have happened, so it is never repeated blindly)"
+        )
+    if cache_ttl is not None and (side_effect == "write" or cache_ttl <= 0):
+        raise ValueError(
+            f"tool {tool_name}: cache_ttl is for read tools only and must be positive "
+            "(a write must happen every time it is asked for)"
         )
     summary, docs = _parse_docstring(fn.__doc__)
     args_model, context_param = _build_args_model(fn, tool_name, docs)
@@ -278,6 +287,7 @@ def make_tool(
         bounds=guard.bounds,
         allowed_values=guard.allowed_values,
         precheck=precheck,
+        cache_ttl=cache_ttl,
     )
 
 
@@ -338,6 +348,7 @@ def tool(
     bounds: dict[str, Bounds] | None = None,
     allowed_values: dict[str, Iterable[Any]] | None = None,
     precheck: Precheck | None = None,
+    cache_ttl: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -358,6 +369,7 @@ def tool(
     bounds: dict[str, Bounds] | None = None,
     allowed_values: dict[str, Iterable[Any]] | None = None,
     precheck: Precheck | None = None,
+    cache_ttl: float | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a function as a tool. The function stays callable as before.
 
@@ -383,6 +395,7 @@ def tool(
             bounds=bounds,
             allowed_values=allowed_values,
             precheck=precheck,
+            cache_ttl=cache_ttl,
         )
         func.__tether_tool__ = built  # type: ignore[attr-defined]
         return func

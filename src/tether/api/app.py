@@ -19,7 +19,7 @@ from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
 from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
-from tether.api.routes import approvals, health, observe, releases, runs, threads
+from tether.api.routes import approvals, cost, health, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
 from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
@@ -86,10 +86,11 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            config = snapshot_of(release).parsed_config()
             live = runtime.live
             await live.start()
             alerts = AlertEvaluator(
-                store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
+                store, rules_for(config), webhook_url=settings.alert_webhook_url, budgets=config.budget_alerts
             )
             alert_task = asyncio.create_task(alerts.run_forever(settings.alert_interval_s))
             limiter = Limiter(
@@ -132,7 +133,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=options.settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.add_middleware(ClientDisconnects)  # added last, so it wraps the others: a closed stream is no error
-    for module in (runs, approvals, threads, releases, health, observe):
+    for module in (runs, approvals, threads, releases, health, observe, cost):
         app.include_router(module.router)
     # The operator dashboard (/ui/), behind the same API keys. Imported here: ui builds on api.
     from tether.ui import mount as mount_dashboard

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from tether.cli import data, db, evals, keys, observe, project, releases, runs, service
+from tether.cli import cost, data, db, evals, keys, observe, project, releases, runs, service
 from tether.cli.common import err, load_settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
@@ -31,6 +31,8 @@ app.add_typer(observe.traces_group, name="traces")
 app.add_typer(observe.alerts_group, name="alerts")
 app.add_typer(evals.eval_group, name="eval")
 app.add_typer(evals.cost_group, name="cost")
+evals.cost_group.add_typer(cost.commands)  # cost report
+app.add_typer(cost.breakers_group, name="breakers")
 
 
 def main() -> None:

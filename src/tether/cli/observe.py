@@ -131,7 +131,10 @@ def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False
         async with open_session(project.resolve()) as session:
             config = load_config(session.project / CONFIG_FILE)
             evaluator = AlertEvaluator(
-                session.store, rules_for(config), webhook_url=session.runtime.settings.alert_webhook_url
+                session.store,
+                rules_for(config),
+                webhook_url=session.runtime.settings.alert_webhook_url,
+                budgets=config.budget_alerts,
             )
             changed = await evaluator.check()
             firing = await session.store.telemetry.list_alerts(state="firing")

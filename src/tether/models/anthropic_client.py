@@ -13,6 +13,7 @@ import httpx2
 from anthropic.types import (
     ContentBlockParam,
     MessageParam,
+    TextBlockParam,
     ToolChoiceParam,
     ToolParam,
 )
@@ -63,6 +64,9 @@ class AnthropicChatModel:
 
     `http_client` is an optional `httpx2.AsyncClient` (the HTTP library `anthropic>=2` is built
     on); tests pass one with a mock transport.
+
+    With `prompt_cache`, the system prompt and the tool list carry `cache_control` breakpoints, so
+    the provider caches that stable prefix; the cache reads and writes it reports are priced as such.
     """
 
     def __init__(
@@ -75,8 +79,10 @@ class AnthropicChatModel:
         timeout_s: float = 60.0,
         tool_choice: ToolChoice = "auto",
         http_client: httpx2.AsyncClient | None = None,
+        prompt_cache: bool = False,
     ) -> None:
         self.name = name
+        self.prompt_cache = prompt_cache
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
@@ -117,12 +123,15 @@ class AnthropicChatModel:
         client = self._get_client()
         system, wire_messages = to_anthropic_messages(messages)
         wire_tools = [to_anthropic_tool(t) for t in tools]
+        wire_system: str | list[TextBlockParam] = system
+        if self.prompt_cache:
+            wire_system, wire_tools = with_cache_breakpoints(system, wire_tools)
         try:
             reply = await client.messages.create(
                 model=self.model,
                 max_tokens=DEFAULT_MAX_TOKENS if max_output_tokens is None else max_output_tokens,
                 messages=wire_messages,
-                system=system if system else anthropic.omit,
+                system=wire_system if system else anthropic.omit,
                 tools=wire_tools if wire_tools else anthropic.omit,
                 tool_choice=(
                     _TOOL_CHOICE[self.tool_choice]
@@ -146,7 +155,7 @@ class AnthropicChatModel:
         return ModelResponse(
             content="".join(texts),
             tool_calls=tool_calls,
-            usage=Usage(input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens),
+            usage=_usage(reply),
             model=reply.model or self.model,
             finish_reason=reply.stop_reason or ("tool_use" if tool_calls else "end_turn"),
         )
@@ -212,6 +221,33 @@ def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[MessagePar
         else:
             wire.append({"role": "assistant", "content": content})
     return "\n\n".join(system_parts), wire
+
+
+def _usage(reply: AnthropicMessage) -> Usage:
+    """Anthropic's `input_tokens` leaves out cache reads and writes; ours counts every input token."""
+    read = reply.usage.cache_read_input_tokens or 0
+    written = reply.usage.cache_creation_input_tokens or 0
+    return Usage(
+        input_tokens=reply.usage.input_tokens + read + written,
+        output_tokens=reply.usage.output_tokens,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+    )
+
+
+def with_cache_breakpoints(
+    system: str, tools: list[ToolParam]
+) -> tuple[list[TextBlockParam], list[ToolParam]]:
+    """The system prompt and tool list with `cache_control` on their last block (two breakpoints).
+
+    Tools come first in Anthropic's prompt order, then the system prompt, so these two breakpoints
+    cache the part of the prompt that is the same for every run of a release.
+    """
+    blocks: list[TextBlockParam] = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+    marked = list(tools)
+    if marked:
+        marked[-1] = {**marked[-1], "cache_control": {"type": "ephemeral"}}
+    return blocks, marked
 
 
 def to_anthropic_tool(spec: ToolSpec) -> ToolParam:

@@ -67,8 +67,14 @@ class ToolSpec(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens as the provider reported them. `input_tokens` counts every input token, cached or not;
+    `cache_read_tokens` / `cache_write_tokens` are the parts read from / written to the provider's
+    prompt cache, priced differently (genai-prices' convention)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -145,6 +145,7 @@ class OpenAIChatModel:
             usage=Usage(
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
+                cache_read_tokens=_cached_tokens(usage),
             ),
             model=completion.model or self.model,
             finish_reason=choice.finish_reason or ("tool_calls" if tool_calls else "stop"),
@@ -227,3 +228,9 @@ def _wire_arguments(call: ToolCall) -> str:
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cached_tokens(usage: Any) -> int:
+    """Prompt tokens OpenAI served from its automatic prompt cache (0 when the server does not say)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    return int(getattr(details, "cached_tokens", 0) or 0)

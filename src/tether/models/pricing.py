@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
@@ -28,18 +28,32 @@ class Pricer:
 
     overrides: Mapping[str, tuple[float, float]]
     provider_kinds: Mapping[str, str]
+    cache_overrides: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """USD per million (cache read, cache write) tokens; an override without one prices them as input."""
 
     def cost(self, reference: str, usage: Usage) -> float:
         if reference in self.overrides:
             per_input, per_output = self.overrides[reference]
-            return (usage.input_tokens * per_input + usage.output_tokens * per_output) / 1_000_000
+            per_read, per_write = self.cache_overrides.get(reference, (per_input, per_input))
+            fresh = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+            return (
+                fresh * per_input
+                + usage.cache_read_tokens * per_read
+                + usage.cache_write_tokens * per_write
+                + usage.output_tokens * per_output
+            ) / 1_000_000
         provider, _, model = reference.partition(":")
         if provider == "scripted":
             return 0.0
         kind = self.provider_kinds.get(provider, provider)
         try:
             price = calc_price(
-                PriceUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+                PriceUsage(
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_read_tokens=usage.cache_read_tokens or None,
+                    cache_write_tokens=usage.cache_write_tokens or None,
+                ),
                 model,
                 provider_id=_GENAI_PROVIDERS.get(kind),
             )

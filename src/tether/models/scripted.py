@@ -38,6 +38,8 @@ class ScriptedTurn:
 
     messages: list[Message]
     tools: list[ToolSpec]
+    model: str = ""
+    """The reference of the scripted model asked (`scripted:small`...), so one policy can play several."""
     _issued: list[int] = field(default_factory=lambda: [0], repr=False, compare=False)
 
     @property
@@ -116,7 +118,7 @@ class ScriptedModel:
                 seen = [
                     m.model_copy(update={"content": read(m.content)}) if m.role == "tool" else m for m in seen
                 ]
-            result = self._policy(ScriptedTurn(messages=seen, tools=list(tools)))
+            result = self._policy(ScriptedTurn(messages=seen, tools=list(tools), model=self.name))
         except ModelError:
             raise
         except Exception as exc:

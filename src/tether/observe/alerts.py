@@ -18,7 +18,8 @@ from typing import Literal
 import httpx2
 import structlog
 
-from tether.agent.config import AlertRule, ProjectConfig
+from tether.agent.config import AlertRule, BudgetAlert, ProjectConfig
+from tether.observe.budget_alerts import budget_changes
 from tether.store.insights import RunStats
 from tether.store.repository import Store, utc_now
 from tether.store.telemetry import AlertRecord
@@ -113,23 +114,30 @@ class AlertEvaluator:
         *,
         webhook_url: str | None = None,
         http: httpx2.AsyncClient | None = None,
+        budgets: list[BudgetAlert] | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
+        self.budgets = budgets or []
+        """`[[budget_alerts]]`: spend of a tenant or feature tag against its budget."""
         self.webhook_url = webhook_url
         self._http = http
 
     async def check(self, now: datetime | None = None) -> list[Transition]:
         """Evaluate once; store and send every transition; return them."""
-        if not self.rules:
+        if not self.rules and not self.budgets:
             return []
         now = now or utc_now()
         telemetry = self.store.telemetry
-        longest = max(window_of(rule) for rule in self.rules)
+        longest = max((window_of(rule) for rule in self.rules), default=timedelta(0))
         open_alerts = {(a.tenant_id, a.rule): a for a in await telemetry.open_alerts()}
+        budgets = {rule.name for rule in self.budgets}
         tenants = set(await telemetry.active_tenants(since=now - longest))
-        tenants |= {tenant for tenant, _ in open_alerts}
-        transitions: list[Transition] = []
+        tenants |= {tenant for tenant, rule in open_alerts if rule not in budgets}
+        transitions: list[Transition] = [
+            Transition("firing" if state == "firing" else "resolved", record)
+            for state, record in await budget_changes(self.store, self.budgets, open_alerts, now)
+        ]
         for tenant in sorted(tenants):
             windows: dict[timedelta, RunStats] = {}
             for rule in self.rules:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tether.observe.cost_metrics import CostMetrics
 from tether.runtime.builtins import ESCALATE
 from tether.store.records import ReleaseRecord, RunStatus
 from tether.store.telemetry import OpsSnapshot, TelemetryStore
@@ -120,6 +121,9 @@ class Metrics:
             registry=r,
         )
 
+        self.costs = CostMetrics(r)
+        """Spend by tenant, tier and tag; cache hits and savings (observe/cost_metrics.py)."""
+
     def prepare(self, release: ReleaseRecord) -> None:
         """Create the release's known series at zero, once per process.
 
@@ -148,6 +152,7 @@ class Metrics:
                 self.tokens.labels(version, reference, kind)
             for outcome in ("ok", "error"):
                 self.model_latency.labels(reference, outcome)
+        self.costs.prepare(version)
         self.tool_calls.labels(ESCALATE, "handed_off")
         for tool in tools:
             name = str(tool.get("name"))

@@ -210,9 +210,13 @@ class RunTelemetry(RunObservation):
     def step_finished(self, step: StepRecord, response: ModelResponse | None = None) -> None:
         end = time.time_ns()
         start = end - int((step.latency_ms or 0.0) * 1e6)
+        self.metrics.costs.step(self.release, self.run, step)
         if step.kind == StepKind.MODEL_CALL:
             self._model_call(step, response, self.request_ns or start, end)
             self.request_ns, self.request_content = None, {}
+        elif step.kind == StepKind.CONTEXT:  # a summary is a model call; a trim has no call to trace
+            if response is not None:
+                self._model_call(step, response, start, end)
         else:
             self._tool_call(step, start, end)
 
@@ -234,6 +238,7 @@ class RunTelemetry(RunObservation):
             "tether.step.index": step.index,
             "tether.model.reference": reference,
             SPAN_KIND: "LLM",
+            **_cost_attributes(step),
             "llm.provider": answered_by,
             "llm.system": answered_by,
             "llm.model_name": requested,
@@ -504,3 +509,14 @@ _PAUSED = {
     RunStatus.QUEUED: "handed back",
     RunStatus.RUNNING: "taken over",
 }
+
+
+def _cost_attributes(step: StepRecord) -> dict[str, Any]:
+    """Routing tier and why, and which Tether cache answered (issue 16), when there are any."""
+    found = {
+        "tether.route.tier": step.tier,
+        "tether.route.reason": step.route,
+        "tether.cache": step.cache,
+        "gen_ai.usage.cache_read.input_tokens": step.cached_input_tokens or None,
+    }
+    return {key: value for key, value in found.items() if value is not None}

@@ -32,14 +32,22 @@ from tether.guard import (
 )
 from tether.guard.classifier import InstructionClassifier
 from tether.guard.pipeline import as_dict
-from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
-from tether.models.tokens import estimate_prompt_tokens
+from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from tether.models.routing import ChainUnavailableError
+from tether.models.tokens import CharCounter, estimate_for_chain
+from tether.runtime import context
 from tether.runtime.agents import LoadedRelease
 from tether.runtime.budget import check_budget, check_steps
 from tether.runtime.builtins import ESCALATE, ESCALATE_SPEC
+from tether.runtime.cached_calls import RunCaches
+from tether.runtime.degrade import wait_for_models
 from tether.runtime.guarded_store import guarded
 from tether.runtime.lease import REAL_TIMER, LeaseKeeper, Timer
 from tether.runtime.observer import NO_OBSERVER, Observer
+from tether.runtime.routed import ModelRouter, budget_left, step_kind
+from tether.runtime.run_flags import run_flags
+from tether.runtime.tiers import Situation
+from tether.runtime.tool_calls import call_tool
 from tether.store.faults import describe, is_transient
 from tether.store.records import (
     ApprovalKind,
@@ -56,7 +64,6 @@ from tether.store.repository import LeaseLostError, Store
 
 log = logging.getLogger("tether.loop")
 T = TypeVar("T")
-_RETRY_BACKOFF_S = 0.2
 _SUMMARY_RESULT_CHARS = 300
 
 
@@ -120,6 +127,15 @@ class RunLoop:
         self.steps: list[StepRecord] = []
         self.approvals: list[ApprovalRecord] = []
         self.messages: list[Message] = []
+        self.router = loaded.router or ModelRouter(self.config.routing, loaded.model, {}, loaded.pricer, {})
+        """Picks the tier of each model call (`[routing]`), escalating once when asked to."""
+        self._counters = list(loaded.counters) or [CharCounter()]
+        self.caches = RunCaches(
+            loaded.caches, self.config.cache, run, self.config.agent.name, self.router.models
+        )
+        """The release's caches (`[cache]`), scoped to this run's tenant and user."""
+        self.waited_for_models_s = 0.0
+        """Time this execution spent waiting for an open model breaker (`[breakers] when_all_open`)."""
         self.tool_specs: list[ToolSpec] = [
             tool.spec()
             for tool in self.agent.tools.values()
@@ -221,9 +237,11 @@ class RunLoop:
         self.totals.steps_used = len(self.steps)
         self.messages = [Message(role="system", content=self.guard.system_prompt())]
         if self.run.thread_id is not None:
+            history: list[Message] = []
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
-                self.messages.append(Message(role="user", content=earlier.input))
-                self.messages.append(Message(role="assistant", content=earlier_answer(earlier)))
+                history.append(Message(role="user", content=earlier.input))
+                history.append(Message(role="assistant", content=earlier_answer(earlier)))
+            self.messages += await self._fit_context(history)
         self.messages.append(Message(role="user", content=self.run.input))
         for step in self.steps:
             if step.kind == StepKind.MODEL_CALL and step.status == StepStatus.SUCCEEDED and step.message:
@@ -238,6 +256,61 @@ class RunLoop:
                     )
                 )
 
+    async def _fit_context(self, history: list[Message]) -> list[Message]:
+        """The thread history this run sends: all of it, or trimmed / summarised to `[context]`."""
+        policy = self.config.context
+        chosen = context.plan(history, policy, context.Largest(self._counters))
+        if chosen is None:
+            return history
+        recorded = next((s for s in self.steps if s.kind == StepKind.CONTEXT), None)
+        if recorded is not None and recorded.status != StepStatus.STARTED:  # resumed: as decided then
+            summarised = recorded.status == StepStatus.SUCCEEDED and policy.strategy == "summarize"
+            return context.fitted(history, chosen, recorded.result if summarised else None)
+        detail = {"strategy": policy.strategy, "dropped_turns": chosen.dropped, "kept_turns": chosen.kept}
+        step = recorded or await self._begin(
+            StepDraft(index=self._next_index(), kind=StepKind.CONTEXT, name=policy.strategy, arguments=detail)
+        )
+        if policy.strategy == "trim":
+            await self._end_step(
+                step, StepOutcome(status=StepStatus.SUCCEEDED, result=chosen.describe("trim"))
+            )
+            return context.fitted(history, chosen, None)
+        dropped, _ = context.split(history, chosen)
+        request = context.summary_request(dropped, policy, self._counters[0])
+        started = time.monotonic()
+        try:
+            response = await self._guarded(
+                self.loaded.model.chat(request, [], max_output_tokens=policy.summary_max_tokens)
+            )
+        except ModelError as exc:  # no summary: fall back to trimming, and say so
+            await self._end_step(
+                step,
+                StepOutcome(status=StepStatus.FAILED, error=f"{exc}; trimmed instead", attempts=exc.attempts),
+            )
+            return context.fitted(history, chosen, None)
+        cost = self.loaded.pricer.cost(response.reference, response.usage)
+        self.totals.input_tokens += response.usage.input_tokens
+        self.totals.output_tokens += response.usage.output_tokens
+        self.totals.estimated_cost_usd += cost
+        summary = context.summary_text(response)
+        await self._end_step(
+            step,
+            StepOutcome(
+                status=StepStatus.SUCCEEDED,
+                result=summary,
+                name=response.reference or None,
+                attempts=response.attempts,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cached_input_tokens=response.usage.cache_read_tokens,
+                cost_usd=cost,
+                latency_ms=_ms_since(started),
+                route=chosen.describe("summarize")[:300],
+            ),
+            response,
+        )
+        return context.fitted(history, chosen, summary)
+
     async def _advance(self) -> RunRecord:
         while True:
             if self.stopping.is_set():  # shutting down: the last step is checkpointed, hand the run back
@@ -249,7 +322,9 @@ class RunLoop:
             if last_model is not None and last_model.message is not None:
                 calls = Message.model_validate(last_model.message).tool_calls
                 if not calls:
-                    return await self._guard_output(last_model.message.get("content", ""))
+                    output = last_model.message.get("content", "")
+                    await self._remember_final(last_model, output)
+                    return await self._guard_output(output)
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
@@ -292,10 +367,10 @@ class RunLoop:
         verdict = check_budget(
             self.totals,
             self.config.limits,
-            estimated_input_tokens=estimate_prompt_tokens(self.messages, self.tool_specs),
+            estimated_input_tokens=estimate_for_chain(self._counters, self.messages, self.tool_specs),
             max_output_tokens=max_output,
             pricer=self.loaded.pricer,
-            models=self.config.model.chain,
+            models=self.router.models,
         )
         if not verdict.allowed:
             return await self._exhausted(str(verdict.reason))
@@ -309,9 +384,19 @@ class RunLoop:
         started = time.monotonic()
         self.observation.model_request(self.messages)
         try:
-            response = await self._guarded(
-                self.loaded.model.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
+            answer = await self._guarded(
+                self.caches.model_call(
+                    self.messages,
+                    self.tool_specs,
+                    max_output,
+                    lambda: self.router.chat(
+                        self._situation(), self.messages, self.tool_specs, max_output, self._affordable
+                    ),
+                    question=self.run.input if len(self.messages) == 2 else None,  # no history, no steps
+                )
             )
+        except ChainUnavailableError as exc:
+            return await self._models_unavailable(step, exc, started)
         except ModelError as exc:
             await self._end_step(
                 step,
@@ -323,11 +408,11 @@ class RunLoop:
                 ),
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
-        cost = self.loaded.pricer.cost(response.reference, response.usage)
+        response, cost = answer.response, answer.cost
         response.tool_calls, limited = self.guard.limit_response(response.tool_calls)
         message = response.as_message()
-        self.totals.input_tokens += response.usage.input_tokens
-        self.totals.output_tokens += response.usage.output_tokens
+        self.totals.input_tokens += answer.usage.input_tokens
+        self.totals.output_tokens += answer.usage.output_tokens
         self.totals.estimated_cost_usd += cost
         # Only the latest turn counts: the run's output is the last answer, and it is whole unless
         # that answer stopped at the output-token limit.
@@ -341,10 +426,16 @@ class RunLoop:
                 finish_reason=response.finish_reason,
                 attempts=response.attempts,
                 name=response.reference or None,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+                cached_input_tokens=answer.usage.cache_read_tokens,
                 cost_usd=cost,
                 latency_ms=_ms_since(started),
+                tier=answer.tier,
+                route=answer.route,
+                cache=answer.cache,
+                saved_cost_usd=answer.saved_cost_usd,
+                saved_latency_ms=answer.saved_latency_ms,
             ),
             response,
         )
@@ -352,6 +443,73 @@ class RunLoop:
         if limited is not None:
             await self._record_guard(limited)
         return None
+
+    async def _remember_final(self, last_model: StepRecord, output: str) -> None:
+        """A run with no thread history whose answer a model wrote feeds the semantic cache."""
+        first_input = self.messages[1].content if len(self.messages) > 1 else None
+        if (
+            self.caches.semantic
+            and first_input == self.run.input
+            and "semantic:hit" not in (last_model.cache or "")
+        ):
+            latency = sum(step.latency_ms or 0.0 for step in self.steps)
+            await self.caches.remember_final(self.run.input, output, self.totals.estimated_cost_usd, latency)
+
+    def _situation(self) -> Situation:
+        """What routing rules may look at before this call."""
+        limits = self.config.limits
+        return Situation(
+            step=step_kind(
+                any(s.kind == StepKind.MODEL_CALL and s.status == StepStatus.SUCCEEDED for s in self.steps),
+                self.messages[-1].role if self.messages else None,
+                self.totals.steps_used - 1,  # the call's own step is already begun
+                limits.max_steps,
+            ),
+            input=self.run.input,
+            budget_left=budget_left(
+                self.totals.input_tokens + self.totals.output_tokens,
+                limits.max_tokens_per_run,
+                self.totals.estimated_cost_usd,
+                limits.max_cost_usd_per_run,
+            ),
+            flags=run_flags(self.run),
+        )
+
+    def _affordable(self, spent: Usage, cost: float, models: list[str]) -> bool:
+        """Whether an escalated call still fits the ceilings after `spent` (not yet in the totals)."""
+        totals = self.totals.model_copy()
+        totals.input_tokens += spent.input_tokens
+        totals.output_tokens += spent.output_tokens
+        totals.estimated_cost_usd += cost
+        return check_budget(
+            totals,
+            self.config.limits,
+            estimated_input_tokens=estimate_for_chain(self._counters, self.messages, self.tool_specs),
+            max_output_tokens=self.config.model.max_output_tokens,
+            pricer=self.loaded.pricer,
+            models=models,
+        ).allowed
+
+    async def _models_unavailable(
+        self, step: StepRecord, exc: ChainUnavailableError, started: float
+    ) -> RunRecord | None:
+        """Every model's breaker is open: wait for a probe (None: call again) or answer degraded."""
+        policy = self.config.breakers
+        waited = await wait_for_models(
+            exc.retry_at, policy, already_s=self.waited_for_models_s, stopping=self.stopping
+        )
+        if waited is not None:
+            self.waited_for_models_s += waited
+            return None  # the step stays started; the next _call_model reuses it
+        await self._end_step(
+            step,
+            StepOutcome(status=StepStatus.FAILED, error=str(exc), attempts=0, latency_ms=_ms_since(started)),
+        )
+        return await self._finish(
+            RunStatus.FAILED,
+            output=policy.degraded_answer,
+            error=f"model call failed: degraded service: {exc}",
+        )
 
     # -- tool calls -----------------------------------------------------------------------------
 
@@ -548,39 +706,31 @@ class RunLoop:
         )
         context = self._context(step.index, step.idempotency_key)
         started = time.monotonic()
-        error = ""
-        attempts = 0
-        for attempt in range(tool.retries + 1):
-            attempts = attempt + 1
-            try:
-                result = await self._guarded(tool.invoke(call.arguments, context))
-            except LeaseLostError:
-                raise
-            except TimeoutError:
-                error = f"{tool.name} timed out after {tool.timeout_s:g}s"
-            except Exception as exc:
-                error = f"{tool.name} failed: {type(exc).__name__}: {exc}"
-            else:
-                self.totals.tools_called.append(tool.name)
-                await self._end_step(
-                    step,
-                    StepOutcome(
-                        status=StepStatus.SUCCEEDED,
-                        result=self.guard.redact_stored(render_result(result), self._user_texts()),
-                        attempts=attempts,
-                        latency_ms=_ms_since(started),
-                    ),
-                )
-                return
-            if not tool.safe_to_repeat:  # a failed write may still have happened: never repeat it blindly
-                break
-            if attempt < tool.retries:
-                await asyncio.sleep(_RETRY_BACKOFF_S * 2**attempt)
-        self.totals.tools_called.append(tool.name)
+        outcome, cache, hit = await self.caches.tool_call(
+            tool,
+            call.arguments,
+            lambda: call_tool(
+                tool,
+                call.arguments,
+                context,
+                guarded=self._guarded,
+                breaker=self.loaded.tool_breaker(tool.name),
+            ),
+        )
+        if outcome.attempts:  # a tool behind an open breaker was not called
+            self.totals.tools_called.append(tool.name)
         await self._end_step(
             step,
             StepOutcome(
-                status=StepStatus.FAILED, error=error, attempts=attempts, latency_ms=_ms_since(started)
+                status=StepStatus.SUCCEEDED if outcome.error is None else StepStatus.FAILED,
+                result=self.guard.redact_stored(render_result(outcome.result), self._user_texts())
+                if outcome.error is None
+                else None,
+                error=outcome.error,
+                attempts=outcome.attempts,
+                latency_ms=_ms_since(started),
+                cache=cache,
+                saved_latency_ms=hit.saved_latency_ms if hit else 0.0,
             ),
         )
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import cast
 
 from tether.agent.config import ConfigError, ProjectConfig
 from tether.guard.marking import unmark
 from tether.models.base import ChatModel
+from tether.models.breakers import BreakerBoard, BreakerPolicy
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
 from tether.models.scripted import Policy, ScriptedModel
+from tether.models.tokens import TokenCounter, counter_for
+from tether.runtime.routed import ModelRouter
+from tether.runtime.tiers import Classifier
 
 PolicyResolver = Callable[[str], Policy]
 
@@ -19,6 +24,13 @@ def pricer_for(config: ProjectConfig) -> Pricer:
     return Pricer(
         overrides={ref: (p.input_per_mtok, p.output_per_mtok) for ref, p in config.prices.items()},
         provider_kinds={name: section.kind for name, section in config.providers.items()},
+        cache_overrides={
+            ref: (
+                p.input_per_mtok if p.cache_read_per_mtok is None else p.cache_read_per_mtok,
+                p.input_per_mtok if p.cache_write_per_mtok is None else p.cache_write_per_mtok,
+            )
+            for ref, p in config.prices.items()
+        },
     )
 
 
@@ -28,7 +40,8 @@ _BUILT_IN_PROVIDERS = {"scripted", "openai", "anthropic"}
 def check_prices(config: ProjectConfig) -> None:
     """Fail now, with the fix in the message, if a model's provider or price is unknown."""
     pricer = pricer_for(config)
-    for reference in config.model.chain:
+    tiers = [ref for chain in config.routing.tiers.values() for ref in chain]
+    for reference in [*config.model.chain, *tiers]:
         provider = reference.partition(":")[0]
         if provider not in _BUILT_IN_PROVIDERS and provider not in config.providers:
             raise ConfigError(_unknown_provider(reference, provider))
@@ -67,17 +80,82 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
         from tether.models.anthropic_client import AnthropicChatModel
 
         return AnthropicChatModel(
-            reference, model, base_url=base_url, api_key=api_key, timeout_s=timeout, tool_choice=choice
+            reference,
+            model,
+            base_url=base_url,
+            api_key=api_key,
+            timeout_s=timeout,
+            tool_choice=choice,
+            prompt_cache=config.model.prompt_cache,
         )
     raise ConfigError(_unknown_provider(reference, provider))
 
 
+def token_counters(config: ProjectConfig, references: list[str] | None = None) -> list[TokenCounter]:
+    """One counter per model (the chain by default; a real tokenizer where one ships offline)."""
+    kinds = {name: section.kind for name, section in config.providers.items()}
+    return [
+        counter_for(ref, kinds.get(ref.partition(":")[0], ref.partition(":")[0]))
+        for ref in (references or config.model.chain)
+    ]
+
+
+def build_router(
+    config: ProjectConfig,
+    resolve_policy: PolicyResolver,
+    default_chain: FallbackChain,
+    *,
+    backoff_s: float = 0.5,
+    breakers: BreakerBoard | None = None,
+) -> ModelRouter:
+    """The `[routing]` tiers as fallback chains, and the project classifiers its rules name."""
+    tiers = {
+        tier: FallbackChain(
+            [build_client(ref, config, resolve_policy) for ref in chain],
+            retries=config.model.retries,
+            backoff_s=backoff_s,
+            breakers=breakers if config.breakers.enabled else None,
+            breaker_policy=breaker_policy(config),
+        )
+        for tier, chain in config.routing.tiers.items()
+    }
+    classifiers = {
+        rule.classifier: cast(Classifier, resolve_policy(rule.classifier))
+        for rule in config.routing.rules
+        if rule.classifier is not None
+    }
+    return ModelRouter(config.routing, default_chain, tiers, pricer_for(config), classifiers)
+
+
+def breaker_policy(config: ProjectConfig) -> BreakerPolicy:
+    section = config.breakers
+    return BreakerPolicy(
+        failures=section.failures,
+        error_rate=section.error_rate,
+        window_s=section.window_s,
+        min_calls=section.min_calls,
+        open_s=section.open_s,
+        probes=section.probes,
+    )
+
+
 def build_chain(
-    config: ProjectConfig, resolve_policy: PolicyResolver, *, backoff_s: float = 0.5
+    config: ProjectConfig,
+    resolve_policy: PolicyResolver,
+    *,
+    backoff_s: float = 0.5,
+    breakers: BreakerBoard | None = None,
 ) -> FallbackChain:
+    """The release's models in order; with `breakers` (and `[breakers] enabled`), each behind one."""
     check_prices(config)
     models = [build_client(ref, config, resolve_policy) for ref in config.model.chain]
-    return FallbackChain(models, retries=config.model.retries, backoff_s=backoff_s)
+    return FallbackChain(
+        models,
+        retries=config.model.retries,
+        backoff_s=backoff_s,
+        breakers=breakers if config.breakers.enabled else None,
+        breaker_policy=breaker_policy(config),
+    )
 
 
 def build_classifier(config: ProjectConfig, resolve_policy: PolicyResolver) -> ChatModel | None:

@@ -9,9 +9,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tether.caches.service import Caches
 from tether.live import LiveConfig
+from tether.models.breakers import BreakerBoard
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
+from tether.runtime.breaker_state import breaker_backend_for, cache_backend_for
 from tether.runtime.lease import REAL_TIMER, Timer
 from tether.runtime.loop import LoopSettings, RunLoop
 from tether.runtime.observer import NO_OBSERVER, Observer
@@ -37,7 +40,13 @@ class Runtime:
         self.loop_settings = LoopSettings(
             owner=settings.worker_id, lease_s=settings.lease_seconds, data_dir=data_dir
         )
-        self.agents = AgentCache(backoff_s=settings.model_backoff_s)
+        self.breakers = BreakerBoard(breaker_backend_for(store, settings.redis_url))
+        """Circuit breakers per model and tool, shared through the database (or Redis)."""
+        self.caches = Caches(cache_backend_for(store, settings.redis_url))
+        """Response, semantic and tool-result caches (used only by releases that turn them on)."""
+        self.agents = AgentCache(
+            backoff_s=settings.model_backoff_s, breakers=self.breakers, caches=self.caches
+        )
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
         self.live = (

@@ -84,6 +84,8 @@ class StepKind(StrEnum):
     TOOL_CALL = "tool_call"
     GUARDRAIL = "guardrail"
     """A guardrail decision other than allow (arguments: stage, action, details; result: reason)."""
+    CONTEXT = "context"
+    """How a long thread history was fitted into `[context] max_tokens` (trimmed or summarised)."""
 
 
 class StepStatus(StrEnum):
@@ -196,6 +198,16 @@ class StepRecord(_Record):
     latency_ms: float | None
     started_at: datetime
     finished_at: datetime | None
+    cached_input_tokens: int = 0
+    """Input tokens the provider served from its prompt cache (part of `input_tokens`)."""
+    tier: str | None = None
+    """The model tier routing chose (`small`, `large`...), None without `[routing]`."""
+    route: str | None = None
+    """Why that tier (the routing rule that matched)."""
+    cache: str | None = None
+    """Which Tether cache answered instead of a call (`exact`, `semantic`, `tool`), None for a call."""
+    saved_cost_usd: float = 0.0
+    saved_latency_ms: float = 0.0
 
 
 class ApprovalRecord(_Record):
@@ -240,6 +252,12 @@ class StepOutcome(BaseModel):
     latency_ms: float | None = None
     name: str | None = None
     """A new name for the step, e.g. the fallback model that answered; None keeps the old one."""
+    cached_input_tokens: int = 0
+    tier: str | None = None
+    route: str | None = None
+    cache: str | None = None
+    saved_cost_usd: float = 0.0
+    saved_latency_ms: float = 0.0
 
     def columns(self) -> dict[str, Any]:
         """The step fields this outcome sets (all but a `name` left unset)."""

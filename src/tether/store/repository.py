@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tether.store import db, fenced
 from tether.store.batch import CreateBatcher, NewRun
+from tether.store.breakers import BreakerStore
+from tether.store.caches import CacheStore
+from tether.store.costs import CostStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
@@ -159,6 +162,21 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def breakers(self) -> BreakerStore:
+        """Circuit-breaker states shared by every process (store/breakers.py)."""
+        return BreakerStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def caches(self) -> CacheStore:
+        """Cache entries, when the cache store is the database (store/caches.py)."""
+        return CacheStore(self._sessions, self._writes, self._now, self.dialect)
+
+    @property
+    def costs(self) -> CostStore:
+        """Spend grouped by user, thread, tenant, tag, release, model or tier (store/costs.py)."""
+        return CostStore(self._sessions)
 
     @property
     def live_revisions(self) -> LiveRevisions:

@@ -146,6 +146,12 @@ class StepRow(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tier: Mapped[str | None] = mapped_column(String(32))
+    route: Mapped[str | None] = mapped_column(String(300))
+    cache: Mapped[str | None] = mapped_column(String(64))
+    saved_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    saved_latency_ms: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class ApprovalRow(Base):
@@ -358,3 +364,27 @@ class AlertRow(Base):
 # Trace search: "runs of release X" and "runs that called tool Y" without scanning every run.
 Index("ix_runs_release_created", RunRow.release_version, RunRow.created_at)
 Index("ix_steps_name_run", StepRow.name, StepRow.run_id)
+
+
+class BreakerRow(Base):
+    """One circuit breaker's state (models/breakers.py owns its meaning); shared by every process."""
+
+    __tablename__ = "circuit_breakers"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class CacheEntryRow(Base):
+    """A cached model answer, final answer or tool result (caches/ owns the meaning and the keys)."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (Index("ix_cache_entries_kind_scope_created", "kind", "scope", "created_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(64))
+    value: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from tether.ui import cost_pages
 from tether.ui.auth import LoginRequired, PageError
 from tether.ui.pages import render, router
 
@@ -34,6 +35,7 @@ async def _page_error(request: Request, exc: Exception) -> Response:
 def mount(app: FastAPI) -> None:
     """Serve the dashboard from `app`: pages at /ui/, vendored scripts and styles at /ui/static/."""
     app.include_router(router)
+    app.include_router(cost_pages.router)  # /ui/cost
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(PageError, _page_error)
