@@ -67,6 +67,7 @@ class StatusChoice(StrEnum):
     CANCELLED = "cancelled"
     ESCALATED = "escalated"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    BLOCKED = "blocked"
 
 
 PRODUCTION_ORIGIN_NAMES = ("api", "cli")

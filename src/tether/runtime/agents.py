@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
 from tether.caches.service import Caches
+from tether.models.base import ChatModel
 from tether.models.breakers import BreakerBoard, tool_key
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
 from tether.models.tokens import TokenCounter
-from tether.runtime.models import breaker_policy, build_chain, build_router, token_counters
+from tether.runtime.models import breaker_policy, build_chain, build_classifier, build_router, token_counters
 from tether.runtime.routed import ModelRouter
 from tether.runtime.tool_calls import ToolBreaker
 from tether.store.records import ReleaseRecord
@@ -22,6 +23,8 @@ class LoadedRelease:
     agent: AgentDefinition
     model: FallbackChain
     pricer: Pricer
+    classifier: ChatModel | None = None
+    """The guard's optional instruction classifier (`[guard] classifier_model`)."""
     breakers: BreakerBoard | None = None
     """Shared circuit breakers; None when the release turns them off."""
     counters: tuple[TokenCounter, ...] = ()
@@ -69,6 +72,7 @@ class AgentCache:
                 counters=tuple(token_counters(agent.config, router.models)),
                 router=router,
                 caches=self.caches,
+                classifier=build_classifier(agent.config, agent.resolve),
             )
             self._loaded[release.id] = cached
         return cached

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,6 +21,20 @@ from tether.agent.config import LimitsSection
 from tether.agent.flags import render_instructions, tool_switched_off
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
 from tether.controls.effect import Effective
+from tether.guard import (
+    BLOCKED_ANSWER,
+    ESCALATED_ANSWER,
+    NO_OVERRIDES,
+    Decision,
+    GuardOverrides,
+    ResultCheck,
+    RunFacts,
+    RunGuard,
+    effective_policy,
+    final_text,
+)
+from tether.guard.classifier import InstructionClassifier
+from tether.guard.pipeline import as_dict
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.routing import ChainUnavailableError, FallbackChain
 from tether.models.tokens import CharCounter, estimate_for_chain
@@ -102,6 +116,7 @@ class RunLoop:
         timer: Timer = REAL_TIMER,
         controls: ControlSnapshot | None = None,
         switcher: ModelSwitcher | None = None,
+        guard_overrides: GuardOverrides = NO_OVERRIDES,
     ) -> None:
         self.lease = LeaseKeeper(store, run.id, settings.owner, settings.lease_s, timer=timer)
         self.store = guarded(store, self.lease)
@@ -138,6 +153,14 @@ class RunLoop:
             if (self.config.agent.write_tools_enabled or not tool.is_write)
             and not tool_switched_off(run.flags, tool.name)
         ] + [ESCALATE_SPEC]
+        self.guard = RunGuard(
+            effective_policy(self.config.guard, guard_overrides),
+            self.agent.tools,
+            render_instructions(self.agent.instructions, run.flags),  # prompts may use {{ flags.x }}
+            RunFacts(user_id=run.user_id, tenant_id=run.tenant_id, thread_id=run.thread_id),
+            InstructionClassifier(loaded.classifier) if loaded.classifier is not None else None,
+        )
+        """Checks at input, tool call, tool result and output (docs/guardrails.md)."""
 
     # -- driving --------------------------------------------------------------------------------
 
@@ -146,7 +169,7 @@ class RunLoop:
         run = self.run
         try:
             await self._load_state()
-            run = await self._advance()
+            run = await self._guard_input() or await self._advance()
         except LeaseLostError as exc:
             # Someone else may own the run now; they carry on from the checkpoint. Say why we stopped
             # (unless the run had in fact ended: a final write whose answer was lost, then retried).
@@ -224,8 +247,7 @@ class RunLoop:
             self.steps = await self.store.list_steps(self.run.id)
             self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.totals.steps_used = len(self.steps)
-        instructions = render_instructions(self.agent.instructions, self.run.flags)
-        self.messages = [Message(role="system", content=instructions)]
+        self.messages = [Message(role="system", content=self.guard.system_prompt())]
         if self.run.thread_id is not None:
             history: list[Message] = []
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
@@ -239,7 +261,10 @@ class RunLoop:
             elif step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED:
                 self.messages.append(
                     Message(
-                        role="tool", tool_call_id=step.tool_call_id, name=step.name, content=observation(step)
+                        role="tool",
+                        tool_call_id=step.tool_call_id,
+                        name=step.name,
+                        content=self._guard_result(step).text,
                     )
                 )
 
@@ -317,7 +342,7 @@ class RunLoop:
                 if not calls:
                     output = last_model.message.get("content", "")
                     await self._remember_final(last_model, output)
-                    return await self._finish(RunStatus.SUCCEEDED, output=output)
+                    return await self._guard_output(output)
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
@@ -379,8 +404,12 @@ class RunLoop:
             response = await switched.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
             cost = self.loaded.pricer.cost(response.reference, response.usage)
             return RoutedAnswer(response, response.usage, cost, route="switch_model control")
+        keyed = [  # the cache keys on the request without this execution's guard secrets
+            m.model_copy(update={"content": self.guard.stable_view(m.content)}) if m.content else m
+            for m in self.messages
+        ]
         return await self.caches.model_call(
-            self.messages,
+            keyed,
             self.tool_specs,
             max_output,
             lambda: self.router.chat(
@@ -402,7 +431,10 @@ class RunLoop:
         )
         if not verdict.allowed:
             return await self._exhausted(str(verdict.reason))
-        interrupted = self.steps[-1] if self.steps and self.steps[-1].status == StepStatus.STARTED else None
+        last = self.steps[-1] if self.steps else None
+        interrupted = (
+            last if last and last.kind == StepKind.MODEL_CALL and last.status == StepStatus.STARTED else None
+        )
         step = interrupted or await self._begin(
             StepDraft(
                 index=self._next_index(),
@@ -428,6 +460,7 @@ class RunLoop:
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
         response, cost = answer.response, answer.cost
+        response.tool_calls, limited = self.guard.limit_response(response.tool_calls)
         message = response.as_message()
         self.totals.input_tokens += answer.usage.input_tokens
         self.totals.output_tokens += answer.usage.output_tokens
@@ -439,7 +472,7 @@ class RunLoop:
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED,
-                message=message.model_dump(mode="json"),
+                message=self.guard.stored_message(message.model_dump(mode="json"), self._user_texts()),
                 result=response.reference,
                 finish_reason=response.finish_reason,
                 attempts=response.attempts,
@@ -458,6 +491,8 @@ class RunLoop:
             response,
         )
         self.messages.append(message)
+        if limited is not None:
+            await self._record_guard(limited)
         return None
 
     async def _remember_final(self, last_model: StepRecord, output: str) -> None:
@@ -536,7 +571,7 @@ class RunLoop:
             said = next((m.content for m in reversed(self.messages) if m.role == "assistant"), "")
             await self._record_unexecuted(call, f"handed to a human: {reason}", succeeded=True)
             output = said or f"I've passed this to a human colleague who will follow up. ({reason})"
-            return await self._finish(RunStatus.ESCALATED, output=output)
+            return await self._guard_output(output, status=RunStatus.ESCALATED)
         tool = self.agent.tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(spec.name for spec in self.tool_specs))  # all the model was offered
@@ -569,6 +604,12 @@ class RunLoop:
         if refusal is not None:
             await self._record_unexecuted(call, refusal)
             return None
+        guarded = await self._guard_call(call, tool) if existing is None else None
+        if guarded is not None and guarded.action == "block":
+            await self._record_unexecuted(call, f"{tool.name} was not called: {guarded.reason}")
+            return None
+        escalated = guarded is not None and guarded.action == "escalate"
+        review = self._review_reason(tool, effective) if existing is None else None
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)
             if decision is None or decision.used_at is not None:  # each approval covers one attempt
@@ -592,9 +633,12 @@ class RunLoop:
             await self.store.use_approval(
                 self.run.id, self.settings.owner, self.settings.lease_s, decision.id
             )
-        elif existing is None and (why := self._review_reason(tool, effective)) is not None:
+        elif existing is None and (escalated or review is not None):
             decision = self._decision(call.id, ApprovalKind.GATE)
             if decision is None:
+                why = review or ""
+                if guarded is not None and escalated:
+                    why = _escalation_reason(guarded, review)
                 return await self._park(
                     call, tool, ApprovalKind.GATE, f"{tool.name} ({tool.risk} risk): {why}"
                 )
@@ -616,6 +660,102 @@ class RunLoop:
             return "force_human_review is on"
         return effective.review_reason(tool.name, is_write=tool.is_write)
 
+    # -- guardrails (decisions come from tether.guard; these only record and act on them) --------
+
+    def _user_texts(self) -> list[str]:
+        return [m.content for m in self.messages if m.role == "user"]
+
+    def _tool_results(self) -> list[tuple[str, str]]:
+        return [
+            (step.name, observation(step))
+            for step in self.steps
+            if step.kind == StepKind.TOOL_CALL and step.attempts > 0 and step.status != StepStatus.STARTED
+        ]
+
+    async def _record_guard(self, decision: Decision) -> None:
+        """A span (and metric) for every decision; a step for every decision that is not allow."""
+        index = self._next_index()
+        self.observation.guardrail(
+            name=decision.guard,
+            stage=decision.stage,
+            decision=decision.action,
+            reason=decision.reason,
+            step=index,
+        )
+        if decision.allowed:
+            return
+        draft = StepDraft(
+            index=index, kind=StepKind.GUARDRAIL, name=decision.guard, arguments=as_dict(decision)
+        )
+        step = await self._begin(draft)
+        outcome = StepOutcome(status=StepStatus.SUCCEEDED, result=decision.reason, attempts=0)
+        self.cancel_requested = await self.store.finish_step(
+            self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
+        )
+        self.steps[-1] = step.model_copy(update=outcome.columns())
+
+    async def _guard_input(self) -> RunRecord | None:
+        if self.steps:  # checked once, before the first step
+            return None
+        decision = self.guard.check_input(self.run.input)
+        await self._record_guard(decision)
+        if decision.action == "block":
+            return await self._finish(
+                RunStatus.BLOCKED, output=BLOCKED_ANSWER, error=f"blocked: {decision.reason}"
+            )
+        if decision.action == "escalate":
+            return await self._finish(RunStatus.ESCALATED, output=ESCALATED_ANSWER)
+        if decision.action == "redact" and decision.text is not None:
+            self.messages[-1] = Message(role="user", content=decision.text)
+        return None
+
+    async def _guard_call(self, call: ToolCall, tool: Tool) -> Decision:
+        executed = sum(
+            1 for s in self.steps if s.kind == StepKind.TOOL_CALL and s.name == tool.name and s.attempts > 0
+        )
+        decision = await self.guard.check_call(
+            call,
+            tool,
+            calls_so_far=executed,
+            user_texts=self._user_texts(),
+            tool_results=self._tool_results(),
+            context=self._context(self._next_index(), f"{self.run.id}:precheck"),
+        )
+        if self._decision(call.id, ApprovalKind.GATE) is None:  # recorded once, not again on resume
+            await self._record_guard(decision)
+        return decision
+
+    def _guard_result(self, step: StepRecord, classified: str | None = None) -> ResultCheck:
+        """What the model reads of a finished tool step (Tether's own refusals are not data).
+
+        On replay, a result the classifier flagged before is known by its recorded guard step.
+        """
+        if step.attempts == 0:
+            return ResultCheck(observation(step))
+        if classified is None:
+            classified = next(
+                (
+                    str(s.result)
+                    for s in self.steps
+                    if s.kind == StepKind.GUARDRAIL
+                    and s.arguments.get("details", {}).get("tool_step") == str(step.index)
+                ),
+                None,
+            )
+        return self.guard.check_result(step.name, observation(step), classified=classified)
+
+    async def _guard_output(self, answer: str, *, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+        """End the run with `answer` as the output guards leave it (or blocked, or escalated)."""
+        decisions = self.guard.check_output(answer, self._user_texts())
+        for decision in decisions:
+            await self._record_guard(decision)
+        action, output, winner = final_text(decisions, answer)
+        if action == "block" and winner is not None:
+            return await self._finish(RunStatus.BLOCKED, output=output, error=f"blocked: {winner.reason}")
+        if action == "escalate":
+            return await self._finish(RunStatus.ESCALATED, output=output)
+        return await self._finish(status, output=output)
+
     def _decision(self, call_id: str, kind: ApprovalKind) -> ApprovalRecord | None:
         for approval in reversed(self.approvals):
             if (
@@ -636,18 +776,7 @@ class RunLoop:
                 arguments=call.arguments,
             )
         )
-        context = ToolContext(
-            run_id=self.run.id,
-            user_id=self.run.user_id,
-            thread_id=self.run.thread_id,
-            step=step.index,
-            idempotency_key=step.idempotency_key,
-            data_dir=self.settings.data_dir,
-            release_version=self.run.release_version,
-            tenant_id=self.run.tenant_id,
-            scopes=frozenset(self.run.scopes or ()),
-            flags=self.run.flags or {},
-        )
+        context = self._context(step.index, step.idempotency_key)
         started = time.monotonic()
         outcome, cache, hit = await self.caches.tool_call(
             tool,
@@ -669,13 +798,29 @@ class RunLoop:
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED if outcome.error is None else StepStatus.FAILED,
-                result=render_result(outcome.result) if outcome.error is None else None,
+                result=self.guard.redact_stored(render_result(outcome.result), self._user_texts())
+                if outcome.error is None
+                else None,
                 error=outcome.error,
                 attempts=outcome.attempts,
                 latency_ms=_ms_since(started),
                 cache=cache,
                 saved_latency_ms=hit.saved_latency_ms if hit else 0.0,
             ),
+        )
+
+    def _context(self, index: int, idempotency_key: str) -> ToolContext:
+        return ToolContext(
+            run_id=self.run.id,
+            user_id=self.run.user_id,
+            thread_id=self.run.thread_id,
+            step=index,
+            idempotency_key=idempotency_key,
+            data_dir=self.settings.data_dir,
+            release_version=self.run.release_version,
+            tenant_id=self.run.tenant_id,
+            scopes=frozenset(self.run.scopes or ()),
+            flags=self.run.flags or {},
         )
 
     async def _record_unexecuted(self, call: ToolCall, text: str, *, succeeded: bool = False) -> None:
@@ -738,14 +883,18 @@ class RunLoop:
         self.steps[self.steps.index(step)] = finished
         self.observation.step_finished(finished, response)
         if finished.kind == StepKind.TOOL_CALL:
+            flagged = await self.guard.classify(observation(finished)) if finished.attempts else None
+            checked = self._guard_result(finished, flagged or "")
             self.messages.append(
                 Message(
                     role="tool",
                     tool_call_id=finished.tool_call_id,
                     name=finished.name,
-                    content=observation(finished),
+                    content=checked.text,
                 )
             )
+            for decision in checked.decisions:
+                await self._record_guard(replace(decision, details=(("tool_step", str(finished.index)),)))
 
     async def _finish(
         self, status: RunStatus, *, output: str | None = None, error: str | None = None
@@ -770,7 +919,7 @@ class RunLoop:
     def _progress_summary(self, why: str) -> str:
         """A graceful final message built from the tool results so far (no model call: budget is spent)."""
         found = [
-            f"- {step.name}({_format_args(step)}): {_clip(observation(step))}"
+            f"- {step.name}({_format_args(step)}): {_clip(self.guard.sanitize(observation(step)))}"
             for step in self.steps
             if step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED
         ]
@@ -781,6 +930,13 @@ class RunLoop:
             lines.append("I had not gathered any information yet.")
         lines.append("A colleague can pick this up from here; nothing further was done.")
         return "\n".join(lines)
+
+
+def _escalation_reason(decision: Decision, also: str | None) -> str:
+    """The approval request's reason: why the guard escalated, with each argument's provenance."""
+    lines = [f"guard {decision.guard}: {decision.reason}" + (f" (and {also})" if also else "")]
+    lines += [f"  {text}" for _, text in decision.details]
+    return "\n".join(lines)
 
 
 def _format_args(step: StepRecord) -> str:
