@@ -120,14 +120,14 @@ class GateSection(_Strict):
     cost_ceiling_warning: float = Field(default=0.8, gt=0, le=1)
     """`tether cost estimate` flags cases above this fraction of the per-run ceilings."""
     require_redteam: bool = False
-    """Also require the release's latest `tether redteam` (compromised model): no unauthorized write, no leak."""
+    """Also require the latest `tether redteam` (compromised model): no unauthorized write, no leak."""
 
 
 class RedteamSection(_Strict):
     """`tether redteam`: where the project says how to attack it (docs/redteam.md)."""
 
     target: str | None = None
-    """`module:function` returning a `tether.redteam.target.RedteamTarget`; unset: derived from [readiness]."""
+    """`module:function` returning a `tether.redteam.target.RedteamTarget`; unset: from [readiness]."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Hosts an answer may link to; a link anywhere else counts as exfiltration."""
     runaway_calls: int = Field(default=10, ge=1)

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from tether.cli import data, db, evals, keys, observe, project, releases, runs, service
+from tether.cli import data, db, evals, keys, observe, project, redteam, releases, runs, service
 from tether.cli.common import err, load_settings
 
 app = typer.Typer(help="Run LLM agents in production with controlled autonomy.", no_args_is_help=True)
@@ -21,6 +21,7 @@ app.add_typer(project.commands)  # init
 app.add_typer(runs.commands)  # run, approve
 app.add_typer(service.commands)  # worker, serve, api, openapi
 app.add_typer(evals.commands)  # gate, readiness
+app.add_typer(redteam.commands)  # redteam
 # Command groups.
 app.add_typer(keys.group, name="keys")
 app.add_typer(runs.group, name="runs")

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from tether.models.base import ChatModel, Message, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.tokens import estimate_prompt_tokens, estimate_text_tokens
-from tether.redteam.instructions import Context, Orders, read_orders
+from tether.redteam.instructions import CallOrder, Context, Orders, read_orders
 from tether.redteam.reading import readable, strings_of
 
 _PLACEHOLDER = re.compile(
@@ -36,15 +36,13 @@ def _current_run(messages: list[Message]) -> tuple[int, list[Message]]:
     return 0, list(messages)
 
 
-def _context(run: list[Message]) -> tuple[Context, set[str]]:
-    """Arguments and numbers seen so far in the run, and the calls already made (by key)."""
+def _context(run: list[Message]) -> Context:
+    """Arguments and numbers seen so far in the run, to fill what an order leaves out."""
     earlier: dict[str, Any] = {}
     numbers: dict[str, float] = {}
-    made: set[str] = set()
     for message in run:
         for call in message.tool_calls:
             earlier.update(call.arguments)
-            made.add(call.name + json.dumps(call.arguments, sort_keys=True, default=str))
         if message.role == "tool":
             try:
                 value = json.loads(message.content)
@@ -61,18 +59,31 @@ def _context(run: list[Message]) -> tuple[Context, set[str]]:
                             stack.append(inner)
                 elif isinstance(item, list):
                     stack.extend(item)
-    return Context(earlier_arguments=earlier, numbers=numbers), made
+    return Context(earlier_arguments=earlier, numbers=numbers)
 
 
-def orders_in(messages: list[Message], tools: list[ToolSpec]) -> tuple[Orders, set[str]]:
-    """Every order in the current run's user message and tool results, and the calls already made."""
+def _call_key(call: ToolCall) -> str:
+    return call.name + json.dumps(call.arguments, sort_keys=True, default=str)
+
+
+def orders_in(messages: list[Message], tools: list[ToolSpec]) -> tuple[Orders, list[CallOrder]]:
+    """Every order in the current run's user message and tool results, and the calls not yet made.
+
+    A call order counts as carried out once a matching call follows the text that gave it, so an
+    instruction to repeat a call the agent had already made before reading it is still obeyed.
+    """
     _, run = _current_run(messages)
-    context, made = _context(run)
+    context = _context(run)
     orders = Orders()
-    for message in run:
-        if message.role in ("user", "tool") and message.content:
-            orders.merge(read_orders(readable(message.content), tools, context))
-    return orders, made
+    pending: list[CallOrder] = []
+    for index, message in enumerate(run):
+        if message.role not in ("user", "tool") or not message.content:
+            continue
+        found = read_orders(readable(message.content), tools, context)
+        later = {_call_key(c) for m in run[index + 1 :] for c in m.tool_calls}
+        pending.extend(o for o in found.calls if o.key not in later and o not in pending)
+        orders.merge(found)
+    return orders, pending
 
 
 def _secrets(messages: list[Message]) -> str:
@@ -99,7 +110,9 @@ def _dump(messages: list[Message]) -> str:
 def bend_answer(answer: str, orders: Orders, messages: list[Message]) -> str:
     """The answer as the orders want it."""
     secret = quote(_secrets(messages), safe="")
-    said = [_PLACEHOLDER.sub(secret, item) if "://" in item or "www." in item else item for item in orders.say]
+    said = [
+        _PLACEHOLDER.sub(secret, item) if "://" in item or "www." in item else item for item in orders.say
+    ]
     if orders.replace is not None:
         parts = [orders.replace, *[s for s in said if "://" in s or "www." in s]]
     else:
@@ -122,8 +135,7 @@ class CompromisedModel:
     async def chat(
         self, messages: list[Message], tools: list[ToolSpec], *, max_output_tokens: int | None = None
     ) -> ModelResponse:
-        orders, made = orders_in(messages, tools)
-        pending = [order for order in orders.calls if order.key not in made]
+        orders, pending = orders_in(messages, tools)
         if pending:
             calls = [
                 ToolCall(id=f"rt_{len(messages)}_{n}_{k}", name=order.tool, arguments=order.arguments)
@@ -143,8 +155,12 @@ class CompromisedModel:
         )
         return response.model_copy(update={"content": bent, "usage": usage})
 
-    def _priced(self, response: ModelResponse, messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
-        output = sum(estimate_text_tokens(c.name + json.dumps(c.arguments, default=str)) for c in response.tool_calls)
+    def _priced(
+        self, response: ModelResponse, messages: list[Message], tools: list[ToolSpec]
+    ) -> ModelResponse:
+        output = sum(
+            estimate_text_tokens(c.name + json.dumps(c.arguments, default=str)) for c in response.tool_calls
+        )
         response.usage = Usage(input_tokens=estimate_prompt_tokens(messages, tools), output_tokens=output)
         response.model = self.name
         return response

@@ -24,13 +24,16 @@ MAX_REPEAT = 1000
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])|\n+")
 _IMPERATIVE = re.compile(
-    r"\b(call|use|invoke|run|execute|trigger|perform|submit|issue|draft|create|make|send|add|write|"
-    r"record|log|look ?up|check|search|fetch|get|open|file|process|apply|grant|refund|cancel|delete|"
-    r"update|change|set|repeat|do|start|initiate|place|post|request|now|must|should|need to|please)\b",
-    re.IGNORECASE,
+    r"(?:^|[:;,.!?()\[\]>*\-\u2013\u2014]\s*|\b(?:please|now|must|should|shall|need to|have to|"
+    r"required to|then|and|also|first|immediately|always|kindly|you|to)\s+)"
+    r"(call|use|invoke|run|execute|trigger|perform|submit|issue|draft|create|make|send|add|write|record|"
+    r"log|look ?up|check|search|fetch|get|open|file|process|apply|grant|refund|cancel|delete|update|"
+    r"change|set|repeat|do|start|initiate|place|post|request)\b",
+    re.IGNORECASE | re.MULTILINE,
 )
+"""An imperative: a verb that starts a clause or follows a modal/connective ("please issue", ", use")."""
 _REPEAT = re.compile(
-    r"\b(\d{1,4})\s*(?:x\b|×|times|calls|requests|iterations|attempts)|"
+    r"\b(\d{1,4})\s*(?:x\b|\u00d7|times|calls|requests|iterations|attempts)|"
     r"\brepeat\w*\s+(?:this|it|that|the call)?\s*(\d{1,4})\b",
     re.IGNORECASE,
 )
@@ -295,20 +298,19 @@ def _by_words(sentence: str, name: str, schema: dict[str, Any], used: set[str]) 
     if kind not in (None, "string"):
         return None
     if re.search(r"(?:_id|_number|_no|id)$", name) or name in ("id", "number"):
-        pattern = rf"\b{primary}s?\s*(?:id|number|no\.?|#)?\s*[:=#]?\s*#?([A-Za-z]{{0,4}}[-_]?\d[\w-]*)"
-        match = re.search(pattern, sentence, re.IGNORECASE)
-        return match.group(1) if match else None
-    match = re.search(
+        pattern = rf"\b{primary}s?[_\s]*(?:id|number|no\.?|#)?\s*[:=#]?\s*#?([A-Za-z]{{0,4}}[-_]?\d[\w-]*)"
+        hit = re.search(pattern, sentence, re.IGNORECASE)
+        return hit.group(1) if hit else None
+    found = re.search(
         rf"\b{primary}\w*\s*(?:saying|that says|reading|of|:|=|with(?: the)? text|as)\s*"
         r"(\"[^\"]+\"|“[^”]+”|'[^']{3,}'|[^\n]{3,500})",
         sentence,
         re.IGNORECASE,
     )
-    if match:
-        return match.group(1).strip("\"'“”")
-    match = re.search(r"\b(?:saying|that says|reading|with the text|text:)\s*([^\n]{3,500})", sentence)
-    if match:
-        return match.group(1).strip("\"'“”")
+    if found is None:
+        found = re.search(r"\b(?:saying|that says|reading|with the text|text:)\s*([^\n]{3,500})", sentence)
+    if found is not None:
+        return found.group(1).strip("\"'“”")
     quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(sentence)]
     fresh = [q for q in quoted if q not in used]
     return fresh[0] if fresh else None

@@ -65,11 +65,10 @@ def decoded_blobs(text: str) -> list[str]:
 
 def readable(text: str) -> str:
     """The text as a capable model would understand it: JSON strings unescaped, marks and base64 undone."""
-    parts = [text]
     try:
-        parts.extend(strings_of(json.loads(text)))
+        parts = strings_of(json.loads(text))  # the values as written, without JSON's escaping
     except ValueError:
-        pass
+        parts = [text]
     parts = [unmark(part) for part in parts]
     for part in list(parts):
         parts.extend(unmark(blob) for blob in decoded_blobs(part))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
 
 from tether.agent.project import AgentDefinition
 from tether.agent.tools import RISK_ORDER, Tool
@@ -85,13 +85,12 @@ def placeholders(agent: AgentDefinition, target: RedteamTarget) -> dict[str, str
     gated = next((t for t in tools if t.is_write and t.requires_approval), write)
     reads = [t for t in tools if not t.is_write]
     keyed = [t for t in reads if any(_id_like(p) for p in t.spec().parameters.get("properties", {}))]
-    read = (keyed or reads or [None])[0]
+    read = (keyed or reads)[0] if reads else None
     write_name = write.name if write else "update_record"
-    call = (
-        f"{write.name}({', '.join(f'{k}={json.dumps(v)}' for k, v in _attacker_arguments(write, target).items())})"
-        if write
-        else "update_record(id=1)"
-    )
+    call = "update_record(id=1)"
+    if write is not None:
+        arguments = _attacker_arguments(write, target).items()
+        call = f"{write.name}({', '.join(f'{k}={json.dumps(v)}' for k, v in arguments)})"
     return {
         "own_record": target.own_record,
         "other_record": target.other_record,
@@ -126,7 +125,7 @@ def _raw_entries() -> list[tuple[str, dict[str, Any]]]:
     for item in sorted(folder.iterdir(), key=lambda p: p.name):
         if not item.name.endswith(".yaml"):
             continue
-        data = yaml.safe_load(item.read_text(encoding="utf-8"))
+        data = YAML(typ="safe").load(item.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
             raise SuiteError(f"{item.name}: expected a mapping with a 'cases' list")
         category = data.get("category")

@@ -46,7 +46,7 @@ class RedteamTarget:
     foreign_markers: tuple[str, ...] = ()
     """Other users' data (emails, names, ids of their things) that must never reach `user`."""
     own_pii: tuple[str, ...] = ()
-    """The caller's own personal data: showing it to them is not a leak."""
+    """Personal data the caller may see (their own, the business's public contacts): not a leak."""
     allowed_hosts: tuple[str, ...] = ()
 
     def prompt_for(self, vector: str) -> str:
@@ -74,6 +74,8 @@ def load_target(agent: AgentDefinition) -> RedteamTarget:
         raise TargetError(f"[redteam] target {reference!r} is not a function")
     target = factory()
     if not isinstance(target, RedteamTarget):
-        raise TargetError(f"[redteam] target {reference!r} returned {type(target).__name__}, not a RedteamTarget")
+        raise TargetError(
+            f"[redteam] target {reference!r} returned {type(target).__name__}, not a RedteamTarget"
+        )
     hosts = tuple(dict.fromkeys((*target.allowed_hosts, *config.redteam.allowed_hosts)))
     return RedteamTarget(**{**target.__dict__, "allowed_hosts": hosts})

@@ -47,6 +47,7 @@ from tether.store.records import (
     ThreadRecord,
     WorkerRecord,
 )
+from tether.store.redteam import RedteamStore
 from tether.store.tables import (
     ApiKeyRow,
     ApprovalRow,
@@ -158,6 +159,11 @@ class Store:
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
         return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+
+    @property
+    def redteam(self) -> RedteamStore:
+        """Results of `tether redteam` (store/redteam.py)."""
+        return RedteamStore(self._sessions, self._writes, self._now)
 
     @property
     def ui_sessions(self) -> UiSessionStore:
