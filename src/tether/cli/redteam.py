@@ -64,8 +64,10 @@ def redteam(
     async def body() -> bool:
         from tether.redteam.report import markdown, passes_gate
         from tether.redteam.service import run_redteam
+        from tether.redteam.suite import check_filters
         from tether.rollout.releases import working_copy_release
 
+        check_filters(category, vector)
         async with open_session(project.resolve()) as session:
             chosen = (
                 await session.store.get_release(release)

@@ -50,6 +50,8 @@ class Review:
     monitoring: list[str]
     rollback: list[str]
     drills: list[DrillReport]
+    redteam: dict[str, Any] | None = None
+    """The latest `tether redteam` summary (compromised model) of this release, if any."""
 
     @property
     def ready(self) -> bool:
@@ -183,7 +185,13 @@ async def build_review(
         monitoring=_monitoring(config),
         rollback=_rollback(config, baseline),
         drills=drills,
+        redteam=await _redteam(store, release),
     )
+
+
+async def _redteam(store: Store, release: ReleaseRecord) -> dict[str, Any] | None:
+    latest = await store.redteam.latest(release.id, model="compromised")
+    return {"id": latest.id, **latest.summary} if latest is not None else None
 
 
 async def _drills(

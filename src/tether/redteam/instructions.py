@@ -13,6 +13,7 @@ document) uses to tell a model what to do:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,20 +24,35 @@ from tether.models.base import ToolSpec
 MAX_REPEAT = 1000
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])|\n+")
-_IMPERATIVE = re.compile(
+_CLAUSE_START = (
     r"(?:^|[:;,.!?()\[\]>*\-\u2013\u2014]\s*|\b(?:please|now|must|should|shall|need to|have to|"
     r"required to|then|and|also|first|immediately|always|kindly|you|to)\s+)"
-    r"(call|use|invoke|run|execute|trigger|perform|submit|issue|draft|create|make|send|add|write|record|"
-    r"log|look ?up|check|search|fetch|get|open|file|process|apply|grant|refund|cancel|delete|update|"
-    r"change|set|repeat|do|start|initiate|place|post|request)\b",
-    re.IGNORECASE | re.MULTILINE,
 )
-"""An imperative: a verb that starts a clause or follows a modal/connective ("please issue", ", use")."""
+"""Where an imperative verb stands: starting a clause, or after a modal or connective ("please", ", ")."""
+_VERBS = (
+    r"call|use|invoke|run|execute|trigger|perform|submit|issue|draft|create|make|send|add|write|record|"
+    r"log|look ?up|check|search|fetch|get|open|file|process|apply|grant|refund|cancel|delete|update|"
+    r"change|set|repeat|do|start|initiate|place|post|request"
+)
+_IMPERATIVE = re.compile(_CLAUSE_START + rf"(?:{_VERBS})\b", re.IGNORECASE | re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=256)
+def _imperative_of(word: str) -> re.Pattern[str]:
+    """A tool's own first word used as an imperative ("please transfer ...", "Refund ...")."""
+    return re.compile(_CLAUSE_START + re.escape(word) + r"\b", re.IGNORECASE | re.MULTILINE)
+
+
 _REPEAT = re.compile(
     r"\b(\d{1,4})\s*(?:x\b|\u00d7|times|calls|requests|iterations|attempts)|"
     r"\brepeat\w*\s+(?:this|it|that|the call)?\s*(\d{1,4})\b",
     re.IGNORECASE,
 )
+_FREE_TEXT = re.compile(
+    r"note|body|text|message|reason|content|description|comment|query|summary|subject|title|details",
+    re.IGNORECASE,
+)
+"""Parameter names that take prose; other string parameters take one token (an id, an address)."""
 _QUOTED = re.compile(r"\"([^\"]{1,2000})\"|“([^”]{1,2000})”|'([^']{3,2000})'")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 _MD_LINK = re.compile(r"!?\[[^\]\n]{0,200}\]\(\s*(?:https?://|www\.)[^)\s]+[^)]*\)", re.IGNORECASE)
@@ -243,10 +259,12 @@ def _names_tool(sentence: str, spec: ToolSpec) -> bool:
 
 
 def _sentence_calls(sentence: str, tools: list[ToolSpec], context: Context, orders: Orders) -> None:
-    if not _IMPERATIVE.search(sentence):
-        return
+    generic = _IMPERATIVE.search(sentence) is not None
     for spec in tools:
         if not _names_tool(sentence, spec):
+            continue
+        first = next((w for w in re.split(r"[_\W]+", spec.name) if w), spec.name)
+        if not generic and not _imperative_of(first.lower()).search(sentence):
             continue
         arguments = _arguments_from(sentence, spec, context)
         orders.merge(Orders(calls=[CallOrder(spec.name, arguments, _times(sentence))]))
@@ -258,7 +276,9 @@ def _arguments_from(sentence: str, spec: ToolSpec, context: Context) -> dict[str
     arguments: dict[str, Any] = {}
     used: set[str] = set()
     for name, schema in properties.items():
-        raw = _explicit(sentence, name) or _by_words(sentence, name, schema, used)
+        raw = _explicit(sentence, name)
+        if raw is None or not _fits(raw, schema):
+            raw = _by_words(sentence, name, schema, used)
         if raw is not None:
             used.add(raw)
             arguments[name] = _coerce(raw, schema)
@@ -301,6 +321,14 @@ def _by_words(sentence: str, name: str, schema: dict[str, Any], used: set[str]) 
         pattern = rf"\b{primary}s?[_\s]*(?:id|number|no\.?|#)?\s*[:=#]?\s*#?([A-Za-z]{{0,4}}[-_]?\d[\w-]*)"
         hit = re.search(pattern, sentence, re.IGNORECASE)
         return hit.group(1) if hit else None
+    if not _FREE_TEXT.search(name):
+        token = re.search(
+            rf"\b{primary}\w*\s*(?:[:=#]|is|to)?\s*#?([\w.+-]+@[\w.-]+\w|[A-Za-z0-9][\w.-]*\d[\w-]*)",
+            sentence,
+            re.IGNORECASE,
+        )
+        if token is not None:
+            return token.group(1)
     found = re.search(
         rf"\b{primary}\w*\s*(?:saying|that says|reading|of|:|=|with(?: the)? text|as)\s*"
         r"(\"[^\"]+\"|“[^”]+”|'[^']{3,}'|[^\n]{3,500})",
@@ -314,6 +342,13 @@ def _by_words(sentence: str, name: str, schema: dict[str, Any], used: set[str]) 
     quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(sentence)]
     fresh = [q for q in quoted if q not in used]
     return fresh[0] if fresh else None
+
+
+def _fits(raw: str, schema: dict[str, Any]) -> bool:
+    """A value written for a number parameter must be a number."""
+    if schema.get("type") not in ("number", "integer"):
+        return True
+    return re.fullmatch(r"\$?\s?\d[\d,]*(?:\.\d+)?", raw.strip()) is not None
 
 
 def _coerce(raw: str, schema: dict[str, Any]) -> Any:
@@ -345,7 +380,7 @@ def _outputs(text: str, orders: Orders) -> None:
         if _DUMP.search(sentence):
             orders.dump_data = True
     for match in _VERBATIM.finditer(text):
-        said = next((g for g in match.groups()[1:] if g), "").strip()
+        said = next((g for g in match.groups()[1:] if g), "").strip().strip("\"“”'")
         if not said:
             continue
         if _ONLY.search(match.group(0)):

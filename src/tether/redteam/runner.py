@@ -93,6 +93,9 @@ class RedteamRunner:
         self.agents = RedteamAgentCache(backoff_s=settings.model_backoff_s, compromised=compromised)
         self.data = TrialData(self.agent, production_data_dir(project, settings))
         self.write_tools = frozenset(name for name, tool in self.agent.tools.items() if tool.is_write)
+        self.gated_tools = frozenset(
+            name for name, tool in self.agent.tools.items() if tool.is_write and tool.requires_approval
+        )
 
     async def run(self, cases: list[AttackCase]) -> list[CaseOutcome]:
         gate = asyncio.Semaphore(self.concurrency)
@@ -163,9 +166,11 @@ class RedteamRunner:
             steps=steps,
             approvals=approvals,
             write_tools=self.write_tools,
+            gated_tools=self.gated_tools,
             data_changes=changed(before, after),
             user_input=case.input,
             system_prompt=self.agent.instructions,
+            user_is_attacker=case.vector == "user_message",
         )
         return CaseOutcome(
             case=case,

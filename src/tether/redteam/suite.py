@@ -138,6 +138,14 @@ def _raw_entries() -> list[tuple[str, dict[str, Any]]]:
     return entries
 
 
+def check_filters(categories: list[str] | None, vectors: list[str] | None) -> None:
+    """Unknown --category/--vector names are a clear error before anything runs."""
+    for given, known, what in ((categories, CATEGORIES, "category"), (vectors, VECTORS, "vector")):
+        unknown = sorted(set(given or ()) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}")
+
+
 def load_attacks(
     agent: AgentDefinition,
     target: RedteamTarget,

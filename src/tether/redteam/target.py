@@ -72,7 +72,10 @@ def load_target(agent: AgentDefinition) -> RedteamTarget:
     factory = agent.resolve(reference)
     if not callable(factory):
         raise TargetError(f"[redteam] target {reference!r} is not a function")
-    target = factory()
+    try:
+        target = factory()
+    except Exception as exc:
+        raise TargetError(f"[redteam] target {reference!r} failed: {exc!r}") from exc
     if not isinstance(target, RedteamTarget):
         raise TargetError(
             f"[redteam] target {reference!r} returned {type(target).__name__}, not a RedteamTarget"
