@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(default=5, gt=0)
     """An idle keep-alive connection is closed after this many seconds (uvicorn's timeout_keep_alive)."""
     worker_poll_s: float = Field(default=0.2, gt=0)
+    live_poll_s: float = Field(default=0.25, gt=0)
+    """How often every process checks whether deployments, controls or flags changed (without Redis,
+    a change reaches every node within this plus one reload)."""
     worker_fresh_s: float = Field(default=30.0, gt=0)
     """/readyz needs a worker heartbeat at most this old."""
     worker_grace_s: float = Field(default=30.0, gt=0)

@@ -21,6 +21,7 @@ from tether.api.errors import database_unavailable
 from tether.api.limits import Limiter
 from tether.api.routes import approvals, health, observe, releases, runs, threads
 from tether.api.session_secret import resolve as resolve_session_secret
+from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -76,6 +77,7 @@ def create_app(options: ServiceOptions) -> FastAPI:
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
+        live: LiveConfig | None = None
         try:
             release = (
                 await store.get_release(options.release)
@@ -84,6 +86,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
             runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            live = runtime.live
+            await live.start()
             alerts = AlertEvaluator(
                 store, rules_for(snapshot_of(release).parsed_config()), webhook_url=settings.alert_webhook_url
             )
@@ -113,6 +117,8 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await alert_task
+            if live is not None:
+                await live.close()
             await telemetry.close()
             await notifier.close()
             await store.close()

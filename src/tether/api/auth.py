@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from tether.store.records import ApiKeyRecord
 from tether.store.repository import Store
 
-SCOPES = ("runs:write", "runs:read", "approvals", "admin", "metrics")
-"""`metrics` reads GET /metrics and nothing else (for Prometheus); `admin` holds every scope."""
+SCOPES = ("runs:write", "runs:read", "approvals", "operator", "admin", "metrics")
+"""`metrics` reads GET /metrics and nothing else (for Prometheus); `operator` changes what runs in
+production (deployments, controls, flags) and pins runs to a release; `admin` holds every scope."""
 _KEY = re.compile(r"^tk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,})$")
 
 

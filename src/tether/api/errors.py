@@ -11,7 +11,7 @@ import logging
 
 from fastapi.responses import JSONResponse
 
-from tether.runtime.outages import OutageLog
+from tether.outages import OutageLog
 
 log = logging.getLogger("tether.api")
 

@@ -22,7 +22,7 @@ from tether.cli.common import (
 group = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 # Named here for --help, which must not import the API room; a test keeps it equal to api.auth.SCOPES.
-SCOPE_NAMES = ("runs:write", "runs:read", "approvals", "admin", "metrics")
+SCOPE_NAMES = ("runs:write", "runs:read", "approvals", "operator", "admin", "metrics")
 
 
 @group.command("create")

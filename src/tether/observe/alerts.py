@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import httpx
+import httpx2
 import structlog
 
 from tether.agent.config import AlertRule, ProjectConfig
@@ -112,7 +112,7 @@ class AlertEvaluator:
         rules: list[AlertRule],
         *,
         webhook_url: str | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx2.AsyncClient | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -178,10 +178,10 @@ class AlertEvaluator:
             if self._http is not None:
                 response = await self._http.post(self.webhook_url, json=transition.payload())
             else:
-                async with httpx.AsyncClient(timeout=10.0) as client:
+                async with httpx2.AsyncClient(timeout=10.0) as client:
                     response = await client.post(self.webhook_url, json=transition.payload())
             response.raise_for_status()
-        except httpx.HTTPError as exc:  # the transition is stored; a webhook outage must not stop evaluation
+        except httpx2.HTTPError as exc:  # the transition is stored; a webhook outage must not stop evaluation
             log.error("alert webhook failed", alert=transition.alert.rule, error=str(exc))
 
     async def run_forever(self, interval_s: float) -> None:

@@ -33,10 +33,10 @@ from tether.models.pricing import Pricer
 from tether.observe.content import ContentCapture
 from tether.observe.metrics import Metrics
 from tether.observe.tracing import OPERATION, OUTCOME, RUN_ID, Tracing, span_id_for, trace_id_for
+from tether.outages import OutageLog
 from tether.runtime.builtins import ESCALATE
 from tether.runtime.models import pricer_for
 from tether.runtime.observer import Observer, RunObservation
-from tether.runtime.outages import OutageLog
 from tether.store.records import ApprovalRecord, ReleaseRecord, RunRecord, RunStatus, StepKind, StepRecord
 from tether.store.repository import Store
 

@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from tether.runtime.outages import OutageLog
+from tether.outages import OutageLog
 
 log = logging.getLogger("tether.notify")
 _CHANNEL = "tether:runs"

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tether.live import LiveConfig
 from tether.runtime.agents import AgentCache
 from tether.runtime.approvals import Decider, decide_approval
 from tether.runtime.lease import REAL_TIMER, Timer
@@ -21,7 +22,13 @@ from tether.store.repository import ConflictError, NotFoundError, Store
 
 class Runtime:
     def __init__(
-        self, store: Store, settings: Settings, *, data_dir: Path, observer: Observer = NO_OBSERVER
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        data_dir: Path,
+        observer: Observer = NO_OBSERVER,
+        live: LiveConfig | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -33,6 +40,13 @@ class Runtime:
         self.agents = AgentCache(backoff_s=settings.model_backoff_s)
         self.stopping = asyncio.Event()
         """Set when the process is shutting down: runs hand their lease back at the next step boundary."""
+        self.live = (
+            live
+            if live is not None
+            else LiveConfig(store, redis_url=settings.redis_url, poll_s=settings.live_poll_s)
+        )
+        """Deployments, controls and flags as operators change them (tether.live); kept fresh by
+        long-lived processes (`live.start()`), read once by one-off commands (`live.ready()`)."""
         self.timer: Timer = REAL_TIMER
         """Paces lease renewals and database retries (tests drive it by hand)."""
 
@@ -61,6 +75,7 @@ class Runtime:
         """
         if not input.strip():
             raise ValueError("the run input is empty")
+        await self.live.ready()
         if not user_id.strip():
             raise ValueError("a run needs a user id")
         new_thread = thread_id is None  # created with the run, in its transaction
@@ -111,6 +126,7 @@ class Runtime:
 
     async def drive(self, run: RunRecord) -> RunRecord:
         """Drive a run whose lease this runtime holds until it ends, parks, or the process stops."""
+        await self.live.ready()
         release = await self.store.get_release(run.release_id)
         try:
             loaded = self.agents.load(release)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from tether.runtime.outages import OutageLog
+from tether.outages import OutageLog
 from tether.runtime.service import Runtime
 
 log = logging.getLogger("tether.worker")
@@ -60,9 +60,12 @@ class Worker:
     async def run(self) -> None:
         store = self.runtime.store
         log.info("worker started", extra={"worker_id": self.worker_id, "concurrency": self.concurrency})
+        await self.runtime.live.start()  # controls and deployments stay fresh while runs execute
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             while not self.runtime.stopping.is_set():
+                # Cleared before looking, so a run queued (or a slot freed) while we look is not missed.
+                self._wake.clear()
                 if len(self.active) < self.concurrency:
                     try:
                         claimed = await self.runtime.claim_next()
@@ -76,7 +79,6 @@ class Worker:
                         self.active.add(task)
                         task.add_done_callback(self._finished)
                         continue
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
         finally:
@@ -86,6 +88,7 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self.runtime.live.close()
             with contextlib.suppress(Exception):  # the database may be down: the row just goes stale
                 await asyncio.wait_for(store.worker_stopped(self.worker_id), _remaining(deadline))
             log.info("worker stopped", extra={"worker_id": self.worker_id, "completed": self.completed})

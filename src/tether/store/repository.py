@@ -23,6 +23,7 @@ from tether.store.batch import CreateBatcher, NewRun
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
+from tether.store.live import LiveRevisions
 from tether.store.records import (
     FINAL_STATUSES,
     PRODUCTION_ORIGINS,
@@ -164,6 +165,12 @@ class Store:
     def redteam(self) -> RedteamStore:
         """Results of `tether redteam` (store/redteam.py)."""
         return RedteamStore(self._sessions, self._writes, self._now)
+
+    @property
+    def live_revisions(self) -> LiveRevisions:
+        """Revision counters of the live configuration (store/live.py); writers bump them in their own
+        transactions with `tether.store.live.bump_revision`."""
+        return LiveRevisions(self._sessions, self._writes, self._now)
 
     @property
     def ui_sessions(self) -> UiSessionStore:

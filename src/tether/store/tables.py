@@ -208,6 +208,16 @@ class UiSessionRow(Base):
     ended_at: Mapped[datetime | None]
 
 
+class LiveRevisionRow(Base):
+    """How many times one kind of live configuration has changed; nodes poll this to know when to reload."""
+
+    __tablename__ = "live_revisions"
+
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime]
+
+
 class FeedbackRow(Base):
     __tablename__ = "feedback"
 

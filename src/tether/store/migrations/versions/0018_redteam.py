@@ -1,7 +1,7 @@
 """redteam_runs: results of `tether redteam`, read by the gate's require_redteam
 
 Revision ID: 0018_redteam
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-01 01:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018_redteam"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,147 @@
+"""Live configuration: a change committed by one node reaches the others' snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from timing import wait_until_async
+
+from tether.live import LiveConfig
+from tether.store.repository import Store
+
+
+@dataclass
+class Source:
+    """What the store holds for a topic, and how often a node loaded it."""
+
+    value: tuple[str, ...] = ()
+    loads: int = 0
+    broken: bool = False
+
+    async def load(self) -> tuple[str, ...]:
+        self.loads += 1
+        if self.broken:
+            raise RuntimeError("database away")
+        return self.value
+
+
+@pytest.fixture
+async def nodes(store: Store) -> AsyncIterator[tuple[LiveConfig, LiveConfig]]:
+    first, second = LiveConfig(store, poll_s=3600), LiveConfig(store, poll_s=3600)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_a_change_reaches_another_node_at_its_next_check(
+    store: Store, nodes: tuple[LiveConfig, LiveConfig]
+) -> None:
+    source = Source(("tool-a",))
+    first, second = nodes
+    here = first.register("controls", source.load, empty=())
+    there = second.register("controls", source.load, empty=())
+    assert there.current == () and there.revision == -1
+    await first.ready()
+    await second.ready()
+    assert here.current == there.current == ("tool-a",)
+    assert here.revision == there.revision == 0
+
+    source.value = ("tool-a", "tool-b")
+    await store.live_revisions.bump("controls")
+    await first.changed("controls")
+    assert here.current == ("tool-a", "tool-b") and here.revision == 1
+    assert there.current == ("tool-a",), "a node without Redis sees it at its next check, not before"
+    await second.refresh()
+    assert there.current == ("tool-a", "tool-b") and there.revision == 1
+
+
+async def test_only_topics_whose_revision_moved_are_reloaded(
+    store: Store, nodes: tuple[LiveConfig, LiveConfig]
+) -> None:
+    node, _ = nodes
+    flags, controls = Source(("f",)), Source(("c",))
+    node.register("flags", flags.load, empty=())
+    node.register("controls", controls.load, empty=())
+    await node.ready()
+    await node.ready()
+    await node.refresh()
+    assert (flags.loads, controls.loads) == (1, 1)
+    await store.live_revisions.bump("flags")
+    await node.refresh()
+    assert (flags.loads, controls.loads) == (2, 1)
+
+
+async def test_a_topic_registered_late_is_loaded_by_ready(nodes: tuple[LiveConfig, LiveConfig]) -> None:
+    node, _ = nodes
+    await node.ready()
+    late = Source(("x",))
+    value = node.register("deployment", late.load, empty=())
+    await node.ready()
+    assert value.current == ("x",)
+
+
+async def test_registering_a_topic_twice_is_refused(nodes: tuple[LiveConfig, LiveConfig]) -> None:
+    node, _ = nodes
+    node.register("flags", Source().load, empty=())
+    with pytest.raises(ValueError, match="already registered"):
+        node.register("flags", Source().load, empty=())
+
+
+async def test_the_last_snapshot_stays_in_force_while_loading_fails(store: Store) -> None:
+    source = Source(("before",))
+    node = LiveConfig(store, poll_s=0.05)
+    value = node.register("controls", source.load, empty=())
+    try:
+        await node.start()
+        assert value.current == ("before",)
+        source.broken = True
+        source.value = ("after",)
+        await store.live_revisions.bump("controls")
+        loads = source.loads
+        await wait_until_async(lambda: source.loads >= loads + 2, message="the poller retried the load")
+        assert value.current == ("before",), "a failed load must not drop the configuration"
+        source.broken = False
+        await wait_until_async(lambda: value.current == ("after",), message="reloaded once the store is back")
+    finally:
+        await node.close()
+
+
+async def test_the_poller_picks_up_a_change_without_being_told(store: Store) -> None:
+    source = Source(("old",))
+    node = LiveConfig(store, poll_s=0.05)
+    value = node.register("flags", source.load, empty=())
+    try:
+        await node.start()
+        source.value = ("new",)
+        await store.live_revisions.bump("flags")
+        await wait_until_async(lambda: value.current == ("new",), message="the poll saw the new revision")
+    finally:
+        await node.close()
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_redis_announcement_wakes_other_nodes_at_once(store: Store, redis_url: str) -> None:
+    """With an hour between polls, only the Redis announcement can explain the reload."""
+    source = Source(("v1",))
+    writer = LiveConfig(store, redis_url=redis_url, poll_s=3600)
+    reader = LiveConfig(store, redis_url=redis_url, poll_s=3600)
+    writer.register("deployment", source.load, empty=())
+    seen = reader.register("deployment", source.load, empty=())
+    try:
+        await writer.start()
+        await reader.start()
+        assert seen.current == ("v1",)
+        source.value = ("v2",)
+        await store.live_revisions.bump("deployment")
+
+        async def announced() -> bool:
+            # The subscription may not be in place the instant start() returns: announce until heard.
+            await writer.changed("deployment")
+            return seen.current == ("v2",)
+
+        await wait_until_async(announced, interval=0.2, message="the reader reloaded on the announcement")
+    finally:
+        await writer.close()
+        await reader.close()
