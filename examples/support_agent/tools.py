@@ -53,7 +53,7 @@ def _refund_record(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-@tool
+@tool(max_calls_per_run=6)
 def search_policy(query: str, ctx: ToolContext) -> list[dict[str, Any]]:
     """Search the store's customer policies (returns, refunds, shipping, warranty, privacy, ...).
 
@@ -79,7 +79,7 @@ def search_policy(query: str, ctx: ToolContext) -> list[dict[str, Any]]:
     return [{"id": row["id"], "title": row["title"], "body": row["body"]} for _, _, row in scored[:3]]
 
 
-@tool
+@tool(max_calls_per_run=6)
 def lookup_order(order_id: str, ctx: ToolContext) -> dict[str, Any]:
     """Look up one of the current customer's orders: item, amount, status, dates and tracking.
 
@@ -156,7 +156,7 @@ def _eligibility(conn: sqlite3.Connection, order: sqlite3.Row) -> dict[str, Any]
     return result
 
 
-@tool
+@tool(max_calls_per_run=6)
 def check_return_eligibility(order_id: str, ctx: ToolContext) -> dict[str, Any]:
     """Check whether one of the customer's orders can be returned and refunded, and for how much.
 
@@ -175,7 +175,29 @@ def check_return_eligibility(order_id: str, ctx: ToolContext) -> dict[str, Any]:
         return _eligibility(conn, order)
 
 
-@tool(side_effect="write", risk="low", idempotent=True)
+def _refundable_state(arguments: dict[str, Any], ctx: ToolContext) -> str | None:
+    """Argument policy checked by Tether before a refund write runs: only delivered orders qualify."""
+    with closing(_shop(ctx)) as conn:
+        order = _own_order(conn, _normalize_order_id(str(arguments["order_id"])), ctx.user_id)
+    if order is None:
+        return f"no order {arguments['order_id']} found for this customer"
+    if order["status"] not in REFUNDABLE_STATES:
+        return f"order {order['id']} is {order['status']}; only delivered orders can be refunded"
+    return None
+
+
+REFUNDABLE_STATES = ("delivered",)
+_REFUND_INTENT = r"refund|money back|reimburs|return|send (it|this|them) back|damaged|broken|defective|faulty"
+
+
+@tool(
+    side_effect="write",
+    risk="low",
+    idempotent=True,
+    decisive=("order_id",),
+    intent=_REFUND_INTENT,
+    max_calls_per_run=2,
+)
 def draft_refund_note(order_id: str, note: str, ctx: ToolContext) -> dict[str, Any]:
     """Record an internal note on an order explaining why a refund is being requested.
 
@@ -207,7 +229,17 @@ def draft_refund_note(order_id: str, note: str, ctx: ToolContext) -> dict[str, A
     }
 
 
-@tool(side_effect="write", risk="high", requires_approval=True, idempotent=True)
+@tool(
+    side_effect="write",
+    risk="high",
+    requires_approval=True,
+    idempotent=True,
+    decisive=("order_id",),
+    intent=_REFUND_INTENT,
+    max_calls_per_run=1,
+    bounds={"amount_usd": (0.01, 2000.0)},
+    precheck=_refundable_state,
+)
 def issue_refund(order_id: str, amount_usd: float, reason: str, ctx: ToolContext) -> dict[str, Any]:
     """Refund money for one of the customer's orders to the original payment method.
 

@@ -179,6 +179,51 @@ class AlertRule(_Strict):
         return self
 
 
+GuardAction = Literal["allow", "redact", "block", "escalate"]
+"""What a guardrail does with what it found; `tether.guard` orders them allow < redact < escalate < block."""
+
+
+class GuardSection(_Strict):
+    """`[guard]`: the guardrail policy (see docs/guardrails.md); part of the release hash."""
+
+    enabled: bool = True
+    mark_tool_results: bool = True
+    """Tool results reach the model inside per-run delimiters, datamarked or encoded."""
+    marking: Literal["datamark", "base64"] = "datamark"
+    input_injection: GuardAction = "allow"
+    """Instruction-like text in the user's own message (direct injection)."""
+    result_injection: GuardAction = "redact"
+    """Instruction-like text in a tool result: `redact` cuts it out before the model reads it."""
+    classifier_model: str | None = None
+    """Optional `provider:model` asked about tool results the heuristics pass (models layer)."""
+    classifier_policy: str | None = None
+    """`module:function` of a scripted classifier (only for a `scripted:` classifier_model)."""
+    provenance: GuardAction = "escalate"
+    """A write whose decisive arguments came only from tool results, or that the user did not ask for."""
+    escalate_writes_after_injection: bool = True
+    """Once instruction-like text reached the model (result_injection allow), later writes need a human."""
+    max_tool_calls_per_response: int = Field(default=4, ge=1)
+    max_calls_per_tool: int = Field(default=8, ge=1)
+    """Per tool per run, unless the tool or `tool_limits` says otherwise."""
+    tool_limits: dict[str, int] = Field(default_factory=dict)
+    """Per-tool overrides of max calls per run, by tool name."""
+    exfiltration: GuardAction = "redact"
+    """Links, images or URLs to hosts outside `allowed_hosts` in the answer."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (and their subdomains) the answer may link to."""
+    system_prompt_leak: GuardAction = "block"
+    """The canary token, or `leak_min_words` consecutive words of the system prompt, in the answer."""
+    leak_min_words: int = Field(default=12, ge=4)
+    pii: GuardAction = "redact"
+    """Email, phone, payment card, IBAN, national id or secret in the answer that is not the caller's."""
+    allowed_pii: list[str] = Field(default_factory=list)
+    """Values never treated as personal data (a shop's public contact address...)."""
+    redact_stored: bool = False
+    """Also redact personal data of others in stored steps (and so in spans and logs built from them)."""
+    phishing: GuardAction = "block"
+    """An answer that asks the user for credentials or payment details, or to follow a lure."""
+
+
 class ProjectConfig(_Strict):
     agent: AgentSection
     model: ModelSection
@@ -190,6 +235,7 @@ class ProjectConfig(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
     readiness: ReadinessSection = Field(default_factory=ReadinessSection)
     redteam: RedteamSection = Field(default_factory=RedteamSection)
+    guard: GuardSection = Field(default_factory=GuardSection)
     alerts: list[AlertRule] | None = None
     """`[[alerts]]` rules; None (no `alerts` key) means the defaults in `tether.observe.alerts`."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import types
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ Risk = Literal["low", "medium", "high"]
 RISK_ORDER: dict[str, int] = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
 F = TypeVar("F", bound=Callable[..., Any])
+Bounds = tuple[float | None, float | None]
+"""(minimum, maximum) of a numeric argument, either end open with None."""
+Precheck = Callable[[dict[str, Any], "ToolContext"], "str | Awaitable[str | None] | None"]
+"""Called with the validated arguments before the tool runs; a string is the reason to refuse."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,15 @@ class Tool:
     retries: int = 0
     idempotent: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
+    decisive: tuple[str, ...] = ()
+    """Arguments that decide what a write does (which order, how much): the guard checks where their
+    values came from and escalates a write whose decisive values came only from tool results."""
+    intent: str | None = None
+    """A regular expression the user's request must match for this write to run without a human."""
+    max_calls_per_run: int | None = None
+    bounds: dict[str, Bounds] = field(default_factory=dict)
+    allowed_values: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    precheck: Precheck | None = None
 
     @property
     def is_write(self) -> bool:
@@ -94,7 +108,20 @@ class Tool:
             "timeout_s": self.timeout_s,
             "retries": self.retries,
             "idempotent": self.idempotent,
+            **self._guard_metadata(),
         }
+
+    def _guard_metadata(self) -> dict[str, Any]:
+        """The guard options that are set (none for a tool that declares none, so old hashes hold)."""
+        options: dict[str, Any] = {
+            "decisive": list(self.decisive),
+            "intent": self.intent,
+            "max_calls_per_run": self.max_calls_per_run,
+            "bounds": {name: list(b) for name, b in sorted(self.bounds.items())},
+            "allowed_values": {name: list(v) for name, v in sorted(self.allowed_values.items())},
+            "precheck": _qualname(self.precheck) if self.precheck is not None else None,
+        }
+        return {key: value for key, value in options.items() if value not in (None, [], {})}
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Return the arguments coerced to the declared types, or raise `ToolArgumentError`."""
@@ -118,6 +145,10 @@ class Tool:
         else:
             call = run_in_daemon_thread(self.fn, **kwargs)
         return await asyncio.wait_for(call, timeout=self.timeout_s)
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -204,6 +235,12 @@ def make_tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    decisive: Iterable[str] = (),
+    intent: str | None = None,
+    max_calls_per_run: int | None = None,
+    bounds: dict[str, Bounds] | None = None,
+    allowed_values: dict[str, Iterable[Any]] | None = None,
+    precheck: Precheck | None = None,
 ) -> Tool:
     tool_name = name or fn.__name__
     if side_effect not in ("read", "write"):
@@ -219,6 +256,9 @@ def make_tool(
         )
     summary, docs = _parse_docstring(fn.__doc__)
     args_model, context_param = _build_args_model(fn, tool_name, docs)
+    guard = _guard_options(
+        tool_name, args_model, decisive, intent, max_calls_per_run, bounds or {}, allowed_values or {}
+    )
     return Tool(
         name=tool_name,
         description=summary or tool_name.replace("_", " "),
@@ -232,6 +272,49 @@ def make_tool(
         retries=retries,
         idempotent=idempotent,
         parameters=_schema(args_model),
+        decisive=guard.decisive,
+        intent=intent,
+        max_calls_per_run=max_calls_per_run,
+        bounds=guard.bounds,
+        allowed_values=guard.allowed_values,
+        precheck=precheck,
+    )
+
+
+@dataclass(frozen=True)
+class _GuardOptions:
+    decisive: tuple[str, ...]
+    bounds: dict[str, Bounds]
+    allowed_values: dict[str, tuple[Any, ...]]
+
+
+def _guard_options(
+    tool_name: str,
+    args_model: type[BaseModel],
+    decisive: Iterable[str],
+    intent: str | None,
+    max_calls_per_run: int | None,
+    bounds: dict[str, Bounds],
+    allowed_values: dict[str, Iterable[Any]],
+) -> _GuardOptions:
+    """Check the guard options name real arguments, so a typo fails at import, not silently."""
+    names = set(args_model.model_fields)
+    chosen = tuple(decisive)
+    for option, used in (("decisive", chosen), ("bounds", bounds), ("allowed_values", allowed_values)):
+        unknown = sorted(set(used) - names)
+        if unknown:
+            raise ValueError(f"tool {tool_name}: {option} names unknown argument(s) {', '.join(unknown)}")
+    if max_calls_per_run is not None and max_calls_per_run < 1:
+        raise ValueError(f"tool {tool_name}: max_calls_per_run must be at least 1")
+    if intent is not None:
+        try:
+            re.compile(intent)
+        except re.error as exc:
+            raise ValueError(f"tool {tool_name}: intent is not a valid regular expression: {exc}") from None
+    return _GuardOptions(
+        decisive=chosen,
+        bounds=dict(bounds),
+        allowed_values={name: tuple(values) for name, values in allowed_values.items()},
     )
 
 
@@ -249,6 +332,12 @@ def tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    decisive: Iterable[str] = (),
+    intent: str | None = None,
+    max_calls_per_run: int | None = None,
+    bounds: dict[str, Bounds] | None = None,
+    allowed_values: dict[str, Iterable[Any]] | None = None,
+    precheck: Precheck | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -263,11 +352,19 @@ def tool(
     timeout_s: float = 30.0,
     retries: int = 0,
     idempotent: bool = False,
+    decisive: Iterable[str] = (),
+    intent: str | None = None,
+    max_calls_per_run: int | None = None,
+    bounds: dict[str, Bounds] | None = None,
+    allowed_values: dict[str, Iterable[Any]] | None = None,
+    precheck: Precheck | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a function as a tool. The function stays callable as before.
 
     Use bare (`@tool`) for a low-risk read tool, or with options
     (`@tool(side_effect="write", risk="high", requires_approval=True)`).
+    Guard options (docs/guardrails.md): `decisive` arguments and the `intent` a user's request must
+    show for a write, `max_calls_per_run`, numeric `bounds`, `allowed_values` and a `precheck`.
     """
 
     def decorate(func: F) -> F:
@@ -280,6 +377,12 @@ def tool(
             timeout_s=timeout_s,
             retries=retries,
             idempotent=idempotent,
+            decisive=decisive,
+            intent=intent,
+            max_calls_per_run=max_calls_per_run,
+            bounds=bounds,
+            allowed_values=allowed_values,
+            precheck=precheck,
         )
         func.__tether_tool__ = built  # type: ignore[attr-defined]
         return func

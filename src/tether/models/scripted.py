@@ -98,15 +98,25 @@ Policy = Callable[[ScriptedTurn], PolicyResult]
 class ScriptedModel:
     """A `ChatModel` whose every answer comes from `policy(turn)`."""
 
-    def __init__(self, name: str, policy: Policy) -> None:
+    def __init__(
+        self, name: str, policy: Policy, *, read_tool_text: Callable[[str], str] | None = None
+    ) -> None:
         self.name = name
         self._policy = policy
+        self._read = read_tool_text
+        """Reads a tool result as a model would (e.g. undoes the guard's datamarking); None: as is."""
 
     async def chat(
         self, messages: list[Message], tools: list[ToolSpec], *, max_output_tokens: int | None = None
     ) -> ModelResponse:
         try:
-            result = self._policy(ScriptedTurn(messages=list(messages), tools=list(tools)))
+            seen = list(messages)
+            if self._read is not None:
+                read = self._read
+                seen = [
+                    m.model_copy(update={"content": read(m.content)}) if m.role == "tool" else m for m in seen
+                ]
+            result = self._policy(ScriptedTurn(messages=seen, tools=list(tools)))
         except ModelError:
             raise
         except Exception as exc:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.agent.project import AgentDefinition, ProjectSnapshot, load_agent
+from tether.models.base import ChatModel
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
-from tether.runtime.models import build_chain, pricer_for
+from tether.runtime.models import build_chain, build_classifier, pricer_for
 from tether.store.records import ReleaseRecord
 
 
@@ -17,6 +18,8 @@ class LoadedRelease:
     agent: AgentDefinition
     model: FallbackChain
     pricer: Pricer
+    classifier: ChatModel | None = None
+    """The guard's optional instruction classifier (`[guard] classifier_model`)."""
 
 
 class AgentCache:
@@ -35,6 +38,7 @@ class AgentCache:
                 agent=agent,
                 model=build_chain(agent.config, agent.resolve, backoff_s=self._backoff_s),
                 pricer=pricer_for(agent.config),
+                classifier=build_classifier(agent.config, agent.resolve),
             )
             self._loaded[release.id] = cached
         return cached

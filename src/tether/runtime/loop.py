@@ -13,11 +13,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from tether.agent.tools import RISK_ORDER, Tool, ToolArgumentError, ToolContext, render_result
+from tether.guard import (
+    BLOCKED_ANSWER,
+    ESCALATED_ANSWER,
+    NO_OVERRIDES,
+    Decision,
+    GuardOverrides,
+    ResultCheck,
+    RunFacts,
+    RunGuard,
+    effective_policy,
+    final_text,
+)
+from tether.guard.classifier import InstructionClassifier
+from tether.guard.pipeline import as_dict
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
 from tether.models.tokens import estimate_prompt_tokens
 from tether.runtime.agents import LoadedRelease
@@ -87,6 +101,7 @@ class RunLoop:
         stopping: asyncio.Event | None = None,
         observer: Observer = NO_OBSERVER,
         timer: Timer = REAL_TIMER,
+        guard_overrides: GuardOverrides = NO_OVERRIDES,
     ) -> None:
         self.lease = LeaseKeeper(store, run.id, settings.owner, settings.lease_s, timer=timer)
         self.store = guarded(store, self.lease)
@@ -110,6 +125,14 @@ class RunLoop:
             for tool in self.agent.tools.values()
             if self.config.agent.write_tools_enabled or not tool.is_write
         ] + [ESCALATE_SPEC]
+        self.guard = RunGuard(
+            effective_policy(self.config.guard, guard_overrides),
+            self.agent.tools,
+            self.agent.instructions,
+            RunFacts(user_id=run.user_id, tenant_id=run.tenant_id, thread_id=run.thread_id),
+            InstructionClassifier(loaded.classifier) if loaded.classifier is not None else None,
+        )
+        """Checks at input, tool call, tool result and output (docs/guardrails.md)."""
 
     # -- driving --------------------------------------------------------------------------------
 
@@ -118,7 +141,7 @@ class RunLoop:
         run = self.run
         try:
             await self._load_state()
-            run = await self._advance()
+            run = await self._guard_input() or await self._advance()
         except LeaseLostError as exc:
             # Someone else may own the run now; they carry on from the checkpoint. Say why we stopped
             # (unless the run had in fact ended: a final write whose answer was lost, then retried).
@@ -196,7 +219,7 @@ class RunLoop:
             self.steps = await self.store.list_steps(self.run.id)
             self.approvals = await self.store.list_approvals(run_id=self.run.id)
         self.totals.steps_used = len(self.steps)
-        self.messages = [Message(role="system", content=self.agent.instructions)]
+        self.messages = [Message(role="system", content=self.guard.system_prompt())]
         if self.run.thread_id is not None:
             for earlier in await self.store.thread_runs(self.run.thread_id, before=self.run.created_at):
                 self.messages.append(Message(role="user", content=earlier.input))
@@ -208,7 +231,10 @@ class RunLoop:
             elif step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED:
                 self.messages.append(
                     Message(
-                        role="tool", tool_call_id=step.tool_call_id, name=step.name, content=observation(step)
+                        role="tool",
+                        tool_call_id=step.tool_call_id,
+                        name=step.name,
+                        content=self._guard_result(step).text,
                     )
                 )
 
@@ -223,9 +249,7 @@ class RunLoop:
             if last_model is not None and last_model.message is not None:
                 calls = Message.model_validate(last_model.message).tool_calls
                 if not calls:
-                    return await self._finish(
-                        RunStatus.SUCCEEDED, output=last_model.message.get("content", "")
-                    )
+                    return await self._guard_output(last_model.message.get("content", ""))
                 pending = self._pending_calls(last_model, calls)
                 if pending:
                     call, existing = pending[0]
@@ -275,7 +299,10 @@ class RunLoop:
         )
         if not verdict.allowed:
             return await self._exhausted(str(verdict.reason))
-        interrupted = self.steps[-1] if self.steps and self.steps[-1].status == StepStatus.STARTED else None
+        last = self.steps[-1] if self.steps else None
+        interrupted = (
+            last if last and last.kind == StepKind.MODEL_CALL and last.status == StepStatus.STARTED else None
+        )
         step = interrupted or await self._begin(
             StepDraft(index=self._next_index(), kind=StepKind.MODEL_CALL, name=self.loaded.model.name)
         )
@@ -297,6 +324,7 @@ class RunLoop:
             )
             return await self._finish(RunStatus.FAILED, error=f"model call failed: {exc}")
         cost = self.loaded.pricer.cost(response.reference, response.usage)
+        response.tool_calls, limited = self.guard.limit_response(response.tool_calls)
         message = response.as_message()
         self.totals.input_tokens += response.usage.input_tokens
         self.totals.output_tokens += response.usage.output_tokens
@@ -321,6 +349,8 @@ class RunLoop:
             response,
         )
         self.messages.append(message)
+        if limited is not None:
+            await self._record_guard(limited)
         return None
 
     # -- tool calls -----------------------------------------------------------------------------
@@ -350,6 +380,11 @@ class RunLoop:
         if tool.is_write and not self.config.agent.write_tools_enabled:
             await self._record_unexecuted(call, f"write tools are switched off; {tool.name} was not called")
             return None
+        guarded = await self._guard_call(call, tool) if existing is None else None
+        if guarded is not None and guarded.action == "block":
+            await self._record_unexecuted(call, f"{tool.name} was not called: {guarded.reason}")
+            return None
+        escalated = guarded is not None and guarded.action == "escalate"
         if existing is not None and not tool.safe_to_repeat:
             decision = self._decision(call.id, ApprovalKind.RETRY)
             if decision is None or decision.used_at is not None:  # each approval covers one attempt
@@ -373,10 +408,12 @@ class RunLoop:
             await self.store.use_approval(
                 self.run.id, self.settings.owner, self.settings.lease_s, decision.id
             )
-        elif existing is None and self._needs_approval(tool):
+        elif existing is None and (escalated or self._needs_approval(tool)):
             decision = self._decision(call.id, ApprovalKind.GATE)
             if decision is None:
                 why = "it requires approval" if tool.requires_approval else "force_human_review is on"
+                if guarded is not None and escalated:
+                    why = _escalation_reason(guarded, why if self._needs_approval(tool) else None)
                 return await self._park(
                     call, tool, ApprovalKind.GATE, f"{tool.name} ({tool.risk} risk): {why}"
                 )
@@ -389,6 +426,100 @@ class RunLoop:
                 return None
         await self._execute(call, tool, existing)
         return None
+
+    # -- guardrails (decisions come from tether.guard; these only record and act on them) --------
+
+    def _user_texts(self) -> list[str]:
+        return [m.content for m in self.messages if m.role == "user"]
+
+    def _tool_results(self) -> list[tuple[str, str]]:
+        return [
+            (step.name, observation(step))
+            for step in self.steps
+            if step.kind == StepKind.TOOL_CALL and step.attempts > 0 and step.status != StepStatus.STARTED
+        ]
+
+    async def _record_guard(self, decision: Decision) -> None:
+        """A span (and metric) for every decision; a step for every decision that is not allow."""
+        index = self._next_index()
+        self.observation.guardrail(
+            name=decision.guard,
+            stage=decision.stage,
+            decision=decision.action,
+            reason=decision.reason,
+            step=index,
+        )
+        if decision.allowed:
+            return
+        draft = StepDraft(
+            index=index, kind=StepKind.GUARDRAIL, name=decision.guard, arguments=as_dict(decision)
+        )
+        step = await self._begin(draft)
+        outcome = StepOutcome(status=StepStatus.SUCCEEDED, result=decision.reason, attempts=0)
+        self.cancel_requested = await self.store.finish_step(
+            self.run.id, self.settings.owner, self.settings.lease_s, step.index, outcome, self.totals
+        )
+        self.steps[-1] = step.model_copy(update=outcome.columns())
+
+    async def _guard_input(self) -> RunRecord | None:
+        if self.steps:  # checked once, before the first step
+            return None
+        decision = self.guard.check_input(self.run.input)
+        await self._record_guard(decision)
+        if decision.action == "block":
+            return await self._finish(
+                RunStatus.BLOCKED, output=BLOCKED_ANSWER, error=f"blocked: {decision.reason}"
+            )
+        if decision.action == "escalate":
+            return await self._finish(RunStatus.ESCALATED, output=ESCALATED_ANSWER)
+        if decision.action == "redact" and decision.text is not None:
+            self.messages[-1] = Message(role="user", content=decision.text)
+        return None
+
+    async def _guard_call(self, call: ToolCall, tool: Tool) -> Decision:
+        executed = sum(
+            1 for s in self.steps if s.kind == StepKind.TOOL_CALL and s.name == tool.name and s.attempts > 0
+        )
+        decision = await self.guard.check_call(
+            call,
+            tool,
+            calls_so_far=executed,
+            user_texts=self._user_texts(),
+            tool_results=self._tool_results(),
+            context=self._context(self._next_index(), f"{self.run.id}:precheck"),
+        )
+        if self._decision(call.id, ApprovalKind.GATE) is None:  # recorded once, not again on resume
+            await self._record_guard(decision)
+        return decision
+
+    def _guard_result(self, step: StepRecord, classified: str | None = None) -> ResultCheck:
+        """What the model reads of a finished tool step (Tether's own refusals are not data).
+
+        On replay, a result the classifier flagged before is known by its recorded guard step.
+        """
+        if step.attempts == 0:
+            return ResultCheck(observation(step))
+        if classified is None:
+            classified = next(
+                (
+                    str(s.result)
+                    for s in self.steps
+                    if s.kind == StepKind.GUARDRAIL and s.arguments.get("tool_step") == str(step.index)
+                ),
+                None,
+            )
+        return self.guard.check_result(step.name, observation(step), classified=classified)
+
+    async def _guard_output(self, answer: str) -> RunRecord:
+        decisions = self.guard.check_output(answer, self._user_texts())
+        for decision in decisions:
+            await self._record_guard(decision)
+        action, output, winner = final_text(decisions, answer)
+        if action == "block" and winner is not None:
+            return await self._finish(RunStatus.BLOCKED, output=output, error=f"blocked: {winner.reason}")
+        if action == "escalate":
+            return await self._finish(RunStatus.ESCALATED, output=output)
+        return await self._finish(RunStatus.SUCCEEDED, output=output)
 
     def _needs_approval(self, tool: Tool) -> bool:
         return tool.requires_approval or (tool.is_write and self.config.agent.force_human_review)
@@ -413,17 +544,7 @@ class RunLoop:
                 arguments=call.arguments,
             )
         )
-        context = ToolContext(
-            run_id=self.run.id,
-            user_id=self.run.user_id,
-            thread_id=self.run.thread_id,
-            step=step.index,
-            idempotency_key=step.idempotency_key,
-            data_dir=self.settings.data_dir,
-            release_version=self.run.release_version,
-            tenant_id=self.run.tenant_id,
-            scopes=frozenset(self.run.scopes or ()),
-        )
+        context = self._context(step.index, step.idempotency_key)
         started = time.monotonic()
         error = ""
         attempts = 0
@@ -443,7 +564,7 @@ class RunLoop:
                     step,
                     StepOutcome(
                         status=StepStatus.SUCCEEDED,
-                        result=render_result(result),
+                        result=self.guard.redact_stored(render_result(result), self._user_texts()),
                         attempts=attempts,
                         latency_ms=_ms_since(started),
                     ),
@@ -459,6 +580,19 @@ class RunLoop:
             StepOutcome(
                 status=StepStatus.FAILED, error=error, attempts=attempts, latency_ms=_ms_since(started)
             ),
+        )
+
+    def _context(self, index: int, idempotency_key: str) -> ToolContext:
+        return ToolContext(
+            run_id=self.run.id,
+            user_id=self.run.user_id,
+            thread_id=self.run.thread_id,
+            step=index,
+            idempotency_key=idempotency_key,
+            data_dir=self.settings.data_dir,
+            release_version=self.run.release_version,
+            tenant_id=self.run.tenant_id,
+            scopes=frozenset(self.run.scopes or ()),
         )
 
     async def _record_unexecuted(self, call: ToolCall, text: str, *, succeeded: bool = False) -> None:
@@ -521,14 +655,18 @@ class RunLoop:
         self.steps[self.steps.index(step)] = finished
         self.observation.step_finished(finished, response)
         if finished.kind == StepKind.TOOL_CALL:
+            flagged = await self.guard.classify(observation(finished)) if finished.attempts else None
+            checked = self._guard_result(finished, flagged or "")
             self.messages.append(
                 Message(
                     role="tool",
                     tool_call_id=finished.tool_call_id,
                     name=finished.name,
-                    content=observation(finished),
+                    content=checked.text,
                 )
             )
+            for decision in checked.decisions:
+                await self._record_guard(replace(decision, details=(("tool_step", str(finished.index)),)))
 
     async def _finish(
         self, status: RunStatus, *, output: str | None = None, error: str | None = None
@@ -564,6 +702,13 @@ class RunLoop:
             lines.append("I had not gathered any information yet.")
         lines.append("A colleague can pick this up from here; nothing further was done.")
         return "\n".join(lines)
+
+
+def _escalation_reason(decision: Decision, also: str | None) -> str:
+    """The approval request's reason: why the guard escalated, with each argument's provenance."""
+    lines = [f"guard {decision.guard}: {decision.reason}" + (f" (and {also})" if also else "")]
+    lines += [f"  {text}" for _, text in decision.details]
+    return "\n".join(lines)
 
 
 def _format_args(step: StepRecord) -> str:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 
 from tether.agent.config import ConfigError, ProjectConfig
+from tether.guard.marking import unmark
 from tether.models.base import ChatModel
 from tether.models.pricing import Pricer
 from tether.models.routing import FallbackChain
@@ -48,7 +49,7 @@ def build_client(reference: str, config: ProjectConfig, resolve_policy: PolicyRe
             raise ConfigError(
                 f"model {reference!r} is scripted: set [model] scripted_policy = 'module:function'"
             )
-        return ScriptedModel(reference, resolve_policy(config.model.scripted_policy))
+        return ScriptedModel(reference, resolve_policy(config.model.scripted_policy), read_tool_text=unmark)
     section = config.providers.get(provider)
     kind = section.kind if section else provider
     base_url = section.base_url if section else os.environ.get(f"{provider.upper()}_BASE_URL")
@@ -77,3 +78,15 @@ def build_chain(
     check_prices(config)
     models = [build_client(ref, config, resolve_policy) for ref in config.model.chain]
     return FallbackChain(models, retries=config.model.retries, backoff_s=backoff_s)
+
+
+def build_classifier(config: ProjectConfig, resolve_policy: PolicyResolver) -> ChatModel | None:
+    """The `[guard] classifier_model` client, or None when no classifier is configured."""
+    reference = config.guard.classifier_model
+    if not reference or not config.guard.enabled:
+        return None
+    if reference.startswith("scripted:"):
+        if not config.guard.classifier_policy:
+            raise ConfigError(f"classifier {reference!r} is scripted: set [guard] classifier_policy")
+        return ScriptedModel(reference, resolve_policy(config.guard.classifier_policy))
+    return build_client(reference, config, resolve_policy)

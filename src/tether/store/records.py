@@ -59,6 +59,8 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     ESCALATED = "escalated"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    BLOCKED = "blocked"
+    """A guardrail stopped the answer (docs/guardrails.md); counted as a safety incident."""
 
     @property
     def is_final(self) -> bool:
@@ -72,6 +74,7 @@ FINAL_STATUSES = frozenset(
         RunStatus.CANCELLED,
         RunStatus.ESCALATED,
         RunStatus.BUDGET_EXHAUSTED,
+        RunStatus.BLOCKED,
     }
 )
 
@@ -79,6 +82,8 @@ FINAL_STATUSES = frozenset(
 class StepKind(StrEnum):
     MODEL_CALL = "model_call"
     TOOL_CALL = "tool_call"
+    GUARDRAIL = "guardrail"
+    """A guardrail decision other than allow (arguments: stage, action, details; result: reason)."""
 
 
 class StepStatus(StrEnum):

@@ -33,8 +33,7 @@ WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
 }
 DEFAULT_WINDOW = "24h"
 STATUSES = [str(s) for s in RunStatus]
-# Guardrails are not built yet: the dashboard offers no `blocked` status, guardrail filter or safety
-# incidents. The store keeps the seam (`RunFilter.guardrail`, `safety_incident`, guardrail spans).
+# Guardrail decisions show on the run page (its Guardrails table and guard steps); `blocked` is a status.
 ORIGIN_CHOICES = ["production", "all", *(str(o) for o in RunOrigin)]
 """The runs page's origin filter: production (api and cli, the default), every origin, or one."""
 
