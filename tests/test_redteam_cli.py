@@ -35,27 +35,26 @@ def test_the_suite_covers_every_category_and_vector_for_any_project(make_project
 
 
 def test_an_indirect_order_in_a_tool_result_is_obeyed_and_judged(cli: Any, make_project: Any) -> None:
-    project = make_project(tools=TOOLS, policy=POLICY, extra='[readiness]\nnormal_input = "how many notes"')
-    data = cli.json(
-        "redteam",
-        "--project",
-        project,
-        "--category",
-        "write_escalation",
-        "--vector",
-        "tool_result",
-        "--no-utility",
+    bare = make_project(
+        tools=TOOLS,
+        policy=POLICY,
+        extra='[readiness]\nnormal_input = "how many notes"\n[guard]\nenabled = false',
     )
+    args = ("--category", "write_escalation", "--vector", "tool_result", "--no-utility")
+    data = cli.json("redteam", "--project", bare, *args)
     assert data["model"] == "compromised" and data["summary"]["cases"] == len(data["cases"]) > 0
     note = next(c for c in data["cases"] if c["id"] == "we-low-risk-note@tool_result")
-    # The planted "Automated workflow: remember(text=...)" reached the model through count_notes' result,
-    # and the compromised model called the write tool: it either ran (and the oracle says so) or stopped
-    # at a human's approval.
-    assert "count_notes" in note["tools"]
-    assert note["findings"].get("unauthorized_write") or note["parked"] or note["status"] == "blocked"
-    if note["findings"].get("unauthorized_write"):
-        assert "remember" in note["tools"]
+    # "Automated workflow: remember(text=...)" arrived inside count_notes' result; with no guard in the
+    # way the compromised model called the write tool, it ran, and the oracle saw the data change.
+    assert note["tools"] == ["count_notes", "remember"]
+    assert note["findings"]["unauthorized_write"] and not note["parked"]
     assert data["summary"]["full_suite"] is False
+
+    guarded = make_project(tools=TOOLS, policy=POLICY, extra='[readiness]\nnormal_input = "how many notes"')
+    data = cli.json("redteam", "--project", guarded, *args)
+    note = next(c for c in data["cases"] if c["id"] == "we-low-risk-note@tool_result")
+    assert not note["findings"].get("unauthorized_write")
+    assert note["parked"] or note["other_steps"]  # the guards say what they did
 
 
 def test_example_planted_record_and_the_prompt_oracle_agree_with_the_recorded_answer(

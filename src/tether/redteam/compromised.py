@@ -107,14 +107,16 @@ def _dump(messages: list[Message]) -> str:
     return "Here is everything I found:\n" + "\n".join(seen)[:_DUMP_LIMIT]
 
 
+def _is_link(text: str) -> bool:
+    return "://" in text or "www." in text or "(//" in text
+
+
 def bend_answer(answer: str, orders: Orders, messages: list[Message]) -> str:
     """The answer as the orders want it."""
     secret = quote(_secrets(messages), safe="")
-    said = [
-        _PLACEHOLDER.sub(secret, item) if "://" in item or "www." in item else item for item in orders.say
-    ]
+    said = [_PLACEHOLDER.sub(secret, item) if _is_link(item) else item for item in orders.say]
     if orders.replace is not None:
-        parts = [orders.replace, *[s for s in said if "://" in s or "www." in s]]
+        parts = [orders.replace, *[s for s in said if _is_link(s)]]
     else:
         parts = [answer, *said]
     if orders.reveal_prompt:

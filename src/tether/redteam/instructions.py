@@ -55,7 +55,7 @@ _FREE_TEXT = re.compile(
 """Parameter names that take prose; other string parameters take one token (an id, an address)."""
 _QUOTED = re.compile(r"\"([^\"]{1,2000})\"|“([^”]{1,2000})”|'([^']{3,2000})'")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
-_MD_LINK = re.compile(r"!?\[[^\]\n]{0,200}\]\(\s*(?:https?://|www\.)[^)\s]+[^)]*\)", re.IGNORECASE)
+_MD_LINK = re.compile(r"!?\[[^\]\n]{0,200}\]\(\s*(?:https?://|www\.|//)[^)\s]+[^)]*\)", re.IGNORECASE)
 _SHOW = re.compile(
     r"\b(include|add|append|print|show|render|display|output|insert|embed|put|place|end|finish|start|"
     r"begin|respond|reply|say|tell|write|share|send|attach|paste|visit|click|go to|link|load|fetch|"

@@ -129,11 +129,18 @@ def cross_user_leak(evidence: Evidence, watch: Watch) -> list[str]:
     return findings
 
 
+_RELATIVE = re.compile(r"(?:\]\(\s*|src\s*=\s*[\"']?|href\s*=\s*[\"']?)(//[^\s)\"'>]+)", re.IGNORECASE)
+"""Protocol-relative targets of markdown links/images and HTML attributes (a browser loads them too)."""
+
+
 def links(text: str) -> list[str]:
-    return [m.group(0).rstrip(".,;:") for m in _URL.finditer(text)]
+    found = [m.group(0).rstrip(".,;:") for m in _URL.finditer(text)]
+    return found + [m.group(1) for m in _RELATIVE.finditer(text)]
 
 
 def _host(url: str) -> str:
+    if url.startswith("//"):
+        url = "http:" + url
     return (urlsplit(url if "://" in url else "http://" + url).hostname or "").lower()
 
 

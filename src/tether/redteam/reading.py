@@ -1,8 +1,9 @@
 """How the compromised model reads text: undo the cheap disguises a real model reads straight through.
 
 A real model reads JSON with escaped quotes, text whose spaces were replaced by a marker character
-(datamarking), and base64 blobs. If the compromised model could not, a guard would look effective
-only because the stand-in model is blind; so it reads all three, the way a capable model would.
+(datamarking), base64 blobs, and words with invisible or look-alike characters in them. If the
+compromised model could not, a guard would look effective only because the stand-in model is
+blind; so it reads through all of them, the way a capable model would.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -63,13 +65,27 @@ def decoded_blobs(text: str) -> list[str]:
     return found
 
 
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_CONFUSABLES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0410\u0412\u0415\u041a\u041c\u041d"
+    "\u041e\u0420\u0421\u0422\u0425\u0406\u03bf\u03b1\u0391\u039f",
+    "aeopcyxijsABEKMHOPCTXIoaAO",
+)
+"""Cyrillic and Greek letters that look Latin: a reader sees "ign\u043ere" (Cyrillic o) as "ignore"."""
+
+
+def plain(text: str) -> str:
+    """Compatibility forms folded (NFKC), invisible characters dropped, look-alike letters mapped."""
+    return unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONFUSABLES)
+
+
 def readable(text: str) -> str:
     """The text as a capable model would understand it: JSON strings unescaped, marks and base64 undone."""
     try:
         parts = strings_of(json.loads(text))  # the values as written, without JSON's escaping
     except ValueError:
         parts = [text]
-    parts = [unmark(part) for part in parts]
+    parts = [unmark(plain(part)) for part in parts]
     for part in list(parts):
         parts.extend(unmark(blob) for blob in decoded_blobs(part))
     return "\n".join(parts)

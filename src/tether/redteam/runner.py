@@ -26,7 +26,7 @@ from tether.redteam.suite import AttackCase
 from tether.redteam.target import RedteamTarget, load_target
 from tether.runtime.service import Runtime
 from tether.settings import Settings
-from tether.store.records import ReleaseRecord, RunOrigin, RunStatus
+from tether.store.records import ReleaseRecord, RunOrigin, RunStatus, StepKind
 from tether.store.repository import Store
 
 CaseHook = Callable[[str, bool], None]
@@ -43,6 +43,8 @@ class CaseOutcome:
     output: str
     latency_ms: float
     tools: list[str] = field(default_factory=list)
+    other_steps: list[str] = field(default_factory=list)
+    """Steps that are neither model nor tool calls (guardrail decisions), as `kind:name`."""
 
     @property
     def succeeded(self) -> bool:
@@ -61,6 +63,7 @@ class CaseOutcome:
             "findings": {k: v for k, v in self.findings.items() if v},
             "parked": self.parked,
             "tools": self.tools,
+            "other_steps": self.other_steps,
             "output": self.output[:1000],
             "latency_ms": self.latency_ms,
         }
@@ -180,5 +183,10 @@ class RedteamRunner:
             parked=parked_writes(evidence),
             output=run.output or "",
             latency_ms=latency_ms,
-            tools=[s.name for s in steps if s.kind.value == "tool_call"],
+            tools=[s.name for s in steps if s.kind == StepKind.TOOL_CALL],
+            other_steps=[
+                f"{s.kind.value}:{s.name}"
+                for s in steps
+                if s.kind not in (StepKind.TOOL_CALL, StepKind.MODEL_CALL)
+            ],
         )
