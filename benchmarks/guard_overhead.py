@@ -10,7 +10,8 @@ Part 2, the loop: one SQLite database, two releases of one scripted agent that d
 `[guard] enabled`. Each run: model -> `lookup` (a ~1 KB JSON result) x `--calls` -> `note` (a write
 tool with a decisive argument, checked for provenance) -> an answer with an allowed link. Runs
 alternate off/on so both see the same database and machine noise. Reported: wall time per step
-(median, min, max) and on - off.
+(median, min, max), on - off, and the time spent inside the guard's checks per step (each RunGuard
+check is wrapped with a timer), which machine noise does not blur.
 
     python benchmarks/guard_overhead.py --rounds 15 --runs 200
 """
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -36,6 +38,7 @@ from service_helpers import machine_info
 
 from tether.agent.config import GuardSection
 from tether.guard import RunFacts, RunGuard
+from tether.guard.injection import InstructionDetector
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
 from tether.settings import Settings
@@ -80,7 +83,9 @@ def scans(rounds: int, repeat: int) -> list[tuple[str, str, list[float]]]:
         "You are the support agent for Acme. " * 20,
         RunFacts(user_id="u1", tenant_id="default", thread_id=None),
     )
-    guard.detector.__init__(["search_policy", "lookup_order", "issue_refund", "draft_refund_note"])  # type: ignore[misc]
+    guard.detector = InstructionDetector(
+        ["search_policy", "lookup_order", "issue_refund", "draft_refund_note"]
+    )
     texts = _texts()
     stages: dict[str, Callable[[str], object]] = {
         "tool result": lambda text: guard.check_result("lookup_order", text),
@@ -171,6 +176,50 @@ def write_project(root: Path, *, guards: bool) -> Path:
     return root
 
 
+_GUARD_METHODS = (
+    "system_prompt",
+    "check_input",
+    "limit_response",
+    "check_call",
+    "check_result",
+    "classify",
+    "check_output",
+    "sanitize",
+    "stored_message",
+    "redact_stored",
+)
+_spent = [0.0]
+
+
+def _time_guard_methods() -> None:
+    """Wrap RunGuard's checks so the loop part can also report the time spent inside them."""
+    import functools
+    import inspect
+
+    for name in _GUARD_METHODS:
+        original = getattr(RunGuard, name)
+        if inspect.iscoroutinefunction(original):
+
+            async def timed_async(*args: Any, __f: Any = original, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await __f(*args, **kwargs)
+                finally:
+                    _spent[0] += time.perf_counter() - started
+
+            setattr(RunGuard, name, functools.wraps(original)(timed_async))
+        else:
+
+            def timed(*args: Any, __f: Any = original, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return __f(*args, **kwargs)
+                finally:
+                    _spent[0] += time.perf_counter() - started
+
+            setattr(RunGuard, name, functools.wraps(original)(timed))
+
+
 async def loop(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -183,7 +232,8 @@ async def loop(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
                 "on": await working_copy_release(store, write_project(root / "on", guards=True)),
             }
             runtime = Runtime(store, settings, data_dir=root / "data")
-            per_step: dict[str, list[float]] = {"off": [], "on": []}
+            per_step: dict[str, list[float]] = {"off": [], "on": [], "inside": []}
+            _time_guard_methods()
             for index in range(warmup + runs):
                 order = ("off", "on") if index % 2 == 0 else ("on", "off")
                 for shape in order:
@@ -193,15 +243,22 @@ async def loop(runs: int, calls: int, warmup: int) -> dict[str, list[float]]:
                         user_id="u1",
                         input=f"refund order 12345 {calls}",
                     )
+                    _spent[0] = 0.0
                     started = time.perf_counter()
                     done = await runtime.execute(queued.id)
                     elapsed = time.perf_counter() - started
                     assert done.status == "succeeded", done
                     if index >= warmup:
                         per_step[shape].append(elapsed * 1000 / done.steps_used)
+                        if shape == "on":
+                            per_step["inside"].append(_spent[0] * 1000 / done.steps_used)
             return per_step
         finally:
             await store.close()
+
+
+def _stats3(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f}"
 
 
 def _stats(values: list[float]) -> str:
@@ -245,6 +302,7 @@ def main() -> None:
         f"| off | {statistics.median(off):.3f} | {min(off):.3f} | {max(off):.3f} |",
         f"| on | {statistics.median(on):.3f} | {min(on):.3f} | {max(on):.3f} |",
         f"| on - off (medians) | {statistics.median(on) - statistics.median(off):.3f} | | |",
+        f"| inside the guard's checks, on | {_stats3(per_step['inside'])} |",
         "",
     ]
     text = "\n".join(lines)

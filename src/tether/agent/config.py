@@ -219,7 +219,8 @@ class GuardSection(_Strict):
     allowed_pii: list[str] = Field(default_factory=list)
     """Values never treated as personal data (a shop's public contact address...)."""
     redact_stored: bool = False
-    """Also redact personal data of others in stored steps (and so in spans and logs built from them)."""
+    """Also redact others' personal data in stored steps (tool results, model messages) and so in
+    everything read back from them (run pages, API, replays); opt-in span content has its own redactor."""
     phishing: GuardAction = "block"
     """An answer that asks the user for credentials or payment details, or to follow a lure."""
 

@@ -265,6 +265,9 @@ def _step_label(step: StepRecord) -> str:
         label = f"{step.name} → {what} ({detail})"
         return f"[{status_style}]#{step.index} model[/{status_style}] {escape(label)}"
     args = json.dumps(step.arguments, sort_keys=True)
+    if step.kind == StepKind.GUARDRAIL:
+        decision = f"{step.arguments.get('action', '?')} at {step.arguments.get('stage', '?')}"
+        return f"[magenta]#{step.index} guard[/magenta] {escape(f'{step.name}: {decision}')}"
     return f"[{status_style}]#{step.index} tool[/{status_style}] {escape(f'{step.name}({args})')}"
 
 

@@ -161,7 +161,7 @@ _LETTERS = frozenset("bcdefghjklmnopqrstuvwxyz")
 def normalise(text: str) -> str:
     """Fold the simple obfuscations away before matching (used on data, never shown to anyone)."""
     folded = text if text.isascii() else _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
-    if _SPACED.search(folded):
+    if len(set(folded.lower().split()) & _LETTERS) >= 4 and _SPACED.search(folded):
         folded = _SPACED.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), folded)
     return folded
 
@@ -287,8 +287,7 @@ class InstructionDetector:
 
 def phishing(text: str) -> str | None:
     """Why an answer reads like phishing (asks for credentials, urgent links...), or None."""
-    folded = normalise(text)
-    words, _ = _words(folded)
+    folded, words = _DETECTOR._prepare(text)
     lowered = folded.lower()
     for family in _PHISHING_COMPILED:
         *triggers, rx = family
@@ -297,3 +296,6 @@ def phishing(text: str) -> str | None:
             if found is not None:
                 return f"asks the user to act on: {found.group(0)!r}"
     return None
+
+
+_DETECTOR = InstructionDetector()

@@ -9,6 +9,7 @@ into overlapping windows of `min_words` words, and the answer's windows are look
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,11 +28,17 @@ class PromptGuard:
     canary: str
     windows: frozenset[tuple[str, ...]]
     min_words: int
+    pairs: frozenset[tuple[str, str]] = frozenset()
+    """The prompt's word pairs: an answer position can start a copied span only where pairs chain."""
 
     @classmethod
     def for_prompt(cls, prompt: str, min_words: int) -> PromptGuard:
+        words = _WORD.findall(prompt.lower())
         return cls(
-            canary=secrets.token_hex(8), windows=frozenset(_windows(prompt, min_words)), min_words=min_words
+            canary=secrets.token_hex(8),
+            windows=frozenset(_windows(prompt, min_words)),
+            min_words=min_words,
+            pairs=frozenset(itertools.pairwise(words)),
         )
 
     def instruction(self) -> str:
@@ -47,7 +54,13 @@ class PromptGuard:
             return "the answer contains the system prompt's canary token"
         words = _WORD.findall(text.lower())
         size = self.min_words
-        for i in range(len(words) - size + 1):
-            if tuple(words[i : i + size]) in self.windows:
+        # Which consecutive word pairs of the answer occur in the prompt, as bytes (computed in C);
+        # only where size - 1 of them chain can a window of `size` words be copied.
+        chained = bytes(map(self.pairs.__contains__, itertools.pairwise(words)))
+        run = b"\x01" * (size - 1)
+        start = chained.find(run)
+        while start != -1:
+            if tuple(words[start : start + size]) in self.windows:
                 return f"the answer repeats {size}+ consecutive words of the system prompt"
+            start = chained.find(run, start + 1)
         return None

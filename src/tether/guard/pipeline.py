@@ -229,6 +229,25 @@ class RunGuard:
             )
         return decisions or [Decision("pipeline", "output", "allow")]
 
+    def sanitize(self, text: str) -> str:
+        """Tool output quoted to the user without a model in between (the budget-exhausted summary):
+        instruction-like text, outside links and others' personal data cut out, nothing blocked."""
+        if not self.on:
+            return text
+        finding = self.detector.scan(text)
+        text = finding.redacted if finding is not None else text
+        links = outside_links(text, self.policy.allowed_hosts)
+        text = redact_links(text, links) if links else text
+        found = others(text, CallerData([self.facts.user_id], self.policy.allowed_pii))
+        return redact(text, found) if found else text
+
+    def stored_message(self, message: dict[str, Any], user_texts: Sequence[str]) -> dict[str, Any]:
+        """A model message as stored: its text redacted of others' personal data if `redact_stored`."""
+        content = message.get("content")
+        if not (self.on and self.policy.redact_stored) or not isinstance(content, str) or not content:
+            return message
+        return {**message, "content": self.redact_stored(content, user_texts)}
+
     def redact_stored(self, text: str, user_texts: Sequence[str]) -> str:
         """`text` with others' personal data redacted, when the policy asks for it in stored steps."""
         if not (self.on and self.policy.redact_stored):
@@ -251,5 +270,8 @@ def final_text(decisions: list[Decision], original: str) -> tuple[Action, str, D
 
 
 def as_dict(decision: Decision) -> dict[str, Any]:
-    """The step arguments a decision is recorded with."""
-    return {"stage": decision.stage, "action": decision.action, **dict(decision.details)}
+    """The step arguments a decision is recorded with (details apart, so no argument name can clash)."""
+    recorded: dict[str, Any] = {"stage": decision.stage, "action": decision.action}
+    if decision.details:
+        recorded["details"] = dict(decision.details)
+    return recorded

@@ -336,7 +336,7 @@ class RunLoop:
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED,
-                message=message.model_dump(mode="json"),
+                message=self.guard.stored_message(message.model_dump(mode="json"), self._user_texts()),
                 result=response.reference,
                 finish_reason=response.finish_reason,
                 attempts=response.attempts,
@@ -362,7 +362,7 @@ class RunLoop:
             said = next((m.content for m in reversed(self.messages) if m.role == "assistant"), "")
             await self._record_unexecuted(call, f"handed to a human: {reason}", succeeded=True)
             output = said or f"I've passed this to a human colleague who will follow up. ({reason})"
-            return await self._finish(RunStatus.ESCALATED, output=output)
+            return await self._guard_output(output, status=RunStatus.ESCALATED)
         tool = self.agent.tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(spec.name for spec in self.tool_specs))  # all the model was offered
@@ -504,13 +504,15 @@ class RunLoop:
                 (
                     str(s.result)
                     for s in self.steps
-                    if s.kind == StepKind.GUARDRAIL and s.arguments.get("tool_step") == str(step.index)
+                    if s.kind == StepKind.GUARDRAIL
+                    and s.arguments.get("details", {}).get("tool_step") == str(step.index)
                 ),
                 None,
             )
         return self.guard.check_result(step.name, observation(step), classified=classified)
 
-    async def _guard_output(self, answer: str) -> RunRecord:
+    async def _guard_output(self, answer: str, *, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+        """End the run with `answer` as the output guards leave it (or blocked, or escalated)."""
         decisions = self.guard.check_output(answer, self._user_texts())
         for decision in decisions:
             await self._record_guard(decision)
@@ -519,7 +521,7 @@ class RunLoop:
             return await self._finish(RunStatus.BLOCKED, output=output, error=f"blocked: {winner.reason}")
         if action == "escalate":
             return await self._finish(RunStatus.ESCALATED, output=output)
-        return await self._finish(RunStatus.SUCCEEDED, output=output)
+        return await self._finish(status, output=output)
 
     def _needs_approval(self, tool: Tool) -> bool:
         return tool.requires_approval or (tool.is_write and self.config.agent.force_human_review)
@@ -691,7 +693,7 @@ class RunLoop:
     def _progress_summary(self, why: str) -> str:
         """A graceful final message built from the tool results so far (no model call: budget is spent)."""
         found = [
-            f"- {step.name}({_format_args(step)}): {_clip(observation(step))}"
+            f"- {step.name}({_format_args(step)}): {_clip(self.guard.sanitize(observation(step)))}"
             for step in self.steps
             if step.kind == StepKind.TOOL_CALL and step.status != StepStatus.STARTED
         ]
