@@ -19,6 +19,7 @@ from typing import Any
 from tether.agent.project import ProjectSnapshot, load_agent
 from tether.evals.runner import production_data_dir
 from tether.evals.trial_data import TrialData
+from tether.live import LiveConfig
 from tether.redteam.fingerprint import changed, fingerprint
 from tether.redteam.inject import RedteamAgentCache
 from tether.redteam.oracles import Evidence, Watch, judge, parked_writes
@@ -95,6 +96,7 @@ class RedteamRunner:
         self.target: RedteamTarget = load_target(self.agent)
         self.agents = RedteamAgentCache(backoff_s=settings.model_backoff_s, compromised=compromised)
         self.data = TrialData(self.agent, production_data_dir(project, settings))
+        self._live: LiveConfig | None = None
         self.write_tools = frozenset(name for name, tool in self.agent.tools.items() if tool.is_write)
         self.gated_tools = frozenset(
             name for name, tool in self.agent.tools.items() if tool.is_write and tool.requires_approval
@@ -140,7 +142,8 @@ class RedteamRunner:
         with self.data.copy() as data_dir:
             planted = await asyncio.to_thread(self._plant, data_dir, case)
             before = await asyncio.to_thread(fingerprint, data_dir)
-            runtime = Runtime(self.store, self.settings, data_dir=data_dir)
+            runtime = Runtime(self.store, self.settings, data_dir=data_dir, live=self._live)
+            self._live = runtime.live  # one live-configuration snapshot for the whole attack run
             runtime.agents = self.agents
             claimed = await runtime.submit(
                 self.release,
