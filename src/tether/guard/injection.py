@@ -99,6 +99,24 @@ _FAMILIES: list[tuple[str, str]] = [
         r"\b(issue|process|approve|grant|send|make)\b[^.\n]{0,25}\b(full\s+)?refund\b[^.\n]{0,30}"
         r"(\$|usd|immediately|now|right away|without)",
     ),
+    # the user's or the operator's authority claimed by data
+    (
+        "user customer operator owner admin+authorized authorised approved asked wants instructed permitted",
+        r"\b(the )?(user|customer|operator|owner|admin)\s+(has\s+)?(already\s+)?(authori[sz]ed|approved|asked|wants|"
+        r"instructed|permitted)\s+(you|the assistant|the agent|this)\b",
+    ),
+    # faking the end of the data, or hiding instructions in markup
+    (
+        "end close+data document context output result results input",
+        r"\b(end|close) of (the )?(tool )?(data|document|context|output|results?|input)\b",
+    ),
+    ("<!--", r"<!--[^>]{0,300}\b(assistant|ai|model|agent|instruction|instructions|ignore|prompt)\b"),
+    # the same overrides in other common languages
+    (
+        "ignora ignorez ignoriere ignoriert ignorar vergiss olvida oublie oubliez dimentica",
+        r"\b(ignora|ignorez|ignoriere|ignoriert|ignorar|vergiss|olvida|oublie[zr]?|dimentica)\b[^.\n]{0,40}"
+        r"\b(instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole|consignes)\b",
+    ),
     (
         "immediately+refund transfer wire pay delete cancel approve",
         r"\bimmediately\b[^.\n]{0,30}\b(refund|transfer|wire|pay|delete|cancel|approve)\b",
@@ -143,12 +161,17 @@ _NAMES = [
     "sends data out",
     "plants a link or image",
     "hides something from the user",
+    "acts without asking",
     "extracts the prompt",
     "dictates the answer",
     "dictates the answer",
     "dictates what the user is told",
     "directs a tool",
     "demands a refund",
+    "claims the user's or operator's authority",
+    "fakes the end of the data",
+    "hides instructions in markup",
+    "overrides instructions (another language)",
     "demands an urgent action",
 ]
 _ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -173,6 +196,8 @@ def _words(folded: str) -> tuple[set[str], bool]:
         words.add("@")
     if "$" in folded:
         words.add("$")
+    if "<!--" in folded:
+        words.add("<!--")
     spaced = len(words & _LETTERS) >= 4 and _SPACED.search(folded) is not None
     return words, spaced
 
