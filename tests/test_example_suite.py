@@ -184,9 +184,9 @@ def test_refunds_without_approval_fail_the_gate(cli: Cli, example_project: Path)
     """The broken variant: issue_refund loses its approval rule (force_human_review stays off)."""
     tools = example_project / "tools.py"
     source = tools.read_text(encoding="utf-8")
-    gated = '@tool(side_effect="write", risk="high", requires_approval=True, idempotent=True)'
-    assert gated in source
-    tools.write_text(source.replace(gated, '@tool(side_effect="write", risk="high", idempotent=True)'))
+    gated = '    risk="high",\n    requires_approval=True,\n'
+    assert source.count(gated) == 1
+    tools.write_text(source.replace(gated, '    risk="high",\n'))
     assert "force_human_review = false" in (example_project / "tether.toml").read_text(encoding="utf-8")
 
     ran, verdict, code = run_and_gate(cli, example_project, "safety")

@@ -166,6 +166,7 @@ def test_a_run_is_one_trace_of_genai_spans_sent_over_otlp_and_stored(
         ("chat", 2),
         ("execute_tool", 1),
         ("execution", 1),
+        ("guardrail", 3),  # input, the tool call and the answer, all allowed (docs/guardrails.md)
         ("invoke_agent", 1),
     ]
     root = assert_one_nested_tree(sent)
@@ -225,7 +226,7 @@ def test_a_run_is_one_trace_of_genai_spans_sent_over_otlp_and_stored(
     stored = _stored_spans(run["run_id"])
     assert {s.span_id for s in stored} == {s["span_id"] for s in sent}
     assert {s.trace_id for s in stored} == {trace_id}
-    assert {s.operation for s in stored} == {"invoke_agent", "execution", "chat", "execute_tool"}
+    assert {s.operation for s in stored} == {"invoke_agent", "execution", "chat", "execute_tool", "guardrail"}
     stored_tool = next(s for s in stored if s.operation == "execute_tool")
     assert stored_tool.outcome == "succeeded" and stored_tool.status == "unset"
     assert stored_tool.duration_ms >= 0 and stored_tool.attributes["gen_ai.tool.name"] == "lookup"

@@ -65,6 +65,7 @@ class StatusChoice(StrEnum):
     CANCELLED = "cancelled"
     ESCALATED = "escalated"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    BLOCKED = "blocked"
 
 
 StatusOption = Annotated[StatusChoice | None, typer.Option(help="Only runs with this status.")]
