@@ -25,6 +25,7 @@ from tether.cli import (
     observe,
     online_eval,
     project,
+    redteam,
     releases,
     rollout,
     runs,
@@ -40,6 +41,7 @@ app.add_typer(project.commands)  # init
 app.add_typer(runs.commands)  # run, approve
 app.add_typer(service.commands)  # worker, serve, api, openapi
 app.add_typer(evals.commands)  # gate, readiness
+app.add_typer(redteam.commands)  # redteam
 # Command groups.
 app.add_typer(keys.group, name="keys")
 app.add_typer(runs.group, name="runs")

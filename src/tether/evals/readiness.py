@@ -52,6 +52,8 @@ class Review:
     rollback: list[str]
     drills: list[DrillReport]
     canary_drill: CanaryDrill | None = None
+    redteam: dict[str, Any] | None = None
+    """The latest `tether redteam` summary (compromised model) of this release, if any."""
 
     @property
     def ready(self) -> bool:
@@ -210,7 +212,13 @@ async def build_review(
         rollback=_rollback(config, baseline),
         drills=drills,
         canary_drill=canary_drill(config),
+        redteam=await _redteam(store, release),
     )
+
+
+async def _redteam(store: Store, release: ReleaseRecord) -> dict[str, Any] | None:
+    latest = await store.redteam.latest(release.id, model="compromised")
+    return {"id": latest.id, **latest.summary} if latest is not None else None
 
 
 async def _drills(

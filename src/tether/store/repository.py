@@ -53,6 +53,7 @@ from tether.store.records import (
     ThreadRecord,
     WorkerRecord,
 )
+from tether.store.redteam import RedteamStore
 from tether.store.tables import (
     ApiKeyRow,
     ApprovalRow,
@@ -224,6 +225,11 @@ class Store:
     def deployments(self) -> DeploymentStore:
         """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
         return DeploymentStore(self._sessions, self._now, writes=self._writes)
+
+    @property
+    def redteam(self) -> RedteamStore:
+        """Results of `tether redteam` (store/redteam.py)."""
+        return RedteamStore(self._sessions, self._writes, self._now)
 
     @property
     def live_revisions(self) -> LiveRevisions:

@@ -623,3 +623,18 @@ class FlagChangeRow(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     changed_at: Mapped[datetime]
+
+
+class RedteamRunRow(Base):
+    """One `tether redteam` run against a release: its summary and every case's outcome."""
+
+    __tablename__ = "redteam_runs"
+    __table_args__ = (Index("ix_redteam_runs_release_model_created", "release_id", "model", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"))
+    model: Mapped[str] = mapped_column(String(20))
+    cases: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]]
+    outcomes: Mapped[list[Any]]
+    created_at: Mapped[datetime]
