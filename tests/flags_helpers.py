@@ -57,7 +57,10 @@ PROMPT = (
 
 
 def flags_project(make_project: ProjectFactory) -> Path:
-    return make_project(tools=TOOLS, policy=POLICY, prompt=PROMPT, name="flags-agent")
+    # The policy answers with its own system prompt, to show what the flags made of it: the guard
+    # that blocks system-prompt leaks would (rightly) stop exactly that answer.
+    extra = '[guard]\nsystem_prompt_leak = "allow"\n'
+    return make_project(tools=TOOLS, policy=POLICY, prompt=PROMPT, name="flags-agent", extra=extra)
 
 
 def run(cli: Cli, project: Path, task: str, user: str = "u1") -> dict[str, Any]:

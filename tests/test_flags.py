@@ -172,7 +172,8 @@ def test_a_run_records_its_flags_and_its_prompt_and_tools_honour_them(
 
     plain = run(cli, project, "prompt")
     assert plain["flags"] == {"new-tone": True, "greeting-style": "plain"}
-    assert plain["output"] == "SYSTEM:You are a test agent. Be cheerful. Style: plain."
+    # The guard's own instructions (marking, canary) follow the rendered prompt.
+    assert plain["output"].startswith("SYSTEM:You are a test agent. Be cheerful. Style: plain.\n")
     assert run(cli, project, "greet", user="vip")["output"] == "GREET:warm:ann"  # ToolContext.flags
     assert run(cli, project, "greet")["output"] == "GREET:plain:ann"
 

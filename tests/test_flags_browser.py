@@ -43,6 +43,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     (project / "tether.toml").write_text(
         '[agent]\nname = "flags-agent"\nowner = "ops@example.com"\n\n'
         '[model]\nprimary = "scripted:test-v1"\nscripted_policy = "policy:respond"\n'
+        '[guard]\nsystem_prompt_leak = "allow"\n'  # the policy answers with its own prompt
     )
     env = service_env(
         database_url=f"sqlite+aiosqlite:///{work / 'tether.db'}",

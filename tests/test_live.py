@@ -82,11 +82,13 @@ async def test_a_topic_registered_late_is_loaded_by_ready(nodes: tuple[LiveConfi
     assert value.current == ("x",)
 
 
-async def test_registering_a_topic_twice_is_refused(nodes: tuple[LiveConfig, LiveConfig]) -> None:
+async def test_a_topic_registered_twice_is_kept_once(nodes: tuple[LiveConfig, LiveConfig]) -> None:
     node, _ = nodes
-    node.register("flags", Source().load, empty=())
-    with pytest.raises(ValueError, match="already registered"):
-        node.register("flags", Source().load, empty=())
+    first, second = Source(("first",)), Source(("second",))
+    value = node.register("flags", first.load, empty=())
+    assert node.register("flags", second.load, empty=()) is value
+    await node.ready()
+    assert value.current == ("first",) and second.loads == 0
 
 
 async def test_the_last_snapshot_stays_in_force_while_loading_fails(store: Store) -> None:

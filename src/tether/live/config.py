@@ -68,10 +68,13 @@ class LiveConfig:
     def register(self, topic: str, load: Callable[[], Awaitable[T]], empty: T) -> LiveValue[T]:
         """Keep `topic` fresh in this process; `load` reads its whole snapshot from the store.
 
-        A topic registered after the first load is loaded at the next refresh.
+        A topic registered after the first load is loaded at the next refresh. A topic has one
+        snapshot per process: registering it again (several runtimes sharing one LiveConfig, as the
+        red-team and eval runners do) returns the value already kept, loaded by the first `load`.
         """
         if topic in self._values:
-            raise ValueError(f"live topic {topic!r} is already registered in this process")
+            existing: LiveValue[T] = self._values[topic]
+            return existing
         value = LiveValue(topic, load, empty)
         self._values[topic] = value
         return value

@@ -90,7 +90,10 @@ class RedteamAgentCache(AgentCache):
             for name, tool in loaded.agent.tools.items()
         }
         agent = dataclasses.replace(loaded.agent, tools=tools)
-        ready = dataclasses.replace(loaded, agent=agent, model=model)
+        # A compromised model answers every call: no tier router may send a call past it to the
+        # release's own models (the loop routes everything to `model` when there is no router).
+        router = None if self.compromised else loaded.router
+        ready = dataclasses.replace(loaded, agent=agent, model=model, router=router)
         self._ready[release.id] = ready
         return ready
 
