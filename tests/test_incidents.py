@@ -7,7 +7,11 @@ from pathlib import Path
 
 from conftest import Cli, ProjectFactory
 from observe_agent import POLICY, PRICES, TOOLS
+from sqlalchemy import select
 from test_api import RW, bearer, issue, problem, serve
+
+from tether.store.repository import Store
+from tether.store.tables import WebhookEventRow
 
 RULES = """
 [[alerts]]
@@ -140,3 +144,24 @@ def test_a_rollback_opens_an_incident_with_its_deployment_history(tmp_path: Path
         detail = client.get(f"/v1/incidents/{incidents[0]['id']}", headers=bearer(ops)).json()
         deployments = [m["text"] for m in detail["timeline"] if m["source"] == "deployment"]
         assert [t.split(": ")[1].split(" by ")[0] for t in deployments] == ["switch", "switch", "rollback"]
+
+
+async def test_opening_an_incident_puts_incident_opened_in_the_webhook_outbox(store: Store) -> None:
+    tenant = await store.incidents.open(
+        title="Refunds misfiring", severity="critical", opened_by="ops", tenant_id="acme"
+    )
+    platform = await store.incidents.open(
+        title="Error rate", severity="high", opened_by="alerts", source="alert", source_key="rule-1"
+    )
+    again = await store.incidents.open(
+        title="Error rate", severity="high", opened_by="alerts", source="alert", source_key="rule-1"
+    )
+    assert tenant is not None and platform is not None and again is None
+    async with store.engine.connect() as conn:
+        events = (await conn.execute(select(WebhookEventRow))).all()
+    opened = sorted((e.type, e.tenant_id, e.data["incident_id"]) for e in events)
+    # One event per incident actually opened (the duplicate rolled back with its event), in the
+    # incident's tenant, or the default tenant's for a platform-wide one.
+    assert opened == sorted(
+        [("incident.opened", "acme", tenant.id), ("incident.opened", "default", platform.id)]
+    )

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tether.store.repository import ConflictError, NotFoundError
 from tether.store.tables import IncidentEntryRow, IncidentRow
+from tether.store.webhooks import record_event
 
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -93,6 +94,23 @@ class IncidentStore:
         try:
             async with self._writes.begin() as session:
                 session.add(row)
+                await session.flush()  # a duplicate source_key fails here, before anything else is written
+                # Subscribers hear of it from the outbox, in this transaction (a platform-wide incident
+                # goes to the default tenant's endpoints: the operators' own).
+                await record_event(
+                    session,
+                    type="incident.opened",
+                    tenant_id=tenant_id or "default",
+                    data={
+                        "incident_id": row.id,
+                        "title": row.title,
+                        "severity": severity,
+                        "source": source,
+                        "opened_by": opened_by,
+                        "opened_at": row.opened_at.isoformat(),
+                    },
+                    now=row.opened_at,
+                )
         except IntegrityError:
             if source_key is None:
                 raise
