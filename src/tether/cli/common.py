@@ -161,6 +161,24 @@ class Session:
         await self.store.close()
 
 
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (required; recorded in the audit log).")]
+ByOption = Annotated[
+    str, typer.Option("--by", help="Who is acting (recorded with the change; default: your login name).")
+]
+
+
+def actor(by: str = "") -> str:
+    """Who an audited change is recorded as: `--by`, else the login name, else `cli`."""
+    if by.strip():
+        return by.strip()
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment (a container without one)
+        return "cli"
+
+
 def load_settings() -> Settings:
     """The process settings; a bad TETHER_* value is one `error:` line naming the variable."""
     from pydantic import ValidationError

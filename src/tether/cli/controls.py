@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,8 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether.cli.common import (
+    ByOption,
     JsonOption,
     ProjectOption,
+    actor,
     dump_json,
     open_session,
     out,
@@ -36,16 +37,6 @@ KIND_NAMES = (
     "read_only",
     "maintenance",
 )
-ByOption = Annotated[
-    str, typer.Option("--by", help="Who is acting (recorded with the change; default: your login).")
-]
-
-
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment (a container without one)
-        return "cli"
 
 
 @group.command("set")
@@ -82,7 +73,7 @@ def control_set(
                 scope=scope,
                 value=value,
                 reason=reason,
-                by=by or _me(),
+                by=actor(by),
                 expires_in=expires_in,
             )
         if as_json:
@@ -158,7 +149,7 @@ def control_clear(
 
         async with open_session(project.resolve()) as session:
             control = await clear_control(
-                session.store, await session.live(), control_id, by=by or _me(), reason=reason
+                session.store, await session.live(), control_id, by=actor(by), reason=reason
             )
         if as_json:
             dump_json(control.model_dump(mode="json"))

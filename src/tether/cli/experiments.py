@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,8 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether.cli.common import (
+    ByOption,
     JsonOption,
     ProjectOption,
+    ReasonOption,
+    actor,
     dump_json,
     open_session,
     out,
@@ -25,18 +27,6 @@ if TYPE_CHECKING:
     from tether.store.flag_records import ExperimentRecord
 
 group = typer.Typer(help="A/B experiments: arms, sticky assignment, reports.", no_args_is_help=True)
-
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why (required; recorded in the audit log).")]
-ByOption = Annotated[str, typer.Option("--by", help="Who makes the change (default: your login name).")]
-
-
-def actor(by: str) -> str:
-    if by.strip():
-        return by.strip()
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 def arm_target(release: str | None, flag: str | None, value: object) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,8 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether.cli.common import (
+    ByOption,
     JsonOption,
     ProjectOption,
+    ReasonOption,
+    actor,
     dump_json,
     fail,
     open_session,
@@ -27,18 +29,6 @@ if TYPE_CHECKING:
     from tether.store.flag_records import FlagRecord, FlagSpec
 
 group = typer.Typer(help="Feature flags: targeting, switching, history.", no_args_is_help=True)
-
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why (required; recorded in the audit log).")]
-ByOption = Annotated[str, typer.Option("--by", help="Who makes the change (default: your login name).")]
-
-
-def actor(by: str) -> str:
-    if by.strip():
-        return by.strip()
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 def show_value(value: object) -> str:

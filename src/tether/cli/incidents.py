@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether.cli.common import (
+    ByOption,
     JsonOption,
     ProjectOption,
+    actor,
     dump_json,
     open_session,
     out,
@@ -25,14 +26,6 @@ group = typer.Typer(help="Incidents: open, annotate, close, turn into tests and 
 RunsOption = Annotated[
     list[str] | None, typer.Option("--run", help="Link this run to the incident (repeatable).")
 ]
-ByOption = Annotated[str, typer.Option("--by", help="Who is acting (default: your login).")]
-
-
-def _me() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this environment (a container without one)
-        return "cli"
 
 
 @group.command("open")
@@ -55,7 +48,7 @@ def incident_open(
                 session.store,
                 title=title,
                 severity=severity,
-                by=by or _me(),
+                by=actor(by),
                 tenant_id=tenant,
                 runs=runs or [],
             )
@@ -82,7 +75,7 @@ def incident_note(
         from tether.incidents.service import add_note
 
         async with open_session(project.resolve()) as session:
-            added = await add_note(session.store, incident_id, text=text, by=by or _me(), runs=runs or [])
+            added = await add_note(session.store, incident_id, text=text, by=actor(by), runs=runs or [])
         if as_json:
             dump_json([entry.model_dump(mode="json") for entry in added])
         else:
@@ -106,7 +99,7 @@ def incident_close(
             raise ValueError("say what resolved it (--resolution)")
         async with open_session(project.resolve()) as session:
             incident = await session.store.incidents.close(
-                incident_id, closed_by=by or _me(), resolution=resolution
+                incident_id, closed_by=actor(by), resolution=resolution
             )
         if as_json:
             dump_json(incident.model_dump(mode="json"))

@@ -6,7 +6,6 @@ worker follows it within a second (the live-configuration mechanism); nothing re
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +16,7 @@ from rich.table import Table
 from tether.cli.common import (
     JsonOption,
     ProjectOption,
+    actor,
     dump_json,
     open_session,
     out,
@@ -40,13 +40,6 @@ OverrideOption = Annotated[
     bool,
     typer.Option("--override", help="Enter canary/live without a passing gate verdict (needs --reason)."),
 ]
-
-
-def _actor() -> str:
-    try:
-        return f"{getpass.getuser()} (cli)"
-    except Exception:  # no login name in some containers
-        return "cli"
 
 
 def _rollout(session: Session) -> Rollout:
@@ -197,7 +190,7 @@ def rollout_start(
         return await rollout.start(
             release,
             stage=chosen,
-            actor=_actor(),
+            actor=actor(),
             reason=reason,
             override=override,
             plan=plan,
@@ -216,7 +209,7 @@ def rollout_promote(
     """Make the canary live now, skipping its remaining steps."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
-        return await rollout.promote(_agent(session, agent), actor=_actor(), reason=reason)
+        return await rollout.promote(_agent(session, agent), actor=actor(), reason=reason)
 
     _change(project, action)
 
@@ -231,7 +224,7 @@ def rollout_pause(
     """Hold the canary at 0% of traffic (or --resume it)."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
-        return await rollout.pause(_agent(session, agent), paused=not resume, actor=_actor(), reason=reason)
+        return await rollout.pause(_agent(session, agent), paused=not resume, actor=actor(), reason=reason)
 
     _change(project, action)
 
@@ -243,7 +236,7 @@ def rollout_abort(
     """Stop the canary: no new runs go to it; runs in flight finish on it."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
-        return await rollout.abort(_agent(session, agent), actor=_actor(), reason=reason)
+        return await rollout.abort(_agent(session, agent), actor=actor(), reason=reason)
 
     _change(project, action)
 
@@ -255,7 +248,7 @@ def rollout_rollback(
     """Stop the canary, or without one return to the previous live release (alerts the webhook)."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
-        return await rollout.rollback(_agent(session, agent), actor=_actor(), reason=reason)
+        return await rollout.rollback(_agent(session, agent), actor=actor(), reason=reason)
 
     _change(project, action)
 
@@ -270,7 +263,7 @@ def rollout_switch(
     """Blue-green: all traffic to RELEASE at once (its gate must have passed, or --override --reason)."""
 
     async def action(session: Session, rollout: Rollout) -> Any:
-        return await rollout.switch(release, actor=_actor(), reason=reason, override=override)
+        return await rollout.switch(release, actor=actor(), reason=reason, override=override)
 
     _change(project, action)
 
