@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tether.outages import OutageLog
+from tether.pubsub import listen_forever
 
 if TYPE_CHECKING:
     from tether.store.repository import Store
@@ -151,23 +152,9 @@ class LiveConfig:
                 self._polling.succeeded()
 
     async def _listen_forever(self) -> None:
-        """Wake the poller whenever another node announces a change; resubscribe after Redis outages."""
-        pause = 0.5
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    pause = 0.5
-                    self._subscription.succeeded()
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # polling alone keeps the bound at poll_s meanwhile
-                self._subscription.failed(exc)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
+        """Wake the poller whenever another node announces a change (polling alone keeps the bound
+        at `poll_s` while Redis is away)."""
+        await listen_forever(self._redis, CHANNEL, lambda _topic: self._wake.set(), self._subscription)
 
     async def close(self) -> None:
         for task in self._tasks:

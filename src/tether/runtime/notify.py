@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from tether.outages import OutageLog
+from tether.pubsub import listen_forever
 
 log = logging.getLogger("tether.notify")
 _CHANNEL = "tether:runs"
@@ -76,23 +77,7 @@ class RedisNotifier(Notifier):
 
     async def _listen(self) -> None:
         """Relay wake-ups for as long as the node lives, resubscribing whenever Redis comes back."""
-        pause = 0.5
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(_CHANNEL)
-                    pause = 0.5
-                    self._subscription.succeeded()
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            data = message["data"]
-                            self._wake(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # streams fall back to polling the database meanwhile
-                self._subscription.failed(exc)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
+        await listen_forever(self._redis, _CHANNEL, self._wake, self._subscription)
 
     async def close(self) -> None:
         if self._listener is not None:
