@@ -23,13 +23,23 @@ from tether.store.records import RunRecord
 
 class RunCaches:
     def __init__(
-        self, caches: Caches | None, config: CacheSection, run: RunRecord, agent: str, models: list[str]
+        self,
+        caches: Caches | None,
+        config: CacheSection,
+        run: RunRecord,
+        agent: str,
+        models: list[str],
+        *,
+        key_text: Callable[[str], str] = str,
     ) -> None:
         self.caches = caches
         self.config = config
         self.scope = CacheScope(run.tenant_id, None if config.user_independent else run.user_id)
         self.agent = agent
         self.models = models
+        self.key_text = key_text
+        """What of a message's text the response key sees: the guard strips its per-run secrets (the
+        marking key, the canary), so the same request from two runs is one entry."""
 
     @property
     def semantic(self) -> bool:
@@ -63,7 +73,8 @@ class RunCaches:
         key = None
         if self.config.response:
             params = {"max_output_tokens": max_output_tokens}
-            key = self.caches.response_key(self.scope, self.models, messages, tools, params)
+            keyed = [m.model_copy(update={"content": self.key_text(m.content)}) for m in messages]
+            key = self.caches.response_key(self.scope, self.models, keyed, tools, params)
             hit = await self.caches.response(key)
             if hit is not None:
                 response = ModelResponse.model_validate(hit.value)

@@ -141,10 +141,6 @@ class RunLoop:
         self.router = loaded.router or ModelRouter(self.config.routing, loaded.model, {}, loaded.pricer, {})
         """Picks the tier of each model call (`[routing]`), escalating once when asked to."""
         self._counters = list(loaded.counters) or [CharCounter()]
-        self.caches = RunCaches(
-            loaded.caches, self.config.cache, run, self.config.agent.name, self.router.models
-        )
-        """The release's caches (`[cache]`), scoped to this run's tenant and user."""
         self.waited_for_models_s = 0.0
         """Time this execution spent waiting for an open model breaker (`[breakers] when_all_open`)."""
         self.tool_specs: list[ToolSpec] = [
@@ -161,6 +157,15 @@ class RunLoop:
             InstructionClassifier(loaded.classifier) if loaded.classifier is not None else None,
         )
         """Checks at input, tool call, tool result and output (docs/guardrails.md)."""
+        self.caches = RunCaches(
+            loaded.caches,
+            self.config.cache,
+            run,
+            self.config.agent.name,
+            self.router.models,
+            key_text=self.guard.stable_view,
+        )
+        """The release's caches (`[cache]`), scoped to this run's tenant and user."""
 
     # -- driving --------------------------------------------------------------------------------
 
@@ -404,12 +409,8 @@ class RunLoop:
             response = await switched.chat(self.messages, self.tool_specs, max_output_tokens=max_output)
             cost = self.loaded.pricer.cost(response.reference, response.usage)
             return RoutedAnswer(response, response.usage, cost, route="switch_model control")
-        keyed = [  # the cache keys on the request without this execution's guard secrets
-            m.model_copy(update={"content": self.guard.stable_view(m.content)}) if m.content else m
-            for m in self.messages
-        ]
         return await self.caches.model_call(
-            keyed,
+            self.messages,
             self.tool_specs,
             max_output,
             lambda: self.router.chat(
