@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from test_api import RW, bearer, finished, issue, parked_refund, problem, serve
+from ui_helpers import csrf_from
 
 OPERATOR = ("operator",)
 
@@ -160,3 +162,35 @@ def test_a_tenant_operator_acts_on_its_own_tenant_only(example_project: Path) ->
             ).status_code
             == 200
         )
+
+
+def _log_in(client: TestClient, key: str) -> str:
+    """Log the client's dashboard session in with `key`; returns the controls page's CSRF token."""
+    form = client.get("/ui/login", params={"next": "/ui/controls"})
+    login = {"key": key, "csrf": csrf_from(form.text), "next": "/ui/controls"}
+    page = client.post("/ui/login", data=login)
+    assert page.status_code == 200, page.text
+    return csrf_from(page.text)
+
+
+def test_the_dashboard_holds_a_tenant_operator_to_its_tenant(example_project: Path) -> None:
+    tenant_ops = issue("t1-oncall", "t1", OPERATOR)
+    global_ops = issue("oncall", "default", OPERATOR)
+    with serve(example_project, workers=0) as client:
+        everywhere = _set(client, global_ops, kind="maintenance", value="Everyone: back at noon")
+        other = _set(client, global_ops, kind="read_only", scope="tenant:t2")
+        csrf = _log_in(client, tenant_ops)
+        page = client.get("/ui/controls").text
+        assert 'value="tenant:t1"' in page and other["id"] not in page  # toggles act on its tenant
+        assert "Everyone: back at noon" in page  # the banner, and the global control listed
+        form = {"csrf": csrf, "kind": "read_only", "reason": "r"}
+        refused = client.post("/ui/controls", data={**form, "scope": "all"}, follow_redirects=False)
+        assert refused.status_code == 403 and "tenant:t1 only" in refused.text
+        made = client.post("/ui/controls", data={**form, "scope": "tenant:t1"}, follow_redirects=False)
+        assert made.status_code == 303
+        clear = {"csrf": csrf, "reason": "r"}
+        assert client.post(f"/ui/controls/{everywhere['id']}/clear", data=clear).status_code == 403
+        assert client.post(f"/ui/controls/{other['id']}/clear", data=clear).status_code == 404
+        listed = client.get("/v1/controls", headers=bearer(global_ops)).json()
+        mine = [c for c in listed if c["scope"] == "tenant:t1"]
+        assert [c["created_by"].split(" ")[0] for c in mine] == ["t1-oncall"]
