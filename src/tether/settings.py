@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     delivered here from the outbox, signed, retried and replayable (docs/webhooks.md)."""
     alert_webhook_secret: str | None = None
     """The `whsec_...` secret deliveries to `alert_webhook_url` are signed with; unset: generated
-    once and shown by `tether webhook list --operator`."""
+    once and shown by `tether webhook list --tenant '*' --json`."""
     operator_tenant: str = Field(default="default", min_length=1, max_length=200)
     """Operator keys of this tenant are global operators (every scope of every control); operator
     keys of any other tenant set and clear controls only for their own tenant."""

@@ -26,7 +26,10 @@ group = typer.Typer(
     help="Send signed events to tenants' URLs: endpoints, deliveries, replays.", no_args_is_help=True
 )
 
-TenantOption = Annotated[str, typer.Option(help="The tenant the endpoint belongs to.")]
+TenantOption = Annotated[
+    str,
+    typer.Option(help="The tenant the endpoint belongs to; `*`: an operator endpoint for every tenant's events."),
+]
 
 
 @contextlib.asynccontextmanager
