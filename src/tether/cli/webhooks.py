@@ -28,7 +28,7 @@ group = typer.Typer(
 
 TenantOption = Annotated[
     str,
-    typer.Option(help="The tenant the endpoint belongs to; `*`: an operator endpoint for every tenant's events."),
+    typer.Option(help="The endpoint's tenant (`*`: an operator endpoint, every tenant's events)."),
 ]
 
 
