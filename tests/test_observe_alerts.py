@@ -1,4 +1,5 @@
-"""Alert rules from tether.toml: evaluated on real runs, stored, sent to a real local webhook."""
+"""Alert rules from tether.toml: evaluated on real runs, stored, and delivered from the webhooks outbox
+to the operator's TETHER_ALERT_WEBHOOK_URL (a real local receiver), signed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +30,10 @@ from tether.rollout.releases import working_copy_release
 from tether.settings import Settings
 from tether.store.records import RunOrigin
 from tether.store.repository import Store, utc_now
+from tether.store.webhooks import new_secret
+from tether.webhooks import signing
+from tether.webhooks.dispatcher import Dispatcher
+from tether.webhooks.service import keep_alert_endpoint
 
 RULES = """
 [[alerts]]
@@ -53,16 +59,18 @@ min_runs = 1
 
 
 class Webhook:
-    """A local HTTP server that records every JSON body POSTed to it."""
+    """A local HTTP server that records every JSON body POSTed to it (and the raw request)."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.raw: list[tuple[dict[str, str], bytes]] = []
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 assert self.headers["Content-Type"] == "application/json"
+                hook.raw.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 hook.received.append(json.loads(body))
                 self.send_response(204)
                 self.end_headers()
@@ -79,14 +87,37 @@ class Webhook:
         self.server.server_close()
 
 
+SECRET = new_secret()
+
+
 @pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
     hook = Webhook()
-    monkeypatch.setenv("TETHER_ALERT_WEBHOOK_URL", hook.url)
+    monkeypatch.setenv("TETHER_ALERT_WEBHOOK_URL", hook.url)  # loopback: trusted, being the operator's
+    monkeypatch.setenv("TETHER_ALERT_WEBHOOK_SECRET", SECRET)
     try:
         yield hook
     finally:
         hook.close()
+
+
+def deliver() -> list[str]:
+    """What a worker does: keep the operator endpoint the settings name, relay and send once."""
+
+    async def tick() -> list[str]:
+        store = await Store.open(os.environ["TETHER_DATABASE_URL"])
+        settings = Settings()
+        try:
+            await keep_alert_endpoint(store, settings)
+            dispatcher = Dispatcher(store, settings)
+            try:
+                return [d.status for d in await dispatcher.tick()]
+            finally:
+                await dispatcher.close()
+        finally:
+            await store.close()
+
+    return asyncio.run(tick())
 
 
 def test_rules_fire_and_resolve_stored_and_sent_to_the_webhook(
@@ -110,27 +141,33 @@ def test_rules_fire_and_resolve_stored_and_sent_to_the_webhook(
     assert fired["completion low"]["state"] == "firing" and fired["completion low"]["tenant_id"] == "default"
     assert fired["completion low"]["value"] == pytest.approx(2 / 3)
     assert fired["tools failing"]["severity"] == "critical" and fired["tools failing"]["threshold"] == 0.05
-    assert sorted((w["rule"], w["state"]) for w in webhook.received) == [
-        ("completion low", "firing"),
-        ("tools failing", "firing"),
+    assert webhook.received == []  # nothing is POSTed by the evaluator: the events wait in the outbox
+    assert deliver() == ["succeeded", "succeeded"]
+    assert sorted((w["type"], w["data"]["rule"], w["data"]["state"]) for w in webhook.received) == [
+        ("alert.fired", "completion low", "firing"),
+        ("alert.fired", "tools failing", "firing"),
     ]
+    for headers, body in webhook.raw:  # signed like every delivery, with the configured secret
+        assert signing.verify(SECRET, headers, body, now=int(time.time()))
 
     again = cli.json("alerts", "check", "--project", project)  # still firing: nothing new is sent
-    assert again["changed"] == [] and len(again["firing"]) == 2 and len(webhook.received) == 2
+    assert again["changed"] == [] and len(again["firing"]) == 2
+    assert deliver() == [] and len(webhook.received) == 2
 
     async def an_hour_later() -> list[str]:
         store = await Store.open(os.environ["TETHER_DATABASE_URL"])
         try:
             rules = rules_for(load_config(project / "tether.toml"))
-            evaluator = AlertEvaluator(store, rules, webhook_url=webhook.url)
+            evaluator = AlertEvaluator(store, rules)
             changes = await evaluator.check(now=utc_now() + timedelta(hours=1))
             return sorted(f"{c.alert.rule}:{c.state}" for c in changes)
         finally:
             await store.close()
 
     assert asyncio.run(an_hour_later()) == ["completion low:resolved", "tools failing:resolved"]
-    assert [w["state"] for w in webhook.received[2:]] == ["resolved", "resolved"]
-    assert all(w["resolved_at"] is not None for w in webhook.received[2:])
+    assert deliver() == ["succeeded", "succeeded"]
+    assert [w["data"]["state"] for w in webhook.received[2:]] == ["resolved", "resolved"]
+    assert all(w["data"]["resolved_at"] is not None for w in webhook.received[2:])
 
     history = cli.json("alerts", "list", "--project", project)
     assert sorted((a["rule"], a["state"]) for a in history) == [
@@ -158,8 +195,9 @@ def test_the_service_evaluates_alerts_and_lists_them_per_tenant(
             await store.close()
 
     mine, other, writer = asyncio.run(keys())
-    app = create_app(ServiceOptions(project=project, settings=Settings()))
-    with TestClient(app) as client:
+    # With a worker: it sends the outbox's events (the API process only evaluates and records).
+    options = ServiceOptions(project=project, settings=Settings(), embedded_worker_concurrency=1)
+    with TestClient(create_app(options)) as client:
         for _ in range(300):
             if webhook.received:
                 break
@@ -169,7 +207,7 @@ def test_the_service_evaluates_alerts_and_lists_them_per_tenant(
         hidden = client.get("/v1/alerts", headers={"Authorization": f"Bearer {other}"})
         assert client.get("/v1/alerts").status_code == 401
         assert client.get("/v1/alerts", headers={"Authorization": f"Bearer {writer}"}).status_code == 403
-    assert [w["rule"] for w in webhook.received] == ["completion low"]
+    assert [w["data"]["rule"] for w in webhook.received] == ["completion low"]  # via the embedded worker
     assert [a["rule"] for a in listed.json()["alerts"]] == ["completion low"]
     assert firing.json()["alerts"][0]["message"] == "completion_rate over 15m is 0.0% (fires below 0.9)"
     assert hidden.json() == {"alerts": []}

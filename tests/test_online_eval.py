@@ -17,11 +17,28 @@ from ui_helpers import csrf_from
 from tether.agent.config import AlertRule, ConfigError, load_config
 from tether.api.app import ServiceOptions, create_app
 from tether.api.auth import issue_key
-from tether.evals.online import OnlineScorer, sampled, score_cost, score_latency, score_status
+from tether.evals.online import (
+    OnlineScorer,
+    sampled,
+    score_cost,
+    score_guardrails,
+    score_latency,
+    score_status,
+)
 from tether.observe.alerts import AlertEvaluator
 from tether.settings import Settings
 from tether.store.online_eval import OnlineJob, ScoreDraft
-from tether.store.records import RunOrigin, RunRecord, RunStatus, RunTotals
+from tether.store.records import (
+    RunOrigin,
+    RunRecord,
+    RunStatus,
+    RunTotals,
+    StepDraft,
+    StepKind,
+    StepOutcome,
+    StepRecord,
+    StepStatus,
+)
 from tether.store.repository import Store
 
 ONLINE = """
@@ -94,6 +111,82 @@ def test_the_scorers_that_need_no_expected_answer() -> None:
     assert (slow.score, slow.passed) == (0.5, False)  # twice the target
     assert score_cost(_run(), 0.05).score == 1.0
     assert score_cost(_run(), 0.01).score == 0.5
+
+
+def _step(index: int, kind: StepKind, name: str = "model", action: str | None = None) -> StepRecord:
+    from datetime import UTC, datetime
+
+    return StepRecord.model_validate(
+        {
+            "run_id": "run_x",
+            "index": index,
+            "kind": kind,
+            "status": StepStatus.SUCCEEDED,
+            "name": name,
+            "tool_call_id": None,
+            "arguments": {"stage": "output", "action": action} if action else {},
+            "result": None,
+            "error": None,
+            "message": None,
+            "idempotency_key": f"run_x:{index}",
+            "attempts": 1,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "latency_ms": None,
+            "started_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "finished_at": None,
+        }
+    )
+
+
+def test_the_guardrails_scorer_counts_interventions_and_fails_on_a_block() -> None:
+    clean = [
+        _step(0, StepKind.MODEL_CALL),
+        _step(1, StepKind.TOOL_CALL, "lookup"),
+        _step(2, StepKind.MODEL_CALL),
+    ]
+    assert score_guardrails(_run(), clean) == ScoreDraft(
+        "guardrails", 1.0, True, "no guard decision in 3 steps"
+    )
+    redacted = [*clean, _step(3, StepKind.GUARDRAIL, "pii", "redact")]
+    found = score_guardrails(_run(), redacted)
+    assert (found.score, found.passed) == (0.75, True)  # one intervention in four steps, nothing blocked
+    assert "redact 1" in found.detail and "pii" in found.detail
+    blocked = [*redacted, _step(4, StepKind.GUARDRAIL, "injection", "block")]
+    found = score_guardrails(_run(status=RunStatus.BLOCKED), blocked)
+    assert (found.score, found.passed) == (0.6, False)
+    assert "block 1" in found.detail and "injection" in found.detail
+    # A blocked run fails even when its block left no step (and an empty run scores 1).
+    assert not score_guardrails(_run(status=RunStatus.BLOCKED), clean).passed
+    assert score_guardrails(_run(), []).score == 1.0
+
+
+async def test_the_worker_scores_recorded_guard_decisions(store: Store, example_project: Path) -> None:
+    with_online_eval(example_project, '\n[online_eval]\nsample_rate = 1.0\nscorers = ["guardrails"]\n')
+    from tether.rollout.releases import working_copy_release
+
+    release = await working_copy_release(store, example_project)
+    run = await store.create_run(release=release, user_id="u", input="x", origin=RunOrigin.API)
+    assert await store.claim_run("w", 60, run_id=run.id) is not None
+    for index, (kind, name, arguments) in enumerate(
+        [
+            (StepKind.MODEL_CALL, "model", {}),
+            (StepKind.GUARDRAIL, "pii", {"stage": "output", "action": "redact"}),
+        ]
+    ):
+        draft = StepDraft(index=index, kind=kind, name=name, arguments=arguments)
+        await store.begin_step(run.id, "w", 60, draft)
+        outcome = StepOutcome(status=StepStatus.SUCCEEDED)
+        await store.finish_step(run.id, "w", 60, index, outcome, RunTotals())
+    await store.finish_run(run.id, "w", 60, status=RunStatus.SUCCEEDED, totals=RunTotals())
+    scorer = OnlineScorer(store, project=example_project, poll_s=1)
+    assert await scorer.tick() == 1
+    [score] = await store.online_eval.scores_for_run(run.id)
+    assert (score.scorer, score.score, score.passed) == ("guardrails", 0.5, True)
+    now = store.online_eval.now()
+    summary = await store.online_eval.summary(since=now - timedelta(hours=1), until=now + timedelta(hours=1))
+    assert [(row.scorer, row.mean) for row in summary if row.scorer == "guardrails"] == [("guardrails", 0.5)]
 
 
 def test_the_judge_scorer_needs_a_rubric(example_project: Path) -> None:

@@ -15,8 +15,11 @@ from tether.rollout.controller import LEASE, CanaryController
 from tether.rollout.deployment import Plan, Stage
 from tether.rollout.releases import create_release
 from tether.rollout.service import Rollout
+from tether.settings import Settings
 from tether.store.records import ReleaseRecord, RunOrigin, RunStatus, RunTotals
 from tether.store.repository import Store
+from tether.webhooks.dispatcher import Dispatcher
+from tether.webhooks.service import keep_alert_endpoint
 
 
 async def releases(store: Store, root: Path) -> None:
@@ -41,9 +44,9 @@ async def traffic(store: Store, canary_failure: float, runs: int, rng: random.Ra
         await finished(store, release, f"u{index}", status)
 
 
-async def started(store: Store, clock: TestClock, root: Path, webhook_url: str | None = None) -> Rollout:
+async def started(store: Store, clock: TestClock, root: Path) -> Rollout:
     await releases(store, root)
-    rollout = Rollout(store, LiveConfig(store), clock=clock, webhook_url=webhook_url)
+    rollout = Rollout(store, LiveConfig(store), clock=clock)
     await rollout.switch("v1", actor="test", reason="base", override=True)
     plan = Plan(steps=(10.0, 100.0), min_runs=20, min_seconds=60)
     await rollout.start("v2", stage=Stage.CANARY, actor="test", reason="try", override=True, plan=plan)
@@ -54,18 +57,26 @@ async def test_a_bad_canary_is_rolled_back_with_its_evidence(
     store: Store, clock: TestClock, tmp_path: Path
 ) -> None:
     hook = Webhook()
+    settings = Settings(alert_webhook_url=hook.url)  # the operator's endpoint, from the outbox
     try:
-        await rolled_back(store, clock, tmp_path, hook)
+        await keep_alert_endpoint(store, settings)
+        await rolled_back(store, clock, tmp_path)
+        dispatcher = Dispatcher(store, settings)
+        try:  # the canary's 160 run events go first (nobody subscribed them), then the rollback's
+            sent = [d.status for _ in range(5) for d in await dispatcher.tick()]
+        finally:
+            await dispatcher.close()
+        assert sent == ["succeeded"] and await store.webhooks.pending_events() == []
     finally:
         hook.close()
-    assert [(w["kind"], w["from_release"], w["to_release"]) for w in hook.received] == [
-        ("rollout.rollback", "v2", "v1")
+    assert [(w["type"], w["data"]["from_release"], w["data"]["to_release"]) for w in hook.received] == [
+        ("rollout.rolled_back", "v2", "v1")
     ]
-    assert any(m["breached"] for m in hook.received[0]["evidence"]["measures"])
+    assert any(m["breached"] for m in hook.received[0]["data"]["evidence"]["measures"])
 
 
-async def rolled_back(store: Store, clock: TestClock, tmp_path: Path, hook: Webhook) -> None:
-    rollout = await started(store, clock, tmp_path, webhook_url=hook.url)
+async def rolled_back(store: Store, clock: TestClock, tmp_path: Path) -> None:
+    rollout = await started(store, clock, tmp_path)
     await traffic(store, canary_failure=0.6, runs=160, rng=random.Random(1))
     decided = await CanaryController(rollout, owner="node-a").tick()
     assert [d.action for _, d in decided] == ["rollback"]

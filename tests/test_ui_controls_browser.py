@@ -131,3 +131,30 @@ def test_an_incident_from_open_to_close(page: Any, operated: tuple[Dashboard, st
     page.goto("/ui/incidents")
     expect(page.locator("#incidents")).to_contain_text("refunds refused")
     assert page.problems == []
+
+
+def test_a_maintenance_banner_on_every_page_while_it_is_in_force(
+    page: Any, operated: tuple[Dashboard, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    dashboard, operator = operated
+    message = "Planned maintenance: refunds resume at 14:00 UTC"
+    with httpx.Client(base_url=dashboard.base_url, headers={"Authorization": f"Bearer {operator}"}) as api:
+        made = api.post(
+            "/v1/controls", json={"kind": "maintenance", "value": message, "reason": "db upgrade"}
+        )
+        assert made.status_code == 201, made.text
+        _log_in(page, dashboard.key, "/ui/health")  # a reader, not an operator, sees it too
+        for target in ("/ui/health", "/ui/runs", "/ui/approvals", "/ui/releases", "/ui/cost"):
+            page.goto(target)
+            expect(page.locator("#maintenance-banner")).to_contain_text(message)
+        page.context.clear_cookies()
+        _log_in(page, operator, "/ui/controls")
+        expect(page.locator("#maintenance-banner")).to_contain_text(message)
+        cleared = api.post(f"/v1/controls/{made.json()['id']}/clear", json={"reason": "done"})
+        assert cleared.status_code == 200, cleared.text
+    page.goto("/ui/controls")  # the history still lists it; the banner no longer shows it
+    expect(page.locator("#control-history")).to_contain_text(message)
+    expect(page.locator("#maintenance-banner", has_text=message)).to_have_count(0)
+    assert page.problems == []

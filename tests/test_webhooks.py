@@ -24,6 +24,7 @@ from tether.api.app import ServiceOptions, create_app
 from tether.settings import Settings
 from tether.store.records import ReleaseRecord, RunOrigin, RunStatus, RunTotals
 from tether.store.repository import Store
+from tether.store.webhooks import Pruned
 from tether.webhooks import signing
 from tether.webhooks.destinations import DestinationPolicy, DestinationRefused
 from tether.webhooks.dispatcher import Dispatcher
@@ -471,3 +472,131 @@ async def test_cancelling_a_queued_run_is_an_event_too(store: Store, receiver: R
     assert delivered.status == "succeeded" and delivered.endpoint_id == endpoint.id
     [(_, body)] = receiver.requests
     assert json.loads(body)["data"] | {"run_id": run.id, "status": "cancelled"} == json.loads(body)["data"]
+
+
+# --------------------------------------------------------------------------- retention
+
+
+async def test_pruning_deletes_finished_history_and_keeps_what_is_pending(
+    store: Store, receiver: Receiver, clock: TestClock
+) -> None:
+    from datetime import timedelta
+
+    from tether.webhooks.events import CALLBACK_EVENTS
+
+    endpoint = await store.webhooks.add_endpoint(
+        tenant_id="t1", url=receiver.url, events=["*"], created_by="t"
+    )
+    release = await release_of(store)
+    run = await store.create_run(
+        release=release, user_id="u", input="hi", origin=RunOrigin.API, tenant_id="t1"
+    )
+    callback = await store.webhooks.add_endpoint(
+        tenant_id="t1", url=receiver.url, events=list(CALLBACK_EVENTS), created_by="t", run_id=run.id
+    )
+    assert await store.claim_run("w", 60, run_id=run.id) is not None
+    await store.finish_run(run.id, "w", 60, status=RunStatus.SUCCEEDED, totals=RunTotals())
+    dispatcher = Dispatcher(store, settings(webhook_retention_days=30))
+    try:
+        delivered = await dispatcher.tick()
+        assert sorted(d.endpoint_id for d in delivered) == sorted([endpoint.id, callback.id])
+        receiver.answer = 500
+        await ended_run(store)  # its delivery fails once and stays pending
+        [pending] = await dispatcher.tick()
+        assert pending.status == "pending"
+        # Nothing is old enough yet.
+        assert await dispatcher.prune_if_due() == Pruned()
+        assert await dispatcher.prune_if_due() is None  # not due again within the interval
+        clock.advance(31 * 86400)
+        pruned = await store.webhooks.prune(older_than=timedelta(days=30))
+    finally:
+        await dispatcher.close()
+    assert pruned == Pruned(deliveries=2, events=1, callbacks=1)
+    assert [d.id for d, _ in await store.webhooks.list_deliveries()] == [pending.id]
+    await store.webhooks.get_event(pending.event_id)  # the pending delivery's event stays
+    with pytest.raises(LookupError):
+        await store.webhooks.get_event(delivered[0].event_id)
+    with pytest.raises(LookupError):
+        await store.webhooks.get_endpoint(callback.id)
+    await store.webhooks.get_endpoint(endpoint.id)  # a subscription is never pruned
+    # Once it is dead (and as old), it goes too.
+    await store.webhooks.record_attempt(pending.id, status="dead", status_code=500, error="HTTP 500")
+    assert await store.webhooks.prune(older_than=timedelta(days=30)) == Pruned()
+    clock.advance(31 * 86400)
+    assert await store.webhooks.prune(older_than=timedelta(days=30)) == Pruned(deliveries=1, events=1)
+    assert await store.webhooks.list_deliveries() == []
+
+
+def test_the_cli_prunes_webhook_history(example_project: Path, cli: Cli) -> None:
+    p = ("--project", example_project)
+    pruned = cli.json("webhook", "prune", "--days", "7", *p)
+    assert pruned == {"deliveries": 0, "events": 0, "callbacks": 0, "older_than_days": 7.0}
+    assert "older than 30 days" in cli("webhook", "prune", *p).stdout  # the setting's default
+    assert "--days" in cli("webhook", "prune", "--days", "-1", *p, expect=2).stderr
+
+
+# --------------------------------------------------------------------------- the operator's endpoint
+
+
+async def test_the_alert_webhook_setting_is_an_operator_endpoint_for_every_tenant(
+    store: Store, receiver: Receiver
+) -> None:
+    from tether.store.webhooks import OPERATOR_TENANT
+    from tether.webhooks.service import keep_alert_endpoint
+
+    operator = Settings(alert_webhook_url=receiver.url, webhook_max_attempts=1)  # loopback, NOT allowed
+    endpoint = await keep_alert_endpoint(store, operator)
+    assert endpoint is not None and endpoint.tenant_id == OPERATOR_TENANT
+    assert endpoint.events == ["alert.*", "rollout.*"] and endpoint.secret.startswith("whsec_")
+    assert await keep_alert_endpoint(store, operator) == endpoint  # every worker start: the same one
+    tenant = await store.webhooks.add_endpoint(tenant_id="t1", url=receiver.url, events=["*"], created_by="t")
+    for index, tenant_id in enumerate(("t1", "t2")):
+        await store.telemetry.fire_alert(
+            alert_id=f"alr_{index}",
+            rule="completion rate low",
+            tenant_id=tenant_id,
+            severity="warning",
+            metric="completion_rate",
+            value=0.5,
+            threshold=0.85,
+            message="low",
+        )
+    await store.webhooks.publish(type="rollout.rolled_back", tenant_id=OPERATOR_TENANT, data={"to": "v1"})
+    await ended_run(store, tenant="t2")  # a run event: not the operator endpoint's business
+    # The same loopback URL added by hand (not from the setting) is refused like any other.
+    by_hand = await store.webhooks.add_endpoint(
+        tenant_id=OPERATOR_TENANT, url=receiver.url.replace("/hook", "/other"), events=["*"], created_by="t"
+    )
+    dispatcher = Dispatcher(store, operator)
+    try:
+        sent = await dispatcher.tick()
+    finally:
+        await dispatcher.close()
+    by_endpoint: dict[str, list[str]] = {}
+    for delivery in sent:
+        by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery.status)
+    assert by_endpoint[endpoint.id] == ["succeeded"] * 3  # t1's and t2's alerts, the rollback
+    assert by_endpoint[tenant.id] == ["dead"]  # t1's own alert; loopback not allowed for a tenant
+    assert set(by_endpoint[by_hand.id]) == {"dead"}
+    dead = [d for d in sent if d.endpoint_id == by_hand.id]
+    assert all("internal" in (d.last_error or "") for d in dead)
+    paths = [headers for headers, _ in receiver.requests]
+    types = sorted(json.loads(body)["type"] for _, body in receiver.requests)
+    assert types == ["alert.fired", "alert.fired", "rollout.rolled_back"] and len(paths) == 3
+    for headers, body in receiver.requests:
+        assert signing.verify(endpoint.secret, headers, body, now=int(time.time()))
+    # A tenant lists (and may replay) its own deliveries, never the operator's copy of its events.
+    assert {d.endpoint_id for d, _ in await store.webhooks.list_deliveries(tenant_id="t1")} == {tenant.id}
+
+    # Changing the setting moves the endpoint; unsetting it removes it.
+    moved = await keep_alert_endpoint(store, Settings(alert_webhook_url=receiver.url + "/v2"))
+    assert moved is not None and moved.id != endpoint.id
+    assert (await store.webhooks.get_endpoint(endpoint.id)).disabled_at is not None
+    assert await keep_alert_endpoint(store, Settings(alert_webhook_url=None)) is None
+    assert (await store.webhooks.get_endpoint(moved.id)).disabled_at is not None
+    with pytest.raises(ValueError, match="TETHER_ALERT_WEBHOOK_URL"):
+        await keep_alert_endpoint(store, Settings(alert_webhook_url="ftp://alerts.example/hook"))
+    with pytest.raises(ValueError, match="TETHER_ALERT_WEBHOOK_SECRET"):
+        await keep_alert_endpoint(
+            store, Settings(alert_webhook_url=receiver.url, alert_webhook_secret="nope")
+        )

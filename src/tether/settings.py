@@ -61,7 +61,14 @@ class Settings(BaseSettings):
     metrics_access: Literal["key", "localhost", "open"] = "key"
     """Who may read GET /metrics: a key with the admin or metrics scope, loopback clients, or anyone."""
     alert_webhook_url: str | None = None
-    """Alert transitions (firing, resolved) are POSTed here as JSON."""
+    """An operator-level webhook endpoint: every tenant's `alert.*` and every `rollout.*` event is
+    delivered here from the outbox, signed, retried and replayable (docs/webhooks.md)."""
+    alert_webhook_secret: str | None = None
+    """The `whsec_...` secret deliveries to `alert_webhook_url` are signed with; unset: generated
+    once and shown by `tether webhook list --tenant '*' --json`."""
+    operator_tenant: str = Field(default="default", min_length=1, max_length=200)
+    """Operator keys of this tenant are global operators (every scope of every control); operator
+    keys of any other tenant set and clear controls only for their own tenant."""
     alert_interval_s: float = Field(default=60.0, gt=0)
     """How often the API process evaluates the alert rules."""
     rollout_interval_s: float = Field(default=5.0, gt=0)
@@ -87,6 +94,10 @@ class Settings(BaseSettings):
     """A receiver must answer within this long, or the attempt fails and is retried."""
     webhook_poll_s: float = Field(default=1.0, gt=0)
     """How often a worker looks for new events and due deliveries."""
+    webhook_retention_days: float = Field(default=30.0, gt=0)
+    """Delivered and dead deliveries (and their events) older than this are deleted by workers."""
+    webhook_prune_interval_s: float = Field(default=3600.0, gt=0)
+    """How often a worker prunes old webhook deliveries and events."""
     # Online evaluation (docs/online-evaluation.md)
     online_eval_poll_s: float = Field(default=2.0, gt=0)
     """How often a worker looks for finished production runs to sample and score."""

@@ -159,7 +159,7 @@ class ReadinessSection(_Strict):
     stored_state: list[str] = Field(default_factory=list)
 
 
-OnlineScorerName = Literal["status", "latency", "cost", "judge"]
+OnlineScorerName = Literal["status", "latency", "cost", "judge", "guardrails"]
 
 
 class OnlineEvalSection(_Strict):

@@ -115,14 +115,13 @@ def create_app(options: ServiceOptions) -> FastAPI:
             decider = install_rollout(runtime)  # flags and experiment arms of every run submitted here
             live = runtime.live
             # Registered before the first load, so the deployment is in force for the first request.
-            rollout = Rollout(store, live, webhook_url=settings.alert_webhook_url)
+            rollout = Rollout(store, live)
             rollout.experiments = decider.claims  # experiments between releases split the live share
             incident_on_rollback = on_rollback(rollback_hook(store))  # a rollback opens an incident
             await live.start()
             alerts = AlertEvaluator(
                 store,
                 rules_for(config),
-                webhook_url=settings.alert_webhook_url,
                 budgets=config.budget_alerts,
                 on_fire=alert_hook(store),  # a firing alert opens an incident (once across API nodes)
             )

@@ -121,7 +121,7 @@ def traces_search(
 
 @alerts_group.command("check")
 def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False) -> None:
-    """Evaluate the project's alert rules once; store and send (TETHER_ALERT_WEBHOOK_URL) what changed."""
+    """Evaluate the project's alert rules once; store what changed (webhook events for workers to send)."""
 
     async def body() -> None:
         from tether.agent.config import load_config
@@ -134,7 +134,6 @@ def alerts_check(project: ProjectOption = Path("."), as_json: JsonOption = False
             evaluator = AlertEvaluator(
                 session.store,
                 rules_for(config),
-                webhook_url=session.runtime.settings.alert_webhook_url,
                 budgets=config.budget_alerts,
                 on_fire=alert_hook(session.store),  # a firing alert opens an incident
             )

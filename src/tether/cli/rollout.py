@@ -47,7 +47,7 @@ def _rollout(session: Session) -> Rollout:
     from tether.rollout.service import Rollout
 
     live = LiveConfig(session.store, redis_url=session.settings.redis_url)
-    return Rollout(session.store, live, webhook_url=session.settings.alert_webhook_url)
+    return Rollout(session.store, live)
 
 
 def _agent(session: Session, agent: str | None) -> str:

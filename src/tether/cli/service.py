@@ -68,7 +68,7 @@ def worker(
             )
             runner = Worker(session.runtime, concurrency=concurrency, poll_s=settings.worker_poll_s)
             # Workers look at canaries too (one process acts at a time), so analysis goes on without an API.
-            rollout = Rollout(session.store, session.runtime.live, webhook_url=settings.alert_webhook_url)
+            rollout = Rollout(session.store, session.runtime.live)
             controller = CanaryController(rollout, owner=runner.worker_id)
             on_rollback(rollback_hook(session.store))  # an automatic rollback here opens an incident
             canary_task = asyncio.create_task(controller.run_forever(settings.rollout_interval_s))

@@ -1,4 +1,4 @@
-"""`tether webhook add|list|remove|deliveries|replay|test`: a tenant's webhook endpoints."""
+"""`tether webhook add|list|remove|deliveries|replay|test|prune`: webhook endpoints and their history."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ group = typer.Typer(
     help="Send signed events to tenants' URLs: endpoints, deliveries, replays.", no_args_is_help=True
 )
 
-TenantOption = Annotated[str, typer.Option(help="The tenant the endpoint belongs to.")]
+TenantOption = Annotated[
+    str,
+    typer.Option(help="The endpoint's tenant (`*`: an operator endpoint, every tenant's events)."),
+]
 
 
 @contextlib.asynccontextmanager
@@ -212,5 +215,39 @@ def webhook_test(
             highlight=False,
         )
         raise typer.Exit(1)
+
+    run_command(body)
+
+
+@group.command("prune")
+def webhook_prune(
+    days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Delete finished deliveries and events older than this many days "
+            "(default: TETHER_WEBHOOK_RETENTION_DAYS).",
+        ),
+    ] = None,
+    project: ProjectOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Delete delivered and dead deliveries, their events and spent per-run callbacks, now (workers
+    do the same every TETHER_WEBHOOK_PRUNE_INTERVAL_S); pending deliveries are kept."""
+
+    async def body() -> None:
+        from datetime import timedelta
+
+        async with _open(project.resolve()) as session:
+            keep = session.settings.webhook_retention_days if days is None else days
+            pruned = await session.store.webhooks.prune(older_than=timedelta(days=keep))
+        if as_json:
+            dump_json({**pruned.model_dump(), "older_than_days": keep})
+            return
+        out.print(
+            f"pruned {pruned.deliveries} deliveries, {pruned.events} events and {pruned.callbacks} "
+            f"per-run callback endpoints older than {keep:g} days",
+            highlight=False,
+        )
 
     run_command(body)

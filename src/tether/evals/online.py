@@ -1,8 +1,9 @@
 """Online evaluation: score a sample of each release's finished production runs, in the background.
 
 There is no expected answer for live traffic, so the scorers are the ones that need none: the run's
-final status, its latency and cost against targets, and the LLM judge with the release's rubric
-(`[online_eval]` in tether.toml). User feedback joins them in the summaries (store/online_eval.py).
+final status, its latency and cost against targets, the guardrail decisions recorded on its steps,
+and the LLM judge with the release's rubric (`[online_eval]` in tether.toml). User feedback joins
+them in the summaries (store/online_eval.py).
 
 Runs reach the scorer through a durable queue: the transaction that ends a production run also
 stores its job (store/outbox.py), and a worker takes jobs with a lease, so a process that dies
@@ -26,7 +27,7 @@ from tether.evals.judge import Judge, build_judge
 from tether.outages import OutageLog
 from tether.settings import Settings
 from tether.store.online_eval import OnlineJob, ScoreDraft
-from tether.store.records import ReleaseRecord, RunRecord, RunStatus
+from tether.store.records import ReleaseRecord, RunRecord, RunStatus, StepKind, StepRecord
 from tether.store.repository import NotFoundError, Store
 
 log = logging.getLogger("tether.online_eval")
@@ -64,6 +65,28 @@ def score_cost(run: RunRecord, target_usd: float) -> ScoreDraft:
     spent = run.estimated_cost_usd
     score = 1.0 if spent <= target_usd else target_usd / spent
     return ScoreDraft("cost", round(score, 4), spent <= target_usd, f"${spent:.6f} (target ${target_usd:g})")
+
+
+_ACTIONS = ("redact", "escalate", "block")
+"""The guard actions the `guardrails` scorer counts (allow leaves no step behind)."""
+
+
+def score_guardrails(run: RunRecord, steps: list[StepRecord]) -> ScoreDraft:
+    """1 minus the share of the run's steps that were guard interventions; fails on any block.
+
+    A redaction or an escalation is the guards doing their job on a run that still answered, so it
+    lowers the score without failing it; a block means the run (or one of its calls) was stopped."""
+    acted = [s for s in steps if s.kind == StepKind.GUARDRAIL and s.arguments.get("action") in _ACTIONS]
+    counts = {action: sum(1 for s in acted if s.arguments.get("action") == action) for action in _ACTIONS}
+    blocked = counts["block"] > 0 or run.status == RunStatus.BLOCKED
+    score = 1.0 - len(acted) / len(steps) if steps else 1.0
+    if acted:
+        named = sorted({s.name for s in acted})
+        shown = ", ".join(f"{action} {n}" for action, n in counts.items() if n)
+        detail = f"{len(acted)} guard decision(s) in {len(steps)} steps: {shown} ({', '.join(named)})"
+    else:
+        detail = f"no guard decision in {len(steps)} steps"
+    return ScoreDraft("guardrails", round(score, 4), not blocked, detail[:2000])
 
 
 async def score_judge(run: RunRecord, rubric: str, judge: Judge) -> ScoreDraft:
@@ -117,6 +140,8 @@ class OnlineScorer:
                 drafts.append(score_latency(run, online.latency_target_s))
             elif name == "cost":
                 drafts.append(score_cost(run, online.cost_target_usd or config.limits.max_cost_usd_per_run))
+            elif name == "guardrails":
+                drafts.append(score_guardrails(run, await self.store.list_steps(run.id)))
             elif name == "judge" and online.rubric:
                 drafts.append(await score_judge(run, online.rubric, self._judge(release, config, agent)))
         return drafts

@@ -1,9 +1,12 @@
-"""Alert rules: evaluated against recent runs per tenant; transitions stored and sent to a webhook.
+"""Alert rules: evaluated against recent runs per tenant; transitions stored with their webhook events.
 
 A rule fires when its metric over the last `window` crosses its threshold, and resolves when it no
 longer does (including when too few runs remain to judge). Each firing episode is one row in
 `alerts`; the database allows one open episode per rule and tenant, so several API processes
-evaluating at once never fire the same alert twice.
+evaluating at once never fire the same alert twice. The transaction that stores a transition also
+stores its `alert.fired` / `alert.resolved` event in the webhooks outbox (store/telemetry.py), so
+tenants' endpoints and the operator's (`TETHER_ALERT_WEBHOOK_URL`) get it signed, with retries,
+from the workers; nothing is POSTed from here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import httpx2
 import structlog
 
 from tether.agent.config import AlertRule, BudgetAlert, ProjectConfig
@@ -118,8 +120,6 @@ class AlertEvaluator:
         store: Store,
         rules: list[AlertRule],
         *,
-        webhook_url: str | None = None,
-        http: httpx2.AsyncClient | None = None,
         budgets: list[BudgetAlert] | None = None,
         on_fire: Callable[[AlertRecord], Awaitable[object]] | None = None,
     ) -> None:
@@ -127,13 +127,11 @@ class AlertEvaluator:
         self.rules = rules
         self.budgets = budgets or []
         """`[[budget_alerts]]`: spend of a tenant or feature tag against its budget."""
-        self.webhook_url = webhook_url
-        self._http = http
         self.on_fire = on_fire
         """Told of every alert that starts firing (the API opens an incident for it)."""
 
     async def check(self, now: datetime | None = None) -> list[Transition]:
-        """Evaluate once; store and send every transition; return them."""
+        """Evaluate once; store every transition (with its webhook event); return them."""
         if not self.rules and not self.budgets:
             return []
         now = now or utc_now()
@@ -189,26 +187,12 @@ class AlertEvaluator:
                 value=transition.alert.value,
                 detail=transition.alert.message,
             )
-            await self._send(transition)
             if transition.state == "firing" and self.on_fire is not None:
                 try:
                     await self.on_fire(transition.alert)
                 except Exception:  # the alert is stored and sent; its hook must not stop evaluation
                     log.exception("alert hook failed", alert=transition.alert.rule)
         return transitions
-
-    async def _send(self, transition: Transition) -> None:
-        if not self.webhook_url:
-            return
-        try:
-            if self._http is not None:
-                response = await self._http.post(self.webhook_url, json=transition.payload())
-            else:
-                async with httpx2.AsyncClient(timeout=10.0) as client:
-                    response = await client.post(self.webhook_url, json=transition.payload())
-            response.raise_for_status()
-        except httpx2.HTTPError as exc:  # the transition is stored; a webhook outage must not stop evaluation
-            log.error("alert webhook failed", alert=transition.alert.rule, error=str(exc))
 
     async def run_forever(self, interval_s: float) -> None:
         """The service's evaluation loop; an error in one round is logged and the next round runs."""

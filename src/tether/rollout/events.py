@@ -1,8 +1,12 @@
-"""Rollbacks told to the outside: the alert webhook, and in-process subscribers such as incidents.
+"""Rollbacks told to the outside: a `rollout.rolled_back` webhook event, and in-process subscribers.
 
 `on_rollback(callback)` is the one subscription point: the incidents room registers a callback that
-opens an incident from the event's evidence. A failing subscriber or webhook is logged and never
-undoes the rollback, which is already committed when they are told.
+opens an incident from the event's evidence. The webhook event goes into the outbox for the
+operator tenant (deployments belong to no tenant), so operator-level endpoints, among them the one
+`TETHER_ALERT_WEBHOOK_URL` names, get it signed and retried from the workers. It is recorded right
+after the rollback commits, not in its transaction: a process that dies in between loses the event
+(the rollback stands, and its incident and deployment history record it). A failing subscriber or
+outbox write is logged and never undoes the rollback.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx2
+from tether.store.repository import Store
+from tether.store.webhooks import OPERATOR_TENANT
 
 log = logging.getLogger("tether.rollout")
 
@@ -30,10 +35,14 @@ class RollbackEvent:
     at: datetime
 
     def payload(self) -> dict[str, Any]:
+        """The event's `data`: what rolled back, from which release to which, who, why, evidence."""
         data = asdict(self)
         data["at"] = self.at.isoformat()
-        return {"kind": "rollout.rollback", **data}
+        return data
 
+
+ROLLED_BACK = "rollout.rolled_back"
+"""Its webhook event type (listed in `tether.webhooks.events.ROLLOUT_EVENTS`)."""
 
 RollbackHook = Callable[[RollbackEvent], Awaitable[None]]
 _HOOKS: list[RollbackHook] = []
@@ -51,17 +60,14 @@ def remove_rollback_hook(callback: RollbackHook) -> None:
         _HOOKS.remove(callback)
 
 
-async def announce_rollback(event: RollbackEvent, *, webhook_url: str | None) -> None:
+async def announce_rollback(event: RollbackEvent, *, store: Store) -> None:
+    """Record the webhook event, then tell the in-process subscribers."""
+    try:
+        await store.webhooks.publish(type=ROLLED_BACK, tenant_id=OPERATOR_TENANT, data=event.payload())
+    except Exception:
+        log.exception("the rollback of %s could not be recorded as a webhook event", event.agent_name)
     for hook in list(_HOOKS):
         try:
             await hook(event)
         except Exception:
             log.exception("a rollback subscriber failed for %s", event.agent_name)
-    if not webhook_url:
-        return
-    try:
-        async with httpx2.AsyncClient(timeout=10.0) as client:
-            response = await client.post(webhook_url, json=event.payload())
-            response.raise_for_status()
-    except httpx2.HTTPError as exc:
-        log.warning("rollback alert webhook failed: %s", exc)

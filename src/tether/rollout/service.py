@@ -62,13 +62,11 @@ class Rollout:
         store: Store,
         live: LiveConfig,
         *,
-        webhook_url: str | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store = store
         self.live = live
         self.value = register(live, store)
-        self.webhook_url = webhook_url
         self.experiments: ExperimentClaims | None = None
         """EXPERIMENT HOOK: set by the experiments room to a snapshot that may claim live users."""
         self.now: Callable[[], datetime] = clock or store.now
@@ -275,7 +273,7 @@ class Rollout:
                 evidence=evidence or {},
                 at=self.now(),
             ),
-            webhook_url=self.webhook_url,
+            store=self.store,
         )
         return done
 

@@ -120,6 +120,13 @@ class ControlStore:
             await bump_revision(session, TOPIC, now)
         return ControlRecord.model_validate(row)
 
+    async def get(self, control_id: str) -> ControlRecord:
+        async with self._sessions() as session:
+            row = await session.get(ControlRow, control_id)
+        if row is None:
+            raise NotFoundError(f"no control {control_id!r}")
+        return ControlRecord.model_validate(row)
+
     async def active(self) -> list[ControlRecord]:
         """Controls in force now (the live snapshot's source), oldest first."""
         now = self._now()
@@ -136,10 +143,19 @@ class ControlStore:
         return [ControlRecord.model_validate(row) for row in rows]
 
     async def history(
-        self, *, limit: int = 100, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant_view: str | None = None,
     ) -> list[ControlRecord]:
-        """Controls set, cleared or expired in the window (all of them without one), newest first."""
+        """Controls set, cleared or expired in the window (all of them without one), newest first.
+        `tenant_view` leaves out other tenants' controls (what a tenant's operator may see)."""
         query = select(ControlRow).order_by(ControlRow.created_at.desc(), ControlRow.id).limit(limit)
+        if tenant_view is not None:
+            own = ControlRow.scope == f"tenant:{tenant_view}"
+            query = query.where(or_(own, ~ControlRow.scope.startswith("tenant:", autoescape=True)))
         if since is not None:
             ended = or_(ControlRow.cleared_at >= since, ControlRow.expires_at >= since)
             query = query.where(or_(ControlRow.created_at >= since, ended))

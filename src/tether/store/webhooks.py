@@ -10,6 +10,7 @@ short claim that doubles as a lease, so a sender that dies mid-request is retrie
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -17,12 +18,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tether.store.tables import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 
 DeliveryStatus = Literal["pending", "succeeded", "dead"]
+OPERATOR_TENANT = "*"
+"""The tenant of operator-level endpoints (they receive the matching events of every tenant) and of
+events that belong to no tenant (rollout), which only operator-level endpoints receive."""
+FROM_SETTINGS = "TETHER_ALERT_WEBHOOK_URL"
+"""The description of the operator-level endpoint the setting keeps (one at a time)."""
 Executor = AsyncConnection | AsyncSession
 
 
@@ -68,6 +76,22 @@ class WebhookDeliveryRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None
+
+
+class Pruned(BaseModel):
+    """What one prune deleted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deliveries: int = 0
+    events: int = 0
+    callbacks: int = 0
+    """Per-run callback endpoints whose deliveries are all gone."""
+
+
+_Pruneable = WebhookDeliveryRow | WebhookEventRow | WebhookEndpointRow
+_PRUNE_BATCH = 500
+"""Rows deleted per transaction: a big backlog is pruned in short writes, never one long lock."""
 
 
 class DueDelivery(BaseModel):
@@ -185,6 +209,53 @@ class WebhookStore:
             )
         return await self.get_endpoint(endpoint_id)
 
+    async def keep_operator_endpoint(
+        self, *, url: str | None, events: list[str], secret: str | None
+    ) -> WebhookEndpointRecord | None:
+        """Make the operator-level endpoint of `TETHER_ALERT_WEBHOOK_URL` match the setting: one
+        endpoint for that URL (its id derived from the URL, so processes starting together agree),
+        subscribed to `events`, signed with `secret` when one is given; an endpoint a previous
+        value of the setting made is removed. With no URL, that endpoint is removed."""
+        now = self._now()
+        endpoint_id = "whe_op_" + hashlib.sha256(url.encode()).hexdigest()[:24] if url else None
+        async with self._writes.begin() as session:
+            await session.execute(
+                update(WebhookEndpointRow)
+                .where(
+                    WebhookEndpointRow.tenant_id == OPERATOR_TENANT,
+                    WebhookEndpointRow.description == FROM_SETTINGS,
+                    WebhookEndpointRow.id != (endpoint_id or ""),
+                    WebhookEndpointRow.disabled_at.is_(None),
+                )
+                .values(disabled_at=now)
+            )
+        if url is None or endpoint_id is None:
+            return None
+        try:
+            async with self._writes.begin() as session:
+                session.add(
+                    WebhookEndpointRow(
+                        id=endpoint_id,
+                        tenant_id=OPERATOR_TENANT,
+                        url=url,
+                        secret=secret or new_secret(),
+                        events=sorted(set(events)),
+                        run_id=None,
+                        description=FROM_SETTINGS,
+                        created_by="settings",
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:  # it exists (made earlier, or by a process starting at the same time)
+            changes: dict[str, Any] = {"events": sorted(set(events)), "disabled_at": None}
+            if secret:
+                changes["secret"] = secret
+            async with self._writes.begin() as session:
+                await session.execute(
+                    update(WebhookEndpointRow).where(WebhookEndpointRow.id == endpoint_id).values(changes)
+                )
+        return await self.get_endpoint(endpoint_id)
+
     # -- events and fan-out ---------------------------------------------------------------------
 
     async def publish(
@@ -246,7 +317,8 @@ class WebhookStore:
             if not tenants:
                 return 0
             query = select(WebhookEndpointRow).where(
-                WebhookEndpointRow.tenant_id.in_(tenants), WebhookEndpointRow.disabled_at.is_(None)
+                WebhookEndpointRow.tenant_id.in_([*tenants, OPERATOR_TENANT]),
+                WebhookEndpointRow.disabled_at.is_(None),
             )
             endpoints = list((await session.scalars(query)).all())
             deliveries: list[dict[str, Any]] = []
@@ -255,13 +327,15 @@ class WebhookStore:
                 wanted = [
                     endpoint
                     for endpoint in endpoints
-                    if endpoint.tenant_id == event.tenant_id
+                    if endpoint.tenant_id in (event.tenant_id, OPERATOR_TENANT)
                     and endpoint.run_id in (None, event.run_id)
                     and _subscribed(endpoint.events, event.type)
                 ]
                 if not wanted:
                     unwanted.append(event.id)
-                deliveries += [_new_delivery(event.id, e.id, event.tenant_id, now) for e in wanted]
+                # An operator-level delivery belongs to the operator tenant: never listed (nor
+                # replayable) by the tenant whose event it carries.
+                deliveries += [_new_delivery(event.id, e.id, e.tenant_id, now) for e in wanted]
             if unwanted:
                 await session.execute(delete(WebhookEventRow).where(WebhookEventRow.id.in_(unwanted)))
             if deliveries:
@@ -405,6 +479,53 @@ class WebhookStore:
                 .values(status="pending", attempts=0, next_attempt_at=now, updated_at=now)
             )
         return await self.get_delivery(delivery_id)
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def prune(self, *, older_than: timedelta) -> Pruned:
+        """Delete what is finished and older than `older_than`: delivered and dead deliveries (by
+        their last attempt), then dispatched events no delivery refers to any more, then per-run
+        callback endpoints left with no delivery. Pending deliveries and their events are never
+        touched, however old; a dead letter pruned here can no longer be replayed."""
+        before = self._now() - older_than
+        done = WebhookDeliveryRow.status.in_(("succeeded", "dead"))
+        deliveries = await self._delete_batches(
+            WebhookDeliveryRow,
+            select(WebhookDeliveryRow.id).where(done, WebhookDeliveryRow.updated_at < before),
+            WebhookDeliveryRow.id,
+        )
+        referenced = exists().where(WebhookDeliveryRow.event_id == WebhookEventRow.id)
+        events = await self._delete_batches(
+            WebhookEventRow,
+            select(WebhookEventRow.id).where(
+                WebhookEventRow.dispatched_at.is_not(None),
+                WebhookEventRow.dispatched_at < before,
+                ~referenced,
+            ),
+            WebhookEventRow.id,
+        )
+        used = exists().where(WebhookDeliveryRow.endpoint_id == WebhookEndpointRow.id)
+        callbacks = await self._delete_batches(
+            WebhookEndpointRow,
+            select(WebhookEndpointRow.id).where(
+                WebhookEndpointRow.run_id.is_not(None), WebhookEndpointRow.created_at < before, ~used
+            ),
+            WebhookEndpointRow.id,
+        )
+        return Pruned(deliveries=deliveries, events=events, callbacks=callbacks)
+
+    async def _delete_batches(
+        self, table: type[_Pruneable], ids: Select[str], column: InstrumentedAttribute[str]
+    ) -> int:
+        total = 0
+        while True:
+            async with self._writes.begin() as session:
+                batch = list((await session.scalars(ids.limit(_PRUNE_BATCH))).all())
+                if batch:
+                    await session.execute(delete(table).where(column.in_(batch)))
+            total += len(batch)
+            if len(batch) < _PRUNE_BATCH:
+                return total
 
 
 def _subscribed(events: list[Any], type: str) -> bool:

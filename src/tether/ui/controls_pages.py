@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from starlette.datastructures import FormData
 
 from tether.api.deps import State
+from tether.api.operator_scope import is_global_operator, scope_refusal, visible
 from tether.controls.kinds import ControlError, ControlKind, parse_duration
 from tether.controls.service import clear_control, set_control
 from tether.incidents.report import postmortem
@@ -72,19 +73,27 @@ async def _tools(state: State) -> list[str]:
 
 @router.get("/controls", response_class=HTMLResponse)
 async def controls_page(request: Request, state: State, session: Operator) -> HTMLResponse:
-    active = await state.store.controls.active()
-    global_on: dict[str, ControlRecord] = {c.kind: c for c in active if c.scope == "all"}
+    caller, tenant = session.caller, state.settings.operator_tenant
+    everything = is_global_operator(caller, tenant)
+    # A tenant's operator toggles its own tenant; a global operator everything.
+    toggle_scope = "all" if everything else f"tenant:{caller.tenant_id}"
+    active = [c for c in await state.store.controls.active() if visible(caller, tenant, c)]
+    on: dict[str, ControlRecord] = {c.kind: c for c in active if c.scope == toggle_scope}
     toggles = [
-        {"kind": str(kind), "title": title, "help": help, "on": global_on.get(kind)}
-        for kind, title, help in TOGGLES
+        {"kind": str(kind), "title": title, "help": help, "on": on.get(kind)} for kind, title, help in TOGGLES
     ]
+    history = await state.store.controls.history(
+        limit=100, tenant_view=None if everything else caller.tenant_id
+    )
     return render(
         request,
         "controls.html",
         {
             "active": active,
-            "history": await state.store.controls.history(limit=100),
+            "history": history,
             "toggles": toggles,
+            "toggle_scope": toggle_scope,
+            "manageable": {c.id for c in active if scope_refusal(caller, tenant, c.scope) is None},
             "kinds": [str(k) for k in ControlKind],
             "tools": await _tools(state),
             "now": utc_now(),
@@ -100,12 +109,16 @@ async def set_from_page(request: Request, state: State, session: Operator) -> Re
     kind = _text(form, "kind", 40)
     reason = _text(form, "reason") or f"switched from the dashboard by {session.caller.user_id}"
     expires = _text(form, "expires", 10)
+    scope = _text(form, "scope", 240) or "all"
+    refused = scope_refusal(session.caller, state.settings.operator_tenant, scope)
+    if refused is not None:
+        raise PageError(403, "Not allowed", refused)
     try:
         change = await set_control(
             state.store,
             state.runtime.live,
             kind=kind,
-            scope=_text(form, "scope", 240) or "all",
+            scope=scope,
             value=_text(form, "value"),
             reason=reason,
             by=_who(session),
@@ -128,6 +141,16 @@ async def set_from_page(request: Request, state: State, session: Operator) -> Re
 async def clear_from_page(control_id: str, request: Request, state: State, session: Operator) -> Response:
     form = await checked_form(request, session)
     reason = _text(form, "reason") or f"cleared from the dashboard by {session.caller.user_id}"
+    tenant = state.settings.operator_tenant
+    try:
+        found = await state.store.controls.get(control_id)
+    except NotFoundError:
+        found = None
+    if found is None or not visible(session.caller, tenant, found):
+        raise PageError(404, "No such control", f"There is no control {control_id!r}.")
+    refused = scope_refusal(session.caller, tenant, found.scope)
+    if refused is not None:
+        raise PageError(403, "Not allowed", refused)
     try:
         control = await clear_control(
             state.store, state.runtime.live, control_id, by=_who(session), reason=reason

@@ -12,7 +12,7 @@ from datetime import datetime
 from tether.store.online_eval import FEEDBACK, OnlineScoreRecord
 from tether.store.repository import NotFoundError, Store
 
-SCORER_ORDER = ("status", "latency", "cost", "judge", FEEDBACK)
+SCORER_ORDER = ("status", "latency", "cost", "judge", "guardrails", FEEDBACK)
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tether.api.auth import authenticate
-from tether.api.deps import ServiceState, State, client_address, tenant_run
+from tether.api.deps import ServiceState, State, client_address, get_state, tenant_run
 from tether.api.limits import Refusal
 from tether.runtime.approvals import Decider, FourEyesError
 from tether.store.insights import RunStats
 from tether.store.records import PRODUCTION_ORIGINS, RunRecord, RunStatus
-from tether.store.repository import ConflictError, NotFoundError
+from tether.store.repository import ConflictError, NotFoundError, utc_now
 from tether.store.telemetry import ERROR_TYPES
 from tether.ui import online_views
 from tether.ui import session as sessions
 from tether.ui.auth import PageError, checked_form, current_session, needs, safe_next
+from tether.ui.banner import maintenance_notices
 from tether.ui.format import FILTERS
 from tether.ui.session import Session
 from tether.ui.views import (
@@ -71,10 +72,16 @@ SECURITY_HEADERS = {
 def render(
     request: Request, name: str, context: dict[str, Any], *, session: Session | None, status: int = 200
 ) -> HTMLResponse:
+    caller = session.caller if session else None
+    state = get_state(request)
+    notices = maintenance_notices(
+        state.runtime.controls.current, caller, state.settings.operator_tenant, utc_now()
+    )
     base = {
-        "caller": session.caller if session else None,
+        "caller": caller,
         "csrf": session.csrf_token if session else "",
         "path": request.url.path,
+        "maintenance": notices,
     }
     page = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
     page.headers.update(SECURITY_HEADERS)

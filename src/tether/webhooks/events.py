@@ -19,8 +19,9 @@ APPROVAL_EVENTS = ("approval.decided",)
 INCIDENT_EVENTS = ("incident.opened",)
 """Recorded by the incidents room (issue #14 item 4) when it opens one."""
 ALERT_EVENTS = ("alert.fired", "alert.resolved")
-ROLLOUT_EVENTS: tuple[str, ...] = ()
-"""Rollout events go here when rollout records them (e.g. `rollout.rolled_back`)."""
+ROLLOUT_EVENTS: tuple[str, ...] = ("rollout.rolled_back",)
+"""Recorded by rollout (`rollout/events.py`) for the operator tenant: deployments belong to no
+tenant, so only operator-level endpoints receive them."""
 TEST_EVENTS = ("webhook.test",)
 """Sent by `tether webhook test` / `POST /v1/webhooks/{id}/test` to one endpoint."""
 
@@ -32,6 +33,9 @@ EVENT_TYPES: tuple[str, ...] = (
     *ROLLOUT_EVENTS,
     *TEST_EVENTS,
 )
+OPERATOR_ALERT_EVENTS: tuple[str, ...] = ("alert.*", "rollout.*")
+"""What the operator-level endpoint of `TETHER_ALERT_WEBHOOK_URL` subscribes to: every tenant's
+alert transitions and every rollout event (what that setting received before the outbox)."""
 CALLBACK_EVENTS: tuple[str, ...] = RUN_EVENTS + APPROVAL_EVENTS
 """What a per-run callback URL (`POST /v1/runs` `callback_url`) receives: that run's events."""
 

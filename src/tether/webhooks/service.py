@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from tether.settings import Settings
 from tether.store.repository import Store
 from tether.store.webhooks import WebhookDeliveryRecord, WebhookEndpointRecord
-from tether.webhooks.destinations import DestinationPolicy
+from tether.webhooks import signing
+from tether.webhooks.destinations import DestinationPolicy, DestinationRefused
 from tether.webhooks.dispatcher import Dispatcher
-from tether.webhooks.events import CALLBACK_EVENTS, validate_patterns
+from tether.webhooks.events import CALLBACK_EVENTS, OPERATOR_ALERT_EVENTS, validate_patterns
 
 
 def policy_of(settings: Settings) -> DestinationPolicy:
@@ -61,9 +62,30 @@ async def send_test(store: Store, endpoint: WebhookEndpointRecord, *, sent_by: s
     )
 
 
+async def keep_alert_endpoint(store: Store, settings: Settings) -> WebhookEndpointRecord | None:
+    """The operator-level endpoint `TETHER_ALERT_WEBHOOK_URL` names, made to match the settings
+    (removed when the setting is unset); a malformed URL or secret is a startup error naming it."""
+    url, secret = settings.alert_webhook_url, settings.alert_webhook_secret
+    if url:
+        try:
+            policy_of(settings).parse(url)
+        except DestinationRefused as exc:
+            raise ValueError(f"TETHER_ALERT_WEBHOOK_URL: {exc}") from None
+    if secret:
+        try:
+            signing.sign(secret, "check", 0, b"")
+        except ValueError as exc:  # binascii.Error is a ValueError too
+            raise ValueError(f"TETHER_ALERT_WEBHOOK_SECRET must be whsec_ and base64 ({exc})") from None
+    return await store.webhooks.keep_operator_endpoint(
+        url=url or None, events=list(OPERATOR_ALERT_EVENTS), secret=secret or None
+    )
+
+
 @contextlib.asynccontextmanager
 async def dispatching(store: Store, settings: Settings) -> AsyncIterator[Dispatcher]:
-    """Run a dispatcher in the background for as long as the block lasts (a worker's lifetime)."""
+    """Run a dispatcher in the background for as long as the block lasts (a worker's lifetime),
+    after making the operator-level alert endpoint match the settings."""
+    await keep_alert_endpoint(store, settings)
     dispatcher = Dispatcher(store, settings)
     task = asyncio.create_task(dispatcher.run_forever())
     try:

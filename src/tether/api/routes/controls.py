@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from tether.api.auth import Caller
 from tether.api.deps import State, require
+from tether.api.operator_scope import is_global_operator, scope_refusal, visible
 from tether.api.schemas import Problem
 from tether.controls.kinds import ControlError, ControlKind
 from tether.controls.service import clear_control, set_control
@@ -66,6 +67,20 @@ class ClearControl(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+async def _clearable(state: State, caller: Caller, control_id: str) -> None:
+    """Refuse to clear what this caller may not touch; another tenant's control is never confirmed."""
+    tenant = state.settings.operator_tenant
+    try:
+        control = await state.store.controls.get(control_id)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if not visible(caller, tenant, control):
+        raise HTTPException(404, f"no control {control_id!r}")
+    refused = scope_refusal(caller, tenant, control.scope)
+    if refused is not None:
+        raise HTTPException(403, refused)
+
+
 def _who(caller: Caller) -> str:
     return f"{caller.user_id} (key {caller.key_id})"
 
@@ -79,16 +94,24 @@ async def list_controls(
     ] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ControlOut]:
-    """The controls in force now, or with `history` every change (set, cleared, expired)."""
-    store = state.store.controls
-    controls = await (store.history(limit=limit) if history else store.active())
+    """The controls in force now, or with `history` every change (set, cleared, expired).
+
+    An operator key of a tenant other than the operator tenant sees its own tenant's controls and
+    the global ones that bear on its runs, never another tenant's."""
+    store, tenant = state.store.controls, state.settings.operator_tenant
+    view = None if is_global_operator(caller, tenant) else caller.tenant_id
+    controls = await (store.history(limit=limit, tenant_view=view) if history else store.active())
     now = utc_now()
-    return [ControlOut.of(c, now) for c in controls]
+    return [ControlOut.of(c, now) for c in controls if visible(caller, tenant, c)]
 
 
 @router.post("", status_code=201, response_model=ControlSetOut, responses=_ERRORS)
 async def create_control(body: NewControl, state: State, caller: Operator) -> ControlSetOut:
-    """Set a control; every API process and worker honours it within a second."""
+    """Set a control; every API process and worker honours it within a second. A tenant's operator
+    key may set only controls scoped to its own tenant (403 otherwise)."""
+    refused = scope_refusal(caller, state.settings.operator_tenant, body.scope)
+    if refused is not None:
+        raise HTTPException(403, refused)
     try:
         change = await set_control(
             state.store,
@@ -112,7 +135,9 @@ async def create_control(body: NewControl, state: State, caller: Operator) -> Co
 
 @router.post("/{control_id}/clear", response_model=ControlOut, responses=_ERRORS)
 async def clear(control_id: str, body: ClearControl, state: State, caller: Operator) -> ControlOut:
-    """End a control now (409 if it already ended)."""
+    """End a control now (409 if it already ended; 403 for a tenant's operator key and a control
+    that reaches other tenants; 404 for another tenant's control)."""
+    await _clearable(state, caller, control_id)
     try:
         control = await clear_control(
             state.store, state.runtime.live, control_id, by=_who(caller), reason=body.reason

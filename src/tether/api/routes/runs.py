@@ -13,6 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from tether.api.auth import Caller
 from tether.api.deps import ServiceState, State, readable_user, require, tenant_run, visible_run
+from tether.api.notices import HEADER, header_value, maintenance_header
 from tether.api.routing import choose_release, submit_shadow_copy
 from tether.api.schemas import (
     ApprovalOut,
@@ -26,12 +27,12 @@ from tether.api.schemas import (
     RunOut,
 )
 from tether.runtime.approvals import Decider, FourEyesError
-from tether.runtime.controls import NewRunsRefused, maintenance_notice
+from tether.runtime.controls import NewRunsRefused
 from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
 from tether.store.repository import ConflictError, NotFoundError, new_id
 from tether.webhooks.service import add_callback
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(maintenance_header)])
 
 Reader = Annotated[Caller, Depends(require("runs:read", "runs:write"))]
 Writer = Annotated[Caller, Depends(require("runs:write"))]
@@ -118,14 +119,14 @@ async def create_run(body: CreateRun, state: State, caller: Writer, response: Re
             assignment=choice.assignment.as_record() if choice.assignment else None,
         )
     except NewRunsRefused as exc:  # an operator paused new runs: tell the client when to come back
-        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        if exc.maintenance:
+            headers[HEADER] = header_value(exc.maintenance)
+        raise HTTPException(503, str(exc), headers=headers) from None
     except ConflictError as exc:
         raise HTTPException(404, f"no thread {body.thread_id!r}") from exc
     await submit_shadow_copy(state, run)
     state.work_available()
-    notice = maintenance_notice(state.runtime.controls, caller.tenant_id, state.release.version)
-    if notice is not None:  # a maintenance message for users, alongside the run (ASCII: it is a header)
-        response.headers["Tether-Notice"] = notice.encode("ascii", "replace").decode()
     if body.wait > 0:
         run = await _wait_until_settled(state, run.id, body.wait)
         if run.status.is_final:
