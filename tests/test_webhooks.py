@@ -600,3 +600,13 @@ async def test_the_alert_webhook_setting_is_an_operator_endpoint_for_every_tenan
         await keep_alert_endpoint(
             store, Settings(alert_webhook_url=receiver.url, alert_webhook_secret="nope")
         )
+
+
+async def test_no_api_key_can_belong_to_the_operator_endpoint_tenant(store: Store) -> None:
+    """Tenant `*` owns the operator-level endpoints: a key of that tenant would reach them over the API."""
+    from tether.api.auth import issue_key
+
+    with pytest.raises(ValueError, match="reserved"):
+        await issue_key(store, user_id="ops", tenant_id="*", scopes=["operator"])
+    record, _ = await issue_key(store, user_id="ops", tenant_id="acme", scopes=["operator"])
+    assert record.tenant_id == "acme"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tether.store.records import ApiKeyRecord
 from tether.store.repository import Store
+from tether.store.webhooks import OPERATOR_TENANT
 
 SCOPES = ("runs:write", "runs:read", "approvals", "operator", "admin", "metrics")
 """`metrics` reads GET /metrics and nothing else (for Prometheus); `operator` changes what runs in
@@ -49,6 +50,8 @@ async def issue_key(
     """Create a key; the plaintext is returned here once and never stored."""
     if not user_id.strip() or not tenant_id.strip():
         raise ValueError("a key needs a user and a tenant")
+    if tenant_id.strip() == OPERATOR_TENANT:
+        raise ValueError(f"tenant {OPERATOR_TENANT!r} is reserved for operator-level webhook endpoints")
     key_hex = secrets.token_hex(8)
     plaintext = f"tk_{key_hex}_{secrets.token_urlsafe(32)}"
     record = await store.add_api_key(
