@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
+from raw_http import ConnectionClosed, RawClient  # noqa: E402
 from service_helpers import (  # noqa: E402
     Api,
     Fleet,
@@ -75,36 +76,35 @@ class Result:
 
 
 async def offer(port: int, key: str, rate: float, seconds: float, in_flight: int, result: Result) -> None:
-    """Open-loop load: one POST every 1/rate seconds, at most `in_flight` unanswered."""
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}",
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-        limits=limits,
-    ) as client:
-        pending: set[asyncio.Task[None]] = set()
-        last_answer = [0.0]
+    """Open-loop load: one POST every 1/rate seconds, at most `in_flight` unanswered.
 
-        async def post() -> None:
-            began = time.perf_counter()
-            try:
-                answer = await client.post("/v1/runs", json={"input": TASK})
-            except httpx.HTTPError as exc:
-                name = type(exc).__name__
-                result.errors[name] = result.errors.get(name, 0) + 1
-                return
-            finally:
-                last_answer[0] = time.perf_counter()
-            if answer.status_code == 202:
-                result.accepted += 1
-                result.latency_s.append(last_answer[0] - began)
-            else:
-                code = str(answer.status_code)
-                result.errors[code] = result.errors.get(code, 0) + 1
+    The client is `raw_http.RawClient` (plain asyncio streams), so its own CPU per request stays far
+    below the server's and its queueing does not show up as server latency."""
+    client = RawClient("127.0.0.1", port, {"Authorization": f"Bearer {key}"}, connections=in_flight)
+    body = json.dumps({"input": TASK}).encode()
+    pending: set[asyncio.Task[None]] = set()
+    last_answer = [0.0]
 
-        total = int(rate * seconds)
-        start = time.perf_counter()
+    async def post() -> None:
+        began = time.perf_counter()
+        try:
+            answer = await client.post("/v1/runs", body)
+        except (OSError, ConnectionClosed) as exc:
+            name = type(exc).__name__
+            result.errors[name] = result.errors.get(name, 0) + 1
+            return
+        finally:
+            last_answer[0] = time.perf_counter()
+        if answer.status == 202:
+            result.accepted += 1
+            result.latency_s.append(last_answer[0] - began)
+        else:
+            code = str(answer.status)
+            result.errors[code] = result.errors.get(code, 0) + 1
+
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    try:
         for i in range(total):
             due = start + i / rate
             delay = due - time.perf_counter()
@@ -119,7 +119,9 @@ async def offer(port: int, key: str, rate: float, seconds: float, in_flight: int
             task.add_done_callback(pending.discard)
         if pending:
             await asyncio.wait(pending, timeout=60)
-        result.create_wall_s = last_answer[0] - start
+    finally:
+        await client.close()
+    result.create_wall_s = last_answer[0] - start
 
 
 def drain(api: Api, result: Result, began: float, bound_s: float) -> None:
@@ -170,9 +172,22 @@ def measure(shape: str, args: argparse.Namespace, root: Path) -> Result:
             asyncio.run(offer(port, key, 20, 1, 8, warm))  # loads code paths; not measured
             drain(api, warm, time.perf_counter(), args.timeout)
             began = time.perf_counter()
+            spy = profile(procs[0].pid, shape, args)
             asyncio.run(offer(port, key, args.rate, args.seconds, args.in_flight, result))
+            if spy is not None:
+                spy.wait(timeout=60)
             drain(api, result, began, args.timeout)
     return result
+
+
+def profile(pid: int, shape: str, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """With `--profile DIR`: py-spy samples the API process (every thread) while the load is offered."""
+    if args.profile is None:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--threads"]
+    command += ["--format", "raw", "--output", str(args.profile / f"{shape}.txt"), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def report(args: argparse.Namespace, results: list[Result]) -> str:
@@ -225,6 +240,7 @@ def main() -> None:
     p.add_argument("--database-url", default=DEFAULT_PG, help="PostgreSQL server for scratch databases")
     p.add_argument("--redis-url", default="", help="TETHER_REDIS_URL for the split shapes ('' for none)")
     p.add_argument("--timeout", type=float, default=900.0, help="bound on draining the queue (s)")
+    p.add_argument("--profile", type=Path, help="py-spy the API process into DIR/<shape>.txt (collapsed)")
     p.add_argument("--out", type=Path, help="write the Markdown report here as well")
     args = p.parse_args()
     results: list[Result] = []

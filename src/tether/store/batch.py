@@ -19,6 +19,7 @@ from sqlalchemy import Row, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.store.fenced import EVENTS, RUNS, THREADS
+from tether.store.write_priority import urgent_writes
 
 _MAX_BATCH = 500
 
@@ -49,6 +50,7 @@ class CreateBatcher:
         return await asyncio.shield(new.done)
 
     async def _drain(self) -> None:
+        urgent_writes()  # this task's transactions go before step writes waiting for the connection
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tether.store.faults import describe
 from tether.store.revisions import MIGRATIONS as MIGRATIONS
 from tether.store.revisions import head_revisions as head_revisions
+from tether.store.write_priority import WriterPool
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -63,7 +64,12 @@ def create_writer(engine: AsyncEngine) -> AsyncEngine | None:
     if engine.dialect.name != "sqlite":
         return None
     writer = create_async_engine(
-        engine.url, pool_size=1, max_overflow=0, pool_timeout=120, connect_args={"timeout": 30}
+        engine.url,
+        poolclass=WriterPool,  # run creation is served first (store/write_priority.py)
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=120,
+        connect_args={"timeout": 30},
     )
     event.listen(writer.sync_engine, "connect", _sqlite_writer_pragmas)
     event.listen(writer.sync_engine, "begin", _begin_immediate)
