@@ -37,8 +37,11 @@ class NewRun:
 class CreateBatcher:
     """Writes queued creates, as many per transaction as are waiting."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, own: AsyncEngine | None = None) -> None:
+        """Writes go through `own` when given (a connection for creates alone, disposed by `close`),
+        else through `engine`."""
+        self._engine = own or engine
+        self._own = own
         self._waiting: list[NewRun] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -48,6 +51,13 @@ class CreateBatcher:
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return await asyncio.shield(new.done)
+
+    async def close(self) -> None:
+        """Let queued creates finish, then close the engine of creates' own (if any)."""
+        if self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+        if self._own is not None:
+            await self._own.dispose()
 
     async def _drain(self) -> None:
         urgent_writes()  # this task's transactions go before step writes waiting for the connection
