@@ -19,6 +19,7 @@ from sqlalchemy import Row, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.store.fenced import EVENTS, RUNS, THREADS
+from tether.store.write_priority import urgent_writes
 
 _MAX_BATCH = 500
 
@@ -36,8 +37,11 @@ class NewRun:
 class CreateBatcher:
     """Writes queued creates, as many per transaction as are waiting."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, own: AsyncEngine | None = None) -> None:
+        """Writes go through `own` when given (a connection for creates alone, disposed by `close`),
+        else through `engine`."""
+        self._engine = own or engine
+        self._own = own
         self._waiting: list[NewRun] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -48,7 +52,15 @@ class CreateBatcher:
             self._drainer = asyncio.create_task(self._drain())
         return await asyncio.shield(new.done)
 
+    async def close(self) -> None:
+        """Let queued creates finish, then close the engine of creates' own (if any)."""
+        if self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+        if self._own is not None:
+            await self._own.dispose()
+
     async def _drain(self) -> None:
+        urgent_writes()  # this task's transactions go before step writes waiting for the connection
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:

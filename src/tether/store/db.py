@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tether.store.faults import describe
 from tether.store.revisions import MIGRATIONS as MIGRATIONS
 from tether.store.revisions import head_revisions as head_revisions
+from tether.store.write_priority import WriterPool
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -48,7 +49,23 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, pool_size=4, max_overflow=8, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(parsed, pool_pre_ping=True)
+    # A burst of API requests (each reads its key, many create runs) used to overflow the default
+    # pool of 5: every overflow connection was opened for one request and closed at check-in, a
+    # connect and a disconnect per request. Ten kept connections absorb a burst without that churn.
+    return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_creates_engine(engine: AsyncEngine) -> AsyncEngine | None:
+    """On PostgreSQL, the connection run creation writes through (store/batch.py); None elsewhere.
+
+    Creates are group-committed by one task, one transaction at a time, so one connection of their
+    own is all they need; with it a create never waits for a pool slot behind the reads of other
+    requests (every request reads its API key) or the step writes of an in-process worker. On
+    SQLite creates share the one writer connection instead, served first (store/write_priority.py).
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    return create_async_engine(engine.url, pool_pre_ping=True, pool_size=1, max_overflow=0)
 
 
 def create_writer(engine: AsyncEngine) -> AsyncEngine | None:
@@ -63,7 +80,12 @@ def create_writer(engine: AsyncEngine) -> AsyncEngine | None:
     if engine.dialect.name != "sqlite":
         return None
     writer = create_async_engine(
-        engine.url, pool_size=1, max_overflow=0, pool_timeout=120, connect_args={"timeout": 30}
+        engine.url,
+        poolclass=WriterPool,  # run creation is served first (store/write_priority.py)
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=120,
+        connect_args={"timeout": 30},
     )
     event.listen(writer.sync_engine, "connect", _sqlite_writer_pragmas)
     event.listen(writer.sync_engine, "begin", _begin_immediate)

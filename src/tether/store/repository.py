@@ -129,7 +129,7 @@ class Store:
         self._write_engine = self._writer or engine
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
         """Every write transaction (on SQLite: the process's one writer connection)."""
-        self._creates = CreateBatcher(self._write_engine)
+        self._creates = CreateBatcher(self._write_engine, own=db.create_creates_engine(engine))
         self._releases: dict[str, ReleaseRecord] = {}
         """Releases by id: they are immutable, and every run's execution starts by reading one."""
         self._now = clock if clock is not None else Store.default_clock
@@ -170,6 +170,7 @@ class Store:
             await self.on_event(run_id)
 
     async def close(self) -> None:
+        await self._creates.close()
         if self._writer is not None:
             await self._writer.dispose()
         await self.engine.dispose()
