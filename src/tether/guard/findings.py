@@ -1,0 +1,20 @@
+"""What the personal-data detectors report: a kind and a span of the scanned text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One value found; only detectors that matched create one (candidates stay plain ints)."""
+
+    kind: str
+    start: int
+    end: int
+    value: str
+
+
+def bounded(text: str, start: int, end: int) -> bool:
+    """The span is a whole token: no letter or digit glued to either side."""
+    return (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
