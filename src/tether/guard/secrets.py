@@ -90,7 +90,8 @@ def _plugin_patterns() -> tuple[re.Pattern[str], ...]:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
     by_flags: dict[int, list[str]] = {}
-    for plugin in get_mapping_from_secret_type_to_class().values():
+    plugins: list[type] = list(get_mapping_from_secret_type_to_class().values())
+    for plugin in plugins:
         if plugin.__name__ in _PLUGINS:
             for pattern in plugin().denylist:
                 by_flags.setdefault(pattern.flags, []).append(pattern.pattern)
