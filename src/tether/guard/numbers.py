@@ -109,6 +109,8 @@ def _phone(raw: str, region: str) -> bool:
 
 def _dni_or_nie_at(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The span of a Spanish DNI (`12345678Z`) or NIE (`X1234567L`) a glued digit run belongs to."""
+    if not 7 <= end - start <= 8 or not text[start:end].isdigit():
+        return None
     first = start - 1 if start > 0 and text[start - 1] in "XYZxyz" else start
     last = end + 1 if end < len(text) and text[end].isalpha() else end
     if last == end or (first > 0 and text[first - 1].isalnum()):
@@ -145,15 +147,13 @@ def find_numbers(text: str, lowered: str, region: str) -> list[Finding]:
         first, last = candidate.span()
         while shapes[last - 1] != "0":
             last -= 1  # trailing separators
-        if first > 0 and shapes[first - 1] == "a":
-            continue  # glued to a word on the left: run_8f3a0001, 1Z999AA10123456784
         if shapes.count("0", first, last) < _MIN_DIGITS:
             continue
-        if last < length and shapes[last] == "a":
-            span = _dni_or_nie_at(text, first, last)  # glued on the right: a DNI/NIE, or part of a word
+        if (first > 0 and shapes[first - 1] == "a") or (last < length and shapes[last] == "a"):
+            span = _dni_or_nie_at(text, first, last)
             if span is not None:
                 found.append(Finding("national id", span[0], span[1], text[span[0] : span[1]]))
-            continue
+            continue  # glued to a word: run_8f3a0001, 1Z999AA10123456784, unless a DNI or NIE
         if first > 0 and text[first - 1] in "-/#" and first > 1 and text[first - 2].isalnum():
             continue  # SKU-4000123, INV-2026-00123: the tail of an identifier
         if first > 0 and text[first - 1] in "+(":

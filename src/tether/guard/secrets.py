@@ -172,9 +172,9 @@ def _named_values(text: str, lowered: str) -> list[Finding]:
         while at != -1:
             value = _NAMED_VALUE.match(text, at + len(word))
             if value is not None:
-                token = value.group(1)
+                token = value.group(1).rstrip(".")
                 if _mixed(token) and entropy(token) >= _ENTROPY:
-                    found.append(Finding("secret", value.start(1), value.end(1), token))
+                    found.append(Finding("secret", value.start(1), value.start(1) + len(token), token))
             at = lowered.find(word, at + 1)
     return found
 
