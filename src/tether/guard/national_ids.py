@@ -136,13 +136,12 @@ _OTHER: dict[str, str] = {
     "credit": CARD,
     "debit": CARD,
 }
+_WORDS = re.compile(r"[^\W\d_]+(?:'s)?#?")
 _PHRASES: dict[str, tuple[str, ...]] = {}
 """Each keyword phrase under its first word, so a context window is tokenised once."""
 for _phrase in (*_STDNUM, *_OTHER):
-    _PHRASES.setdefault(_phrase.split()[0], ())
-    _PHRASES[_phrase.split()[0]] += (_phrase,)
-_WORDS = re.compile(r"[^\W\d_]+(?:'s)?#?")
-_DIGIT_FREE = str.maketrans("0123456789", "0000000000")
+    _first = _WORDS.findall(_phrase)[0]
+    _PHRASES[_first] = (*_PHRASES.get(_first, ()), _phrase)
 WINDOW = 32
 """How far before a number its keyword may stand (characters)."""
 
@@ -174,10 +173,15 @@ def _kinds(window: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def context(lowered: str, start: int) -> frozenset[str]:
-    """The keyword phrases in the few characters before `start` of the lowercased text."""
-    window = lowered[max(0, start - WINDOW) : start]
-    return _kinds(window.translate(_DIGIT_FREE)) if window else frozenset()
+def context(lowered: str, shapes: str, start: int) -> frozenset[str]:
+    """The keyword phrases in the few characters before `start` of the lowercased text.
+
+    The window stops after an earlier number (`shapes` has digits as "0"), so the windows of a
+    table or a JSON list repeat, and their answers come from the cache."""
+    floor = max(0, start - WINDOW)
+    cut = shapes.rfind("0", floor, start - 8) if start - 8 > floor else -1
+    window = lowered[cut + 1 if cut != -1 else floor : start]
+    return _kinds(window) if window else frozenset()
 
 
 def kinds(phrases: frozenset[str]) -> set[str]:

@@ -170,7 +170,7 @@ def find_numbers(text: str, lowered: str, region: str) -> list[Finding]:
                 start += 1
             elif start > 0 and text[start - 1] == "(" and text[start:end].find(")") in range(3, 5):
                 start -= 1  # "(415) 555-0199": the opening bracket belongs to the number
-            kind = _classify(text[start:end], lowered, start, region)
+            kind = _classify(text[start:end], lowered, shapes, start, region)
             if kind is not None:
                 found.append(Finding(kind, start, end, text[start:end]))
     capitals = text.translate(_CAPITALS)
@@ -180,9 +180,9 @@ def find_numbers(text: str, lowered: str, region: str) -> list[Finding]:
     return found
 
 
-def _classify(raw: str, lowered: str, start: int, region: str) -> str | None:
+def _classify(raw: str, lowered: str, shapes: str, start: int, region: str) -> str | None:
     """What a free-standing digit run is, if it is personal: id, card, phone, or None."""
-    digits = raw.translate(_SEPARATORS)
+    digits = raw if raw.isdigit() else raw.translate(_SEPARATORS)
     if not digits.isdigit():
         return None
     count = len(digits)
@@ -195,7 +195,7 @@ def _classify(raw: str, lowered: str, start: int, region: str) -> str | None:
         return "phone"
     if count < 9 and not formatted:
         return None  # a bare 7-8 digit number: no id or full phone number is that short
-    phrases = ids.context(lowered, start)
+    phrases = ids.context(lowered, shapes, start)
     if not phrases:
         return None
     kinds = ids.kinds(phrases)
