@@ -127,10 +127,13 @@ PII = (
 
 
 def _shifted(text: str, seed: int) -> str:
-    """`text` with every number moved by `seed` (same shapes, new values: no cache hit across calls)."""
+    """`text` with every number moved by `seed`, keeping its length (same shapes, new values, so
+    no cache hit across calls)."""
     if not seed:
         return text
-    return re.sub(r"\d+", lambda m: str(int(m.group(0)) + seed).zfill(len(m.group(0))), text)
+    return re.sub(
+        r"\d+", lambda m: str((int(m.group(0)) + seed) % 10 ** len(m.group(0))).zfill(len(m.group(0))), text
+    )
 
 
 def _texts(seed: int = 0) -> dict[str, str]:

@@ -18,3 +18,12 @@ class Finding:
 def bounded(text: str, start: int, end: int) -> bool:
     """The span is a whole token: no letter or digit glued to either side."""
     return (start == 0 or not text[start - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
+
+
+_SPLIT = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+
+
+def vocabulary(lowered: str) -> set[str]:
+    """The distinct words of lowercased text (ASCII punctuation splits). Keyword detectors test
+    this set once instead of searching the text for each of their keywords."""
+    return set(lowered.translate(_SPLIT).split())

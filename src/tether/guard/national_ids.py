@@ -142,25 +142,36 @@ _PHRASES: dict[str, tuple[str, ...]] = {}
 for _phrase in (*_STDNUM, *_OTHER):
     _first = _WORDS.findall(_phrase)[0]
     _PHRASES[_first] = (*_PHRASES.get(_first, ()), _phrase)
+_SPLIT = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+_PHRASE_WORDS = tuple({frozenset(p.translate(_SPLIT).split()) for p in (*_STDNUM, *_OTHER)})
+
+
+def any_keyword(words: set[str]) -> bool:
+    """Some keyword phrase has all its words in the text's vocabulary: only then can a number
+    have a keyword before it (checked once per text, not per number)."""
+    return any(phrase <= words for phrase in _PHRASE_WORDS)
+
+
 WINDOW = 32
 """How far before a number its keyword may stand (characters)."""
 
-LETTER_KEYWORDS = (
-    "codice fiscale",
-    "curp",
-    "pan",
-    "hetu",
-    "henkilötunnus",
-    "nie",
-    "dni",
-    "nif",
-    "pps",
-    "passport",
-    "driver's licen",
-    "drivers licen",
-    "driving licen",
-)
-"""Keywords of ids that may start with letters or hold few digits: found in the text itself."""
+LETTER_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "codice fiscale": ("fiscale",),
+    "curp": ("curp",),
+    "pan": ("pan",),
+    "hetu": ("hetu",),
+    "henkilötunnus": ("henkilötunnus",),
+    "nie": ("nie",),
+    "dni": ("dni",),
+    "nif": ("nif",),
+    "pps": ("pps",),
+    "passport": ("passport",),
+    "driver's licen": ("license", "licence"),
+    "drivers licen": ("license", "licence"),
+    "driving licen": ("licence", "license"),
+}
+"""Keywords of ids that may start with letters or hold few digits, found in the text itself,
+and the words whose presence (in the text's vocabulary) makes the search worth it."""
 
 
 @lru_cache(maxsize=4096)
@@ -244,11 +255,13 @@ def _follows(text: str, end: int) -> list[tuple[int, int]]:
     return spans[::-1]  # the longest first
 
 
-def keyword_ids(text: str, lowered: str) -> list[tuple[int, int]]:
+def keyword_ids(text: str, lowered: str, words: set[str]) -> list[tuple[int, int]]:
     """Ids that may start with letters (codice fiscale, CURP, PAN, NIE, passports...): found from
     their keyword forward, since a digit scan would miss them."""
     found: list[tuple[int, int]] = []
-    for keyword in LETTER_KEYWORDS:
+    for keyword, triggers in LETTER_KEYWORDS.items():
+        if words.isdisjoint(triggers):
+            continue
         at = lowered.find(keyword)
         while at != -1:
             end = at + len(keyword)

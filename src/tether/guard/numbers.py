@@ -51,7 +51,8 @@ _MIN_DIGITS = 7
 """No number looked for here has fewer digits (the NINO, with 6, has its own pass)."""
 _REGION = re.compile(
     r"0(?<![0-]0)(?!000-00-00)"  # the first digit of a run (no retries inside one), not an ISO date
-    r"[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.0-]*"  # at least 7 digits
+    r"[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0[.-]{0,3}0"  # at least 7 digits,
+    r"(?:[.-]{0,3}0)*+"  # then up to the last digit
 )
 """A run of digits and separators. It starts with a literal, so the engine jumps from digit to
 digit in C instead of trying every position."""
@@ -138,31 +139,31 @@ def _letter_led(text: str, shapes: str) -> list[Finding]:
     return found
 
 
-def find_numbers(text: str, lowered: str, region: str) -> list[Finding]:
+def find_numbers(text: str, lowered: str, words: set[str], region: str) -> list[Finding]:
     """Cards, phones, IBANs and national ids among the digit runs of `text`."""
     found: list[Finding] = []
     shapes = text.translate(_SHAPES)
     length = len(text)
+    keywords = ids.any_keyword(words)
     for candidate in _REGION.finditer(shapes):
         first, last = candidate.span()
-        while shapes[last - 1] != "0":
-            last -= 1  # trailing separators
-        if shapes.count("0", first, last) < _MIN_DIGITS:
-            continue
+        digits = shapes.count("0", first, last)
         if (first > 0 and shapes[first - 1] == "a") or (last < length and shapes[last] == "a"):
             span = _dni_or_nie_at(text, first, last)
             if span is not None:
                 found.append(Finding("national id", span[0], span[1], text[span[0] : span[1]]))
             continue  # glued to a word: run_8f3a0001, 1Z999AA10123456784, unless a DNI or NIE
+        bare = digits == last - first and (first == 0 or text[first - 1] != "+")
+        if bare and (digits < 9 or not (keywords or 15 <= digits <= 19)):
+            continue  # a bare run: too short for anything, or only a card could be this long
         if first > 0 and text[first - 1] in "-/#" and first > 1 and text[first - 2].isalnum():
             continue  # SKU-4000123, INV-2026-00123: the tail of an identifier
         if first > 0 and text[first - 1] in "+(":
             first -= 1
-        spans: Iterable[tuple[int, int]]
-        if shapes.count("0", first, last) == last - first:
-            spans = ((first, last),)  # a bare run: no dates or amounts to skip inside it
-        else:
-            spans = (m.span("run") for m in _SCAN.finditer(text, first, last))
+        # A bare run has no dates or amounts inside it to skip.
+        spans: Iterable[tuple[int, int]] = (
+            ((first, last),) if bare else (m.span("run") for m in _SCAN.finditer(text, first, last))
+        )
         for start, end in spans:
             if start < 0:
                 continue  # a date, time, address or amount
@@ -170,18 +171,19 @@ def find_numbers(text: str, lowered: str, region: str) -> list[Finding]:
                 start += 1
             elif start > 0 and text[start - 1] == "(" and text[start:end].find(")") in range(3, 5):
                 start -= 1  # "(415) 555-0199": the opening bracket belongs to the number
-            kind = _classify(text[start:end], lowered, shapes, start, region)
+            kind = _classify(text[start:end], lowered, shapes if keywords else "", start, region)
             if kind is not None:
                 found.append(Finding(kind, start, end, text[start:end]))
     capitals = text.translate(_CAPITALS)
     found += _letter_led(text, capitals)
     if "A0" in capitals or "0A" in capitals:  # ids with letters: codice fiscale, CURP, PAN, NIE...
-        found += [Finding("national id", s, e, text[s:e]) for s, e in ids.keyword_ids(text, lowered)]
+        found += [Finding("national id", s, e, text[s:e]) for s, e in ids.keyword_ids(text, lowered, words)]
     return found
 
 
 def _classify(raw: str, lowered: str, shapes: str, start: int, region: str) -> str | None:
-    """What a free-standing digit run is, if it is personal: id, card, phone, or None."""
+    """What a free-standing digit run is, if it is personal: id, card, phone, or None (`shapes`
+    is empty when no keyword occurs in the text, so none is looked for)."""
     digits = raw if raw.isdigit() else raw.translate(_SEPARATORS)
     if not digits.isdigit():
         return None
@@ -193,8 +195,8 @@ def _classify(raw: str, lowered: str, shapes: str, start: int, region: str) -> s
         return "payment card"
     if formatted and 7 <= count <= 15 and _phone(raw, region):
         return "phone"
-    if count < 9 and not formatted:
-        return None  # a bare 7-8 digit number: no id or full phone number is that short
+    if (count < 9 and not formatted) or not shapes:
+        return None  # a bare 7-8 digit number (no id or whole phone number is that short), or no keyword
     phrases = ids.context(lowered, shapes, start)
     if not phrases:
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tether.guard.findings import Finding
+from tether.guard.findings import Finding, vocabulary
 from tether.guard.numbers import find_numbers
 from tether.guard.secrets import find_secrets
 
@@ -59,9 +59,10 @@ def find_pii(text: str, *, region: str = "US") -> list[Finding]:
     longest, wins)."""
     found: list[Finding] = _emails(text) if "@" in text else []
     lowered = text.lower()
+    words = vocabulary(lowered)
     if _has_digit(text):
-        found += find_numbers(text, lowered, region)
-    found += find_secrets(text, lowered)
+        found += find_numbers(text, lowered, words, region)
+    found += find_secrets(text, lowered, words)
     if len(found) < 2:
         return found
     found.sort(key=lambda f: (f.start, -f.end))

@@ -75,6 +75,15 @@ _NAMING = ("key", "secret", "token", "bearer", "credential", "auth", "passw", "p
 """Words that name the token after them as a secret (lowercase stems)."""
 _ENTROPY = 3.0
 _PASSWORD_WORDS = ("password", "passwd", "passcode", "passphrase", "pwd")
+_NAMING_WORDS = frozenset(
+    {
+        *("key", "keys", "apikey", "secretkey", "privatekey", "accesskey"),
+        *("secret", "secrets", "token", "tokens", "authtoken", "accesstoken", "apitoken"),
+        *("bearer", "credential", "credentials", "auth", "authorization"),
+        *("password", "passwords", "passwd", "passcode", "passphrase", "pwd"),
+    }
+)
+"""Words (as `findings.vocabulary` splits them) that make the named-value search worth running."""
 _PASSWORD_VALUE = re.compile(
     r"(?:\s*(?:is|was|=|:|->)\s*|\s*[:=]?\s+)[\"'`]?([^\s\"'`]{6,64})", re.IGNORECASE
 )
@@ -197,8 +206,9 @@ def _passwords(text: str, lowered: str) -> list[Finding]:
     return found
 
 
-def find_secrets(text: str, lowered: str) -> list[Finding]:
-    """Every secret in `text` (`lowered` is `text.lower()`, shared with the other detectors)."""
+def find_secrets(text: str, lowered: str, words: set[str]) -> list[Finding]:
+    """Every secret in `text` (`lowered` is `text.lower()` and `words` its vocabulary, shared with
+    the other detectors)."""
     found: list[Finding] = []
     for at, token in _tokens(text):
         span = _known(token)
@@ -209,10 +219,10 @@ def find_secrets(text: str, lowered: str) -> list[Finding]:
             found.append(Finding("secret", at, at + len(token), token))
     if "://" in text and "@" in text:
         found += [Finding("secret", m.start(), m.end(), m.group(0)) for m in _URL_PASSWORD.finditer(text)]
-    if any(word in lowered for word in _NAMING):
+    if not _NAMING_WORDS.isdisjoint(words):
         found += _named_values(text, lowered)
     if "PRIVATE KEY" in text:
         found += [Finding("secret", m.start(), m.end(), m.group(0)) for m in _PEM.finditer(text)]
-    if any(word in lowered for word in _PASSWORD_WORDS):
+    if "pass" in lowered or "pwd" in lowered:
         found += _passwords(text, lowered)
     return found
