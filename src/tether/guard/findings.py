@@ -23,7 +23,12 @@ def bounded(text: str, start: int, end: int) -> bool:
 _SPLIT = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 
 
-def vocabulary(lowered: str) -> set[str]:
-    """The distinct words of lowercased text (ASCII punctuation splits). Keyword detectors test
-    this set once instead of searching the text for each of their keywords."""
-    return set(lowered.translate(_SPLIT).split())
+def words_of(lowered: str) -> list[str]:
+    """The words of lowercased text, ASCII punctuation splitting them (str methods only, in C)."""
+    return lowered.translate(_SPLIT).split()
+
+
+def vocabulary(lowered: str, words: list[str] | None = None) -> set[str]:
+    """The distinct words of lowercased text. Keyword detectors test this set once instead of
+    searching the text for each of their keywords."""
+    return set(words_of(lowered) if words is None else words)

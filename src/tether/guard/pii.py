@@ -54,15 +54,18 @@ def _has_digit(text: str) -> bool:
     return any(digit in text for digit in "0123456789")
 
 
-def find_pii(text: str, *, region: str = "US") -> list[Finding]:
+def find_pii(
+    text: str, *, region: str = "US", lowered: str | None = None, words: list[str] | None = None
+) -> list[Finding]:
     """Every personal-data value or secret in `text` (overlaps resolved: the earliest, then the
-    longest, wins)."""
+    longest, wins). `lowered` and `words` (`text.lower()` and its `words_of`) may be passed in when
+    another check already computed them."""
     found: list[Finding] = _emails(text) if "@" in text else []
-    lowered = text.lower()
-    words = vocabulary(lowered)
+    lowered = text.lower() if lowered is None else lowered
+    vocab = vocabulary(lowered, words)
     if _has_digit(text):
-        found += find_numbers(text, lowered, words, region)
-    found += find_secrets(text, lowered, words)
+        found += find_numbers(text, lowered, vocab, region)
+    found += find_secrets(text, lowered, vocab)
     if len(found) < 2:
         return found
     found.sort(key=lambda f: (f.start, -f.end))
@@ -98,9 +101,11 @@ class CallerData:
         return bool(key) and key in self._digits
 
 
-def others(text: str, caller: CallerData) -> list[Finding]:
+def others(
+    text: str, caller: CallerData, *, lowered: str | None = None, words: list[str] | None = None
+) -> list[Finding]:
     """Personal data in `text` that is not the caller's."""
-    return [f for f in find_pii(text) if not caller.owns(f)]
+    return [f for f in find_pii(text, lowered=lowered, words=words) if not caller.owns(f)]
 
 
 def redact(text: str, findings: list[Finding]) -> str:

@@ -16,6 +16,7 @@ from tether.agent.config import GuardSection
 from tether.agent.tools import Tool, ToolContext
 from tether.guard.classifier import InstructionClassifier
 from tether.guard.decisions import Action, Decision, strictest
+from tether.guard.findings import words_of
 from tether.guard.injection import REMOVED, InstructionDetector, phishing
 from tether.guard.leaks import PromptGuard
 from tether.guard.limits import argument_problems, calls_over_limit
@@ -213,7 +214,9 @@ class RunGuard:
         if not self.on:
             return [Decision("pipeline", "output", "allow")]
         decisions: list[Decision] = []
-        leak = self.prompt.leak(text)
+        original, lowered = text, text.lower()
+        words = words_of(lowered)  # shared by the leak and personal-data checks while text is unchanged
+        leak = self.prompt.leak(text, lowered, words)
         if leak is not None:
             decisions.append(Decision("system_prompt_leak", "output", self.policy.system_prompt_leak, leak))
         links = outside_links(text, self.policy.allowed_hosts)
@@ -227,7 +230,9 @@ class RunGuard:
         if lure is not None:
             decisions.append(Decision("phishing", "output", self.policy.phishing, lure))
         caller = CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii)
-        found = others(text, caller)
+        found = (
+            others(text, caller, lowered=lowered, words=words) if text is original else others(text, caller)
+        )
         if found:
             text = redact(text, found) if self.policy.pii == "redact" else text
             kinds = ", ".join(sorted({f.kind for f in found}))
