@@ -144,12 +144,13 @@ for _phrase in (*_STDNUM, *_OTHER):
     _PHRASES[_first] = (*_PHRASES.get(_first, ()), _phrase)
 _SPLIT = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _PHRASE_WORDS = tuple({frozenset(p.translate(_SPLIT).split()) for p in (*_STDNUM, *_OTHER)})
+_ANY_PHRASE_WORD = frozenset().union(*_PHRASE_WORDS)
 
 
 def any_keyword(words: set[str]) -> bool:
     """Some keyword phrase has all its words in the text's vocabulary: only then can a number
     have a keyword before it (checked once per text, not per number)."""
-    return any(phrase <= words for phrase in _PHRASE_WORDS)
+    return not words.isdisjoint(_ANY_PHRASE_WORD) and any(phrase <= words for phrase in _PHRASE_WORDS)
 
 
 WINDOW = 32

@@ -144,7 +144,7 @@ def find_numbers(text: str, lowered: str, words: set[str], region: str) -> list[
     found: list[Finding] = []
     shapes = text.translate(_SHAPES)
     length = len(text)
-    keywords = ids.any_keyword(words)
+    keywords: bool | None = None  # a keyword phrase somewhere in the text: decided when first needed
     for candidate in _REGION.finditer(shapes):
         first, last = candidate.span()
         digits = shapes.count("0", first, last)
@@ -154,8 +154,12 @@ def find_numbers(text: str, lowered: str, words: set[str], region: str) -> list[
                 found.append(Finding("national id", span[0], span[1], text[span[0] : span[1]]))
             continue  # glued to a word: run_8f3a0001, 1Z999AA10123456784, unless a DNI or NIE
         bare = digits == last - first and (first == 0 or text[first - 1] != "+")
-        if bare and (digits < 9 or not (keywords or 15 <= digits <= 19)):
-            continue  # a bare run: too short for anything, or only a card could be this long
+        if bare and digits < 9:
+            continue  # a bare 7-8 digit number: no id or whole phone number is that short
+        if keywords is None:
+            keywords = ids.any_keyword(words)
+        if bare and not keywords and not 15 <= digits <= 19:
+            continue  # without a keyword in the text, only a card can be a bare run
         if first > 0 and text[first - 1] in "-/#" and first > 1 and text[first - 2].isalnum():
             continue  # SKU-4000123, INV-2026-00123: the tail of an identifier
         if first > 0 and text[first - 1] in "+(":
