@@ -12,6 +12,7 @@ FOUND = [
     # e-mail
     ("email", "write to maria.gomez@mail-example.org today", "maria.gomez@mail-example.org"),
     ("email", "cc: ops+returns@acme-mail.co.uk", "ops+returns@acme-mail.co.uk"),
+    ("email", "escribe a josé.garcía@correo.es", "josé.garcía@correo.es"),
     # phones: formatted anywhere, bare only after a phone keyword
     ("phone", "call (415) 555-0199 after five", "(415) 555-0199"),
     ("phone", "courier: +1 212 555 0147.", "+1 212 555 0147"),

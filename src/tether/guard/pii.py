@@ -23,7 +23,8 @@ from tether.guard.secrets import find_secrets
 
 __all__ = ["REDACTED", "CallerData", "Finding", "find_pii", "others", "redact"]
 
-_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+_LOCAL_PUNCTUATION = frozenset("._+-")
+"""With letters and digits of any script (internationalised addresses), what a local part holds."""
 _DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _NON_DIGIT = re.compile(r"\D")
 REDACTED = "[{kind} redacted by Tether]"
@@ -42,7 +43,7 @@ def _emails(text: str) -> list[Finding]:
         domain = _DOMAIN.match(text, at + 1)
         if domain is not None:
             start, floor = at, max(0, at - 64)
-            while start > floor and text[start - 1] in _LOCAL_CHARS:
+            while start > floor and (text[start - 1] in _LOCAL_PUNCTUATION or text[start - 1].isalnum()):
                 start -= 1
             if start < at:
                 found.append(Finding("email", start, domain.end(), text[start : domain.end()]))
