@@ -18,8 +18,8 @@ alternate off/on so both see the same database and machine noise. Reported: wall
 check is wrapped with a timer), which machine noise does not blur.
 
     python benchmarks/guard_overhead.py --rounds 15 --runs 200
-    git archive main | tar -x -C /tmp/main-copy
-    python benchmarks/guard_overhead.py --baseline /tmp/main-copy --label pii
+    git archive main | tar -x -C ../main-copy
+    python benchmarks/guard_overhead.py --baseline ../main-copy --label pii
 """
 
 from __future__ import annotations
@@ -426,7 +426,7 @@ def main() -> None:
     command = (
         f"`python benchmarks/guard_overhead.py --rounds {args.rounds} --repeat {args.repeat} "
         f"--runs {args.runs} --calls {args.calls}"
-        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --baseline <a copy of the baseline commit>" if args.baseline else "")
         + (f" --label {args.label}" if args.label else "")
         + "`"
     )
@@ -444,7 +444,7 @@ def main() -> None:
     if args.baseline:
         sides = compare(args.baseline, args.rounds, args.repeat)
         lines += [
-            f"## Scans: CPU microseconds per KB, before ({args.baseline}) and after, "
+            "## Scans: CPU microseconds per KB, before (the --baseline checkout) and after, "
             f"{args.rounds} interleaved rounds x {args.repeat} text variants",
             "",
             "| stage | text | before median | min | max | after median | min | max |",
