@@ -280,8 +280,8 @@ class GuardSection(_Strict):
     allowed_pii: list[str] = Field(default_factory=list)
     """Values never treated as personal data (a shop's public contact address...)."""
     redact_stored: bool = False
-    """Also redact others' personal data in stored steps (tool results, model messages) and so in
-    everything read back from them (run pages, API, replays); opt-in span content has its own redactor."""
+    """Also redact others' personal data before it is stored: tool results and errors, model
+    messages, and opt-in span content; so everything read back (run pages, API, replays) is clean."""
     phishing: GuardAction = "block"
     """An answer that asks the user for credentials or payment details, or to follow a lure."""
 

@@ -16,6 +16,7 @@ from tether.agent.config import GuardSection
 from tether.agent.tools import Tool, ToolContext
 from tether.guard.classifier import InstructionClassifier
 from tether.guard.decisions import Action, Decision, strictest
+from tether.guard.findings import words_of
 from tether.guard.injection import REMOVED, InstructionDetector, phishing
 from tether.guard.leaks import PromptGuard
 from tether.guard.limits import argument_problems, calls_over_limit
@@ -23,7 +24,7 @@ from tether.guard.marking import Spotlight
 from tether.guard.pii import CallerData, others, redact
 from tether.guard.provenance import Sources, judge_write
 from tether.guard.urls import outside_links, redact_links
-from tether.models.base import ToolCall
+from tether.models.base import Message, ModelResponse, ToolCall
 
 BLOCKED_ANSWER = (
     "I'm sorry, I can't share that answer. A safety check stopped it; please rephrase your request "
@@ -70,6 +71,8 @@ class RunGuard:
         self.detector = InstructionDetector(tools)
         self.classifier = classifier if policy.enabled else None
         self.tainted_by: str | None = None
+        self._stored: dict[str, str] = {}
+        """Texts already redacted for storage in this execution (span content repeats them per call)."""
         """Why a tool result of this run was flagged (later writes then need a human)."""
 
     def stable_view(self, text: str) -> str:
@@ -211,7 +214,9 @@ class RunGuard:
         if not self.on:
             return [Decision("pipeline", "output", "allow")]
         decisions: list[Decision] = []
-        leak = self.prompt.leak(text)
+        original, lowered = text, text.lower()
+        words = words_of(lowered)  # shared by the leak and personal-data checks while text is unchanged
+        leak = self.prompt.leak(text, lowered, words)
         if leak is not None:
             decisions.append(Decision("system_prompt_leak", "output", self.policy.system_prompt_leak, leak))
         links = outside_links(text, self.policy.allowed_hosts)
@@ -225,7 +230,9 @@ class RunGuard:
         if lure is not None:
             decisions.append(Decision("phishing", "output", self.policy.phishing, lure))
         caller = CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii)
-        found = others(text, caller)
+        found = (
+            others(text, caller, lowered=lowered, words=words) if text is original else others(text, caller)
+        )
         if found:
             text = redact(text, found) if self.policy.pii == "redact" else text
             kinds = ", ".join(sorted({f.kind for f in found}))
@@ -259,8 +266,27 @@ class RunGuard:
         """`text` with others' personal data redacted, when the policy asks for it in stored steps."""
         if not (self.on and self.policy.redact_stored):
             return text
-        found = others(text, CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii))
-        return redact(text, found) if found else text
+        done = self._stored.get(text)
+        if done is None:
+            found = others(text, CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii))
+            done = self._stored[text] = redact(text, found) if found else text
+        return done
+
+    def stored_messages(self, messages: list[Message], user_texts: Sequence[str]) -> list[Message]:
+        """The messages as span content may record them: redacted like stored steps (each text is
+        scanned once per execution), or the same list when `redact_stored` is off."""
+        if not (self.on and self.policy.redact_stored):
+            return messages
+        return [
+            m.model_copy(update={"content": self.redact_stored(m.content, user_texts)}) if m.content else m
+            for m in messages
+        ]
+
+    def stored_response(self, response: ModelResponse, user_texts: Sequence[str]) -> ModelResponse:
+        """A model response as its span records it (the loop acts on the original)."""
+        if not (self.on and self.policy.redact_stored) or not response.content:
+            return response
+        return response.model_copy(update={"content": self.redact_stored(response.content, user_texts)})
 
 
 def final_text(decisions: list[Decision], original: str) -> tuple[Action, str, Decision | None]:

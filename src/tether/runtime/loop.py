@@ -444,7 +444,7 @@ class RunLoop:
             )
         )
         started = time.monotonic()
-        self.observation.model_request(self.messages)
+        self.observation.model_request(self.guard.stored_messages(self.messages, self._user_texts()))
         try:
             answer = await self._guarded(self._ask(switched, max_output))
         except ChainUnavailableError as exc:
@@ -489,7 +489,7 @@ class RunLoop:
                 saved_cost_usd=answer.saved_cost_usd,
                 saved_latency_ms=answer.saved_latency_ms,
             ),
-            response,
+            self.guard.stored_response(response, self._user_texts()),
         )
         self.messages.append(message)
         if limited is not None:
@@ -802,7 +802,9 @@ class RunLoop:
                 result=self.guard.redact_stored(render_result(outcome.result), self._user_texts())
                 if outcome.error is None
                 else None,
-                error=outcome.error,
+                error=self.guard.redact_stored(outcome.error, self._user_texts())
+                if outcome.error is not None
+                else None,
                 attempts=outcome.attempts,
                 latency_ms=_ms_since(started),
                 cache=cache,
