@@ -30,8 +30,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import UpdateBase
 
+from tether.store import one_hop
 from tether.store.records import RunRecord, RunStatus
 from tether.store.tables import EventRow, RunRow, StepRow, ThreadRow
 
@@ -163,6 +165,76 @@ def claim_statements(postgres: bool, one_run: bool) -> tuple[Select[Any], Update
 
 INSERT_STEP = insert(STEPS)
 _INSERT_EVENTS = insert(EVENTS)
+_EVENT_COLUMNS = ("run_id", "seq", "type", "data", "created_at")
+
+Statement = tuple[UpdateBase, Mapping[str, Any]]
+"""A prebuilt Core statement and its parameters (for an INSERT, one row's values by column)."""
+
+
+async def checkpoint(
+    engine: AsyncEngine,
+    run_id: str,
+    owner: str,
+    *,
+    now: datetime,
+    expires: datetime,
+    statements: Sequence[Statement],
+    events: Sequence[tuple[str, dict[str, Any]]],
+    values: Mapping[str, Any] | None = None,
+    increments: Mapping[str, int] | None = None,
+) -> Fence:
+    """`fence`, then `statements`, then `events` (numbered from what the fence reserved), as one
+    transaction on `engine` (the store's writer); `LeaseLostError` (nothing written) when the lease
+    is someone else's now.
+
+    On SQLite the whole transaction is one trip to the driver's thread (`store/one_hop.py`);
+    elsewhere it is the same statements through SQLAlchemy."""
+    dialect = engine.dialect
+    if dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            lease = await fence(
+                conn,
+                run_id,
+                owner,
+                now=now,
+                expires=expires,
+                events=len(events),
+                values=values,
+                increments=increments,
+            )
+            for statement, params in statements:
+                await conn.execute(statement, dict(params))
+            await add_events(conn, run_id, lease.first_seq, events, now)
+        return lease
+    changes: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now, **(values or {})}
+    added = dict(increments or {})
+    if events:
+        added["event_seq"] = len(events)
+    fencing = one_hop.prepare(_fence_statement(tuple(changes), tuple(added), False), dialect)
+    params = {f"set_{name}": value for name, value in changes.items()}
+    params.update({f"add_{name}": amount for name, amount in added.items()})
+    params.update(fence_id=run_id, fence_owner=owner)
+    then = []
+    for statement, values_of in statements:
+        keys = tuple(values_of) if statement.is_insert else None
+        prepared = one_hop.prepare(statement, dialect, keys)
+        then.append((prepared.sql, prepared.bind(values_of)))
+    inserting = one_hop.prepare(_INSERT_EVENTS, dialect, _EVENT_COLUMNS)
+    bound = [
+        inserting.bind({"run_id": run_id, "seq": 0, "type": type, "data": data, "created_at": now})
+        for type, data in events
+    ]
+    work = one_hop.Checkpoint(
+        fence=(fencing.sql, fencing.bind(params)),
+        then=then,
+        events_sql=inserting.sql,
+        events=bound,
+        seq_at=inserting.position("seq"),
+    )
+    row = await one_hop.run(engine, work)
+    if row is None:
+        raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+    return Fence(first_seq=int(row[0]) - len(events) + 1, cancel_requested=bool(row[1]))
 
 
 async def add_events(

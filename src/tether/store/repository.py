@@ -627,18 +627,16 @@ class Store:
             "finished_at": None,
         }
         event = {"index": draft.index, "kind": draft.kind, "name": draft.name, "arguments": draft.arguments}
-        async with self._write_engine.begin() as conn:
-            lease = await fenced.fence(
-                conn,
-                run_id,
-                owner,
-                now=now,
-                expires=now + timedelta(seconds=lease_s),
-                events=1,
-                increments={"steps_used": 1},
-            )
-            await conn.execute(fenced.INSERT_STEP, step)
-            await fenced.add_events(conn, run_id, lease.first_seq, [("step_started", event)], now)
+        await fenced.checkpoint(
+            self._write_engine,
+            run_id,
+            owner,
+            now=now,
+            expires=now + timedelta(seconds=lease_s),
+            statements=[(fenced.INSERT_STEP, step)],
+            events=[("step_started", event)],
+            increments={"steps_used": 1},
+        )
         await self._notify(run_id)
         return StepRecord.model_validate(step)
 
@@ -652,22 +650,18 @@ class Store:
         now = self._now()
         counters = totals.values()
         event = {"index": index, **outcome.model_dump(mode="json", exclude={"message"}), "totals": counters}
-        async with self._write_engine.begin() as conn:
-            lease = await fenced.fence(
-                conn,
-                run_id,
-                owner,
-                now=now,
-                expires=now + timedelta(seconds=lease_s),
-                events=1,
-                values=counters,
-            )
-            columns = {**outcome.columns(), "finished_at": now}
-            await conn.execute(
-                fenced.step_update(tuple(columns)),
-                {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}},
-            )
-            await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
+        columns = {**outcome.columns(), "finished_at": now}
+        params = {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}}
+        lease = await fenced.checkpoint(
+            self._write_engine,
+            run_id,
+            owner,
+            now=now,
+            expires=now + timedelta(seconds=lease_s),
+            statements=[(fenced.step_update(tuple(columns)), params)],
+            events=[("step_finished", event)],
+            values=counters,
+        )
         await self._notify(run_id)
         return lease.cancel_requested
 

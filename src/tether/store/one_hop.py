@@ -1,0 +1,152 @@
+"""SQLite: the statements of one checkpoint in one trip to the connection's thread.
+
+aiosqlite runs every driver call (cursor, execute, fetch, close) on the connection's own thread
+and wakes the event loop for each answer. Through SQLAlchemy's async layer a three-statement
+checkpoint made about a dozen such trips, and those trips (futures, self-pipe wake-ups, greenlet
+switches, execution contexts) were most of a step's CPU. Here the hot statements are compiled
+once, with SQLAlchemy's own SQL and bind processors (so values are stored exactly as Core stores
+them), and the whole transaction (`BEGIN IMMEDIATE`, the statements, `COMMIT`, or rollback on
+any error) runs as one function on that thread, on the writer connection (`db.create_writer`),
+checked out of its pool of one like every other write.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A Core statement compiled for one dialect: its SQL, positional names and bind processors."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor | None, ...]
+    defaults: Mapping[str, Any]
+    """Values the statement carries itself (literals SQLAlchemy turned into bound parameters)."""
+    generated: Mapping[str, Callable[[], Any]]
+    """Client-side column defaults (`default=0`, `default=list`) of the columns not given."""
+
+    def bind(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional values for `params`, processed as SQLAlchemy would process them."""
+        values: list[Any] = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            if name in params:
+                value = params[name]
+            elif name in self.generated:
+                value = self.generated[name]()
+            else:
+                value = self.defaults[name]
+            values.append(value if process is None else process(value))
+        return tuple(values)
+
+    def position(self, name: str) -> int:
+        return self.names.index(name)
+
+
+@functools.lru_cache(maxsize=256)
+def prepare(statement: UpdateBase, dialect: Dialect, column_keys: tuple[str, ...] | None = None) -> Prepared:
+    """Compile `statement` once (per dialect and, for an INSERT, per set of columns)."""
+    keys = list(column_keys) if column_keys else None
+    compiled: SQLCompiler = statement.compile(dialect=dialect, column_keys=keys)
+    names = tuple(compiled.positiontup or ())
+    # SQLAlchemy's own processors, as its execution context applies them (none of these statements
+    # binds a tuple, the only case where a processor is a sequence)
+    processors = cast(Mapping[str, Processor], compiled._bind_processors)
+    defaults = compiled.construct_params(_check=False)
+    generated: dict[str, Callable[[], Any]] = {}
+    prefetched = [(c, c.default) for c in compiled.insert_prefetch]
+    prefetched += [(c, c.onupdate) for c in compiled.update_prefetch]
+    for column, default in prefetched:
+        if default is None or not (default.is_scalar or default.is_callable):
+            raise ValueError(f"{column} has a default this path cannot compute; use SQLAlchemy for it")
+        generated[column.key] = _generator(default)
+    return Prepared(
+        sql=compiled.string,
+        names=names,
+        processors=tuple(processors.get(name) for name in names),
+        defaults=dict(defaults or {}),
+        generated=generated,
+    )
+
+
+def _generator(default: Any) -> Callable[[], Any]:
+    """A zero-argument maker of a column default's value (SQLAlchemy's callables take a context
+    that defaults such as `list`, `dict` or a constant never look at)."""
+    if default.is_scalar:
+        value = default.arg
+        return lambda: value
+    make = default.arg
+    return lambda: make(None)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One fenced write: the fencing UPDATE ... RETURNING, then statements, then events.
+
+    `events` are bound with a placeholder sequence number at `seq_at`; the thread numbers them
+    from what the fence returned (its first column is the run's new `event_seq`)."""
+
+    fence: tuple[str, tuple[Any, ...]]
+    then: Sequence[tuple[str, tuple[Any, ...]]]
+    events_sql: str
+    events: Sequence[tuple[Any, ...]]
+    seq_at: int
+
+
+def _apply(connection: sqlite3.Connection, work: Checkpoint) -> tuple[Any, ...] | None:
+    """Runs on the connection's thread: the whole transaction. None: the fence matched no row
+    (the lease is lost), and nothing was written."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")  # the file's write lock up front, as `db.create_writer` does
+        try:
+            row = cursor.execute(*work.fence).fetchone()
+            if row is None:
+                cursor.execute("ROLLBACK")
+                return None
+            for sql, values in work.then:
+                cursor.execute(sql, values)
+            if work.events:
+                first = int(row[0]) - len(work.events) + 1
+                at = work.seq_at
+                cursor.executemany(
+                    work.events_sql,
+                    [(*values[:at], first + i, *values[at + 1 :]) for i, values in enumerate(work.events)],
+                )
+            cursor.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.rollback()
+            raise
+        return tuple(row)
+    finally:
+        cursor.close()
+
+
+async def run(engine: AsyncEngine, work: Checkpoint) -> tuple[Any, ...] | None:
+    """Apply `work` as one transaction on `engine`'s (the writer's) connection, in one trip to its
+    aiosqlite thread.
+
+    Driver errors come back wrapped as SQLAlchemy wraps them (IntegrityError, OperationalError),
+    so callers and the retry policy (`tether.store.faults`) see what they always saw."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection  # aiosqlite.Connection
+        try:
+            result: tuple[Any, ...] | None = await driver._execute(_apply, driver._conn, work)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(work.fence[0], None, exc, sqlite3.Error) from exc
+    return result
