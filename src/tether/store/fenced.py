@@ -256,6 +256,35 @@ async def add_events(
     )
 
 
+async def claim(
+    engine: AsyncEngine, params: Mapping[str, Any], *, one_run: bool, owner: str
+) -> RunRecord | None:
+    """SQLite: `Store.claim_run`'s claiming UPDATE ... RETURNING and its status event, one
+    transaction in one trip (`store/one_hop.py`); None when no run was claimable."""
+    dialect = engine.dialect
+    _, statement = claim_statements(False, one_run)
+    claiming = one_hop.prepare(statement, dialect)
+    inserting = one_hop.prepare(_INSERT_EVENTS, dialect, _EVENT_COLUMNS)
+    columns = tuple(RUNS.c)
+    event = {"status": RunStatus.RUNNING, "worker": owner}
+    placeholder = {"run_id": "", "seq": 0, "type": "status", "data": event, "created_at": params["claim_now"]}
+    work = one_hop.Checkpoint(
+        fence=(claiming.sql, claiming.bind(params)),
+        then=(),
+        events_sql=inserting.sql,
+        events=[inserting.bind(placeholder)],
+        seq_at=inserting.position("seq"),
+        seq_column=columns.index(RUNS.c.event_seq),
+        run_at=inserting.position("run_id"),
+        id_column=columns.index(RUNS.c.id),
+    )
+    row = await one_hop.run(engine, work)
+    if row is None:
+        return None
+    values = one_hop.processed(row, columns, dialect)
+    return RunRecord.model_validate({key: values[name] for key, name in _run_attributes()})
+
+
 @functools.cache
 def _run_attributes() -> tuple[tuple[str, str], ...]:
     """(record field, column name) for every column of the runs table (`metadata` is `run_metadata`)."""

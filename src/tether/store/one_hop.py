@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from sqlalchemy import Column
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -94,50 +95,68 @@ def _generator(default: Any) -> Callable[[], Any]:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One fenced write: the fencing UPDATE ... RETURNING, then statements, then events.
+    """One fenced write: an UPDATE ... RETURNING that must match a row, then statements, then events.
 
     `events` are bound with a placeholder sequence number at `seq_at`; the thread numbers them
-    from what the fence returned (its first column is the run's new `event_seq`)."""
+    from the run's new `event_seq`, column `seq_column` of the returned row."""
 
     fence: tuple[str, tuple[Any, ...]]
     then: Sequence[tuple[str, tuple[Any, ...]]]
     events_sql: str
     events: Sequence[tuple[Any, ...]]
     seq_at: int
+    seq_column: int = 0
+    run_at: int | None = None
+    """Where the events' run id goes, when it comes from the returned row (a claim picks the run)."""
+    id_column: int = 0
 
 
-def _apply(connection: sqlite3.Connection, work: Checkpoint) -> tuple[Any, ...] | None:
-    """Runs on the connection's thread: the whole transaction. None: the fence matched no row
-    (the lease is lost), and nothing was written."""
+def _transaction(connection: sqlite3.Connection, body: Callable[[sqlite3.Cursor], Any]) -> Any:
+    """Runs on the connection's thread: `BEGIN IMMEDIATE` (the file's write lock up front, as
+    `db.create_writer` does), `body`, `COMMIT`; a rollback on any error. A body that answers None
+    wrote nothing and is rolled back."""
     cursor = connection.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE")  # the file's write lock up front, as `db.create_writer` does
+        cursor.execute("BEGIN IMMEDIATE")
         try:
-            row = cursor.execute(*work.fence).fetchone()
-            if row is None:
-                cursor.execute("ROLLBACK")
-                return None
-            for sql, values in work.then:
-                cursor.execute(sql, values)
-            if work.events:
-                first = int(row[0]) - len(work.events) + 1
-                at = work.seq_at
-                cursor.executemany(
-                    work.events_sql,
-                    [(*values[:at], first + i, *values[at + 1 :]) for i, values in enumerate(work.events)],
-                )
-            cursor.execute("COMMIT")
+            result = body(cursor)
+            cursor.execute("COMMIT" if result is not None else "ROLLBACK")
         except BaseException:
             if connection.in_transaction:
                 connection.rollback()
             raise
-        return tuple(row)
+        return result
     finally:
         cursor.close()
 
 
-async def run(engine: AsyncEngine, work: Checkpoint) -> tuple[Any, ...] | None:
-    """Apply `work` as one transaction on `engine`'s (the writer's) connection, in one trip to its
+def _checkpoint(work: Checkpoint, cursor: sqlite3.Cursor) -> tuple[Any, ...] | None:
+    row = cursor.execute(*work.fence).fetchone()
+    if row is None:  # the fence matched nothing: the lease is lost (or nothing was claimable)
+        return None
+    for sql, values in work.then:
+        cursor.execute(sql, values)
+    if work.events:
+        first = int(row[work.seq_column]) - len(work.events) + 1
+        rows = [_put(values, work.seq_at, first + i) for i, values in enumerate(work.events)]
+        if work.run_at is not None:
+            rows = [_put(values, work.run_at, row[work.id_column]) for values in rows]
+        cursor.executemany(work.events_sql, rows)
+    return tuple(row)
+
+
+def _put(values: tuple[Any, ...], at: int, value: Any) -> tuple[Any, ...]:
+    return (*values[:at], value, *values[at + 1 :])
+
+
+def _batch(statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]], cursor: sqlite3.Cursor) -> bool:
+    for sql, rows in statements:
+        cursor.executemany(sql, rows)
+    return True
+
+
+async def _trip(engine: AsyncEngine, body: Callable[[sqlite3.Cursor], Any], sql: str) -> Any:
+    """`body` as one transaction on `engine`'s (the writer's) connection, in one trip to its
     aiosqlite thread.
 
     Driver errors come back wrapped as SQLAlchemy wraps them (IntegrityError, OperationalError),
@@ -146,7 +165,34 @@ async def run(engine: AsyncEngine, work: Checkpoint) -> tuple[Any, ...] | None:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection  # aiosqlite.Connection
         try:
-            result: tuple[Any, ...] | None = await driver._execute(_apply, driver._conn, work)
+            return await driver._execute(_transaction, driver._conn, body)
         except sqlite3.Error as exc:
-            raise DBAPIError.instance(work.fence[0], None, exc, sqlite3.Error) from exc
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
+
+
+async def run(engine: AsyncEngine, work: Checkpoint) -> tuple[Any, ...] | None:
+    """Apply `work` in one transaction, one trip; None (nothing written) when the fence matched
+    no row."""
+    result: tuple[Any, ...] | None = await _trip(engine, functools.partial(_checkpoint, work), work.fence[0])
     return result
+
+
+async def write(engine: AsyncEngine, statements: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]) -> None:
+    """Each statement with each of its rows (executemany), in one transaction, one trip."""
+    if statements:
+        await _trip(engine, functools.partial(_batch, statements), statements[0][0])
+
+
+@functools.lru_cache(maxsize=64)
+def result_processors(columns: tuple[Column[Any], ...], dialect: Dialect) -> tuple[Processor | None, ...]:
+    """SQLAlchemy's own result processors for `columns` (text to datetime, JSON, 0/1 to bool)."""
+    return tuple(column.type._cached_result_processor(dialect, None) for column in columns)
+
+
+def processed(row: Sequence[Any], columns: tuple[Column[Any], ...], dialect: Dialect) -> dict[str, Any]:
+    """A RETURNING row of `columns` as SQLAlchemy would hand it back, by column name."""
+    processors = result_processors(columns, dialect)
+    return {
+        column.name: value if process is None else process(value)
+        for column, process, value in zip(columns, processors, row, strict=True)
+    }

@@ -190,7 +190,9 @@ class Store:
     @property
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
-        return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+        return TelemetryStore(
+            self._sessions, self._now, self.dialect, writes=self._writes, writer=self._writer
+        )
 
     @property
     def breakers(self) -> BreakerStore:
@@ -560,6 +562,11 @@ class Store:
         }
         if run_id is not None:
             params["claim_run"] = run_id
+        if self.dialect == "sqlite":
+            found = await fenced.claim(self._write_engine, params, one_run=run_id is not None, owner=owner)
+            if found is not None:
+                await self._notify(found.id)
+            return found
         async with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
                 chosen = (await conn.execute(pick, params)).scalar()
