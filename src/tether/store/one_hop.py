@@ -109,6 +109,9 @@ class Checkpoint:
     run_at: int | None = None
     """Where the events' run id goes, when it comes from the returned row (a claim picks the run)."""
     id_column: int = 0
+    follow: Callable[[tuple[Any, ...]], Sequence[tuple[str, tuple[Any, ...]]]] | None = None
+    """Statements that depend on the returned row (a finished run's outbox rows), made on the
+    connection's thread once it is known; still the same transaction and the same trip."""
 
 
 def _transaction(connection: sqlite3.Connection, body: Callable[[sqlite3.Cursor], Any]) -> Any:
@@ -142,6 +145,9 @@ def _checkpoint(work: Checkpoint, cursor: sqlite3.Cursor) -> tuple[Any, ...] | N
         if work.run_at is not None:
             rows = [_put(values, work.run_at, row[work.id_column]) for values in rows]
         cursor.executemany(work.events_sql, rows)
+    if work.follow is not None:
+        for sql, values in work.follow(tuple(row)):
+            cursor.execute(sql, values)
     return tuple(row)
 
 
