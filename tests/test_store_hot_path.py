@@ -14,7 +14,9 @@ from typing import Any
 
 from conftest import ProjectFactory, bare_release
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from timing import TestClock
 
 from tether.rollout.releases import working_copy_release
 from tether.runtime.service import Runtime
@@ -27,7 +29,7 @@ from tether.store.records import (
     StepOutcome,
     StepStatus,
 )
-from tether.store.repository import Store
+from tether.store.repository import LeaseLostError, Store
 
 
 class Tally:
@@ -247,3 +249,68 @@ async def test_a_cancel_requested_during_a_tool_call_ends_the_run_before_the_nex
         assert [s.kind for s in await store.list_steps(run.id)] == ["model_call", "tool_call"]
     finally:
         await store.close()
+
+
+async def test_a_step_write_is_one_transaction_begun_immediately(store: Store) -> None:
+    """The checkpoint takes the write lock first and commits once, its statements in between."""
+    release = await bare_release(store)
+    run = await store.create_run(release=release, user_id="u", origin="api", input="x")
+    assert await store.claim_run("w", 60, run_id=run.id) is not None
+    async with tally(store) as seen:
+        await store.begin_step(run.id, "w", 60, StepDraft(index=0, kind=StepKind.MODEL_CALL, name="m"))
+    if store.dialect != "sqlite":  # PostgreSQL: one transaction, counted by SQLAlchemy
+        assert seen.commits == 1
+        return
+    words = [" ".join(sql.split()[:2]) if sql.startswith("BEGIN") else sql.split()[0] for sql in seen.sql]
+    assert words == ["BEGIN IMMEDIATE", "UPDATE", "INSERT", "INSERT", "COMMIT"]
+
+
+async def test_a_failing_statement_rolls_the_whole_step_write_back(store: Store, clock: TestClock) -> None:
+    """A step row that cannot be written leaves no fence, counter or event behind, and the writer
+    connection is clean for the next write (nothing left open in it)."""
+    release = await bare_release(store)
+    run = await store.create_run(release=release, user_id="u", origin="api", input="x")
+    assert await store.claim_run("w", 60, run_id=run.id) is not None
+    draft = StepDraft(index=0, kind=StepKind.MODEL_CALL, name="m")
+    await store.begin_step(run.id, "w", 60, draft)
+    before = await store.get_run(run.id)
+    clock.advance(5)  # a fence that went through would move updated_at and the lease
+    try:
+        await store.begin_step(run.id, "w", 60, draft)  # the same index again: a unique violation
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError("a duplicate step index was stored")
+    after = await store.get_run(run.id)
+    assert (after.steps_used, after.updated_at, after.lease_expires_at) == (
+        before.steps_used,
+        before.updated_at,
+        before.lease_expires_at,
+    )
+    assert [e.type for e in await store.list_events(run.id)] == ["status", "status", "step_started"]
+    outcome = StepOutcome(status=StepStatus.SUCCEEDED)
+    assert await store.finish_step(run.id, "w", 60, 0, outcome, RunTotals(steps_used=1)) is False
+    assert (await store.list_steps(run.id))[0].status == StepStatus.SUCCEEDED
+
+
+async def test_a_write_after_the_lease_is_lost_changes_nothing(store: Store) -> None:
+    release = await bare_release(store)
+    run = await store.create_run(release=release, user_id="u", origin="api", input="x")
+    assert await store.claim_run("w", 60, run_id=run.id) is not None
+    draft = StepDraft(index=0, kind=StepKind.MODEL_CALL, name="m")
+    for write in (
+        store.begin_step(run.id, "someone-else", 60, draft),
+        store.finish_run(run.id, "someone-else", 60, status=RunStatus.SUCCEEDED, totals=RunTotals()),
+    ):
+        try:
+            await write
+        except LeaseLostError:
+            pass
+        else:
+            raise AssertionError("a write without the lease went through")
+    assert await store.list_steps(run.id) == []
+    assert [e.type for e in await store.list_events(run.id)] == ["status", "status"]
+    stored = await store.get_run(run.id)
+    assert (stored.status, stored.lease_owner, stored.steps_used) == (RunStatus.RUNNING, "w", 0)
+    await store.begin_step(run.id, "w", 60, draft)  # the writer is still usable
+    assert len(await store.list_steps(run.id)) == 1
