@@ -68,10 +68,6 @@ def create_writer(engine: AsyncEngine) -> AsyncEngine | None:
         max_overflow=0,
         pool_timeout=120,
         connect_args={"timeout": 30},
-        # Every user of this connection ends its own transaction (SQLAlchemy's `begin()` blocks
-        # commit or roll back, `one_hop` does both on its thread), so the pool's extra ROLLBACK on
-        # every check-in would only cost one more trip to the driver's thread per write.
-        pool_reset_on_return=None,
     )
     event.listen(writer.sync_engine, "connect", _sqlite_writer_pragmas)
     event.listen(writer.sync_engine, "begin", _begin_immediate)
