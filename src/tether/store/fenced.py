@@ -169,6 +169,7 @@ _INSERT_EVENTS = insert(EVENTS)
 _EVENT_COLUMNS = ("run_id", "seq", "type", "data", "created_at")
 _RUN_COLUMNS = tuple(RUNS.c)
 """What a whole-row RETURNING hands back, in order (`_fence_statement`, `claim_statements`)."""
+_RUN_COLUMN_AT = {column.name: position for position, column in enumerate(_RUN_COLUMNS)}
 
 Statement = tuple[UpdateBase, Mapping[str, Any]]
 """A prebuilt Core statement and its parameters (for an INSERT, one row's values by column)."""
@@ -270,7 +271,7 @@ def _fenced_work(
             for type, data in events
         ],
         seq_at=inserting.position("seq"),
-        seq_column=_RUN_COLUMNS.index(RUNS.c.event_seq) if whole_row else 0,
+        seq_column=_RUN_COLUMN_AT["event_seq"] if whole_row else 0,
         follow=follow,
     )
 
@@ -326,9 +327,9 @@ async def claim(
         events_sql=inserting.sql,
         events=[inserting.bind(placeholder)],
         seq_at=inserting.position("seq"),
-        seq_column=columns.index(RUNS.c.event_seq),
+        seq_column=_RUN_COLUMN_AT["event_seq"],
         run_at=inserting.position("run_id"),
-        id_column=columns.index(RUNS.c.id),
+        id_column=_RUN_COLUMN_AT["id"],
     )
     row = await one_hop.run(engine, work)
     if row is None:
