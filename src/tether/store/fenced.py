@@ -10,7 +10,7 @@ never misses N-1. The step row and the events follow in the same transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -30,8 +30,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import UpdateBase
 
+from tether.store import one_hop
 from tether.store.records import RunRecord, RunStatus
 from tether.store.tables import EventRow, RunRow, StepRow, ThreadRow
 
@@ -163,6 +166,57 @@ def claim_statements(postgres: bool, one_run: bool) -> tuple[Select[Any], Update
 
 INSERT_STEP = insert(STEPS)
 _INSERT_EVENTS = insert(EVENTS)
+_EVENT_COLUMNS = ("run_id", "seq", "type", "data", "created_at")
+_RUN_COLUMNS = tuple(RUNS.c)
+"""What a whole-row RETURNING hands back, in order (`_fence_statement`, `claim_statements`)."""
+_RUN_COLUMN_AT = {column.name: position for position, column in enumerate(_RUN_COLUMNS)}
+
+Statement = tuple[UpdateBase, Mapping[str, Any]]
+"""A prebuilt Core statement and its parameters (for an INSERT, one row's values by column)."""
+
+
+async def checkpoint(
+    engine: AsyncEngine,
+    run_id: str,
+    owner: str,
+    *,
+    now: datetime,
+    expires: datetime,
+    statements: Sequence[Statement],
+    events: Sequence[tuple[str, dict[str, Any]]],
+    values: Mapping[str, Any] | None = None,
+    increments: Mapping[str, int] | None = None,
+) -> Fence:
+    """`fence`, then `statements`, then `events` (numbered from what the fence reserved), as one
+    transaction on `engine` (the store's writer); `LeaseLostError` (nothing written) when the lease
+    is someone else's now.
+
+    On SQLite the whole transaction is one trip to the driver's thread (`store/one_hop.py`);
+    elsewhere it is the same statements through SQLAlchemy."""
+    dialect = engine.dialect
+    if dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            lease = await fence(
+                conn,
+                run_id,
+                owner,
+                now=now,
+                expires=expires,
+                events=len(events),
+                values=values,
+                increments=increments,
+            )
+            for statement, params in statements:
+                await conn.execute(statement, dict(params))
+            await add_events(conn, run_id, lease.first_seq, events, now)
+        return lease
+    work = _fenced_work(
+        dialect, run_id, owner, now, expires, statements, events, values, increments, whole_row=False
+    )
+    row = await one_hop.run(engine, work)
+    if row is None:
+        raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+    return Fence(first_seq=int(row[0]) - len(events) + 1, cancel_requested=bool(row[1]))
 
 
 async def add_events(
@@ -182,6 +236,110 @@ async def add_events(
             for i, (type, data) in enumerate(events)
         ],
     )
+
+
+def _fenced_work(
+    dialect: Dialect,
+    run_id: str,
+    owner: str,
+    now: datetime,
+    expires: datetime,
+    statements: Sequence[Statement],
+    events: Sequence[tuple[str, dict[str, Any]]],
+    values: Mapping[str, Any] | None,
+    increments: Mapping[str, int] | None,
+    *,
+    whole_row: bool,
+    follow: Callable[[tuple[Any, ...]], Sequence[tuple[str, tuple[Any, ...]]]] | None = None,
+) -> one_hop.Checkpoint:
+    """The SQLite form of `fence` + `statements` + `events`, bound and ready for one trip."""
+    changes: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now, **(values or {})}
+    added = dict(increments or {})
+    if events:
+        added["event_seq"] = len(events)
+    fencing = one_hop.prepare(_fence_statement(tuple(changes), tuple(added), whole_row), dialect)
+    params = {f"set_{name}": value for name, value in changes.items()}
+    params.update({f"add_{name}": amount for name, amount in added.items()})
+    params.update(fence_id=run_id, fence_owner=owner)
+    inserting = one_hop.prepare(_INSERT_EVENTS, dialect, _EVENT_COLUMNS)
+    return one_hop.Checkpoint(
+        fence=(fencing.sql, fencing.bind(params)),
+        then=[bound(statement, dialect, given) for statement, given in statements],
+        events_sql=inserting.sql,
+        events=[
+            inserting.bind({"run_id": run_id, "seq": 0, "type": type, "data": data, "created_at": now})
+            for type, data in events
+        ],
+        seq_at=inserting.position("seq"),
+        seq_column=_RUN_COLUMN_AT["event_seq"] if whole_row else 0,
+        follow=follow,
+    )
+
+
+def bound(statement: UpdateBase, dialect: Dialect, values: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """`statement` (for an INSERT: with `values`' columns) compiled once, and `values` bound to it."""
+    prepared = one_hop.prepare(statement, dialect, tuple(values) if statement.is_insert else None)
+    return prepared.sql, prepared.bind(values)
+
+
+async def finish(
+    engine: AsyncEngine,
+    run_id: str,
+    owner: str,
+    *,
+    now: datetime,
+    values: Mapping[str, Any],
+    events: Sequence[tuple[str, dict[str, Any]]],
+    after: Callable[[RunRecord], Sequence[Statement]],
+) -> RunRecord:
+    """SQLite: `Store.finish_run`'s write (the fence setting the final values and handing the lease
+    back, the events, then `after(finished run)`: the outbox rows) in one trip."""
+    dialect = engine.dialect
+    finished: list[RunRecord] = []
+
+    def follow(row: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
+        finished.append(_record(one_hop.processed(row, _RUN_COLUMNS, dialect)))
+        return [bound(statement, dialect, given) for statement, given in after(finished[-1])]
+
+    work = _fenced_work(
+        dialect, run_id, owner, now, now, (), events, values, None, whole_row=True, follow=follow
+    )
+    if await one_hop.run(engine, work) is None:
+        raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+    return finished[-1]
+
+
+async def claim(
+    engine: AsyncEngine, params: Mapping[str, Any], *, one_run: bool, owner: str
+) -> RunRecord | None:
+    """SQLite: `Store.claim_run`'s claiming UPDATE ... RETURNING and its status event, one
+    transaction in one trip (`store/one_hop.py`); None when no run was claimable."""
+    dialect = engine.dialect
+    _, statement = claim_statements(False, one_run)
+    claiming = one_hop.prepare(statement, dialect)
+    inserting = one_hop.prepare(_INSERT_EVENTS, dialect, _EVENT_COLUMNS)
+    columns = _RUN_COLUMNS
+    event = {"status": RunStatus.RUNNING, "worker": owner}
+    placeholder = {"run_id": "", "seq": 0, "type": "status", "data": event, "created_at": params["claim_now"]}
+    work = one_hop.Checkpoint(
+        fence=(claiming.sql, claiming.bind(params)),
+        then=(),
+        events_sql=inserting.sql,
+        events=[inserting.bind(placeholder)],
+        seq_at=inserting.position("seq"),
+        seq_column=_RUN_COLUMN_AT["event_seq"],
+        run_at=inserting.position("run_id"),
+        id_column=_RUN_COLUMN_AT["id"],
+    )
+    row = await one_hop.run(engine, work)
+    if row is None:
+        return None
+    return _record(one_hop.processed(row, columns, dialect))
+
+
+def _record(values: Mapping[str, Any]) -> RunRecord:
+    """A `RunRecord` from every runs column's value, by column name."""
+    return RunRecord.model_validate({key: values[name] for key, name in _run_attributes()})
 
 
 @functools.cache

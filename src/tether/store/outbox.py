@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select
 
 from tether.store.records import PRODUCTION_ORIGINS, ApprovalRecord, RunRecord
-from tether.store.tables import OnlineEvalJobRow, RunRow
-from tether.store.webhooks import Executor, record_event
+from tether.store.tables import OnlineEvalJobRow, RunRow, WebhookEventRow
+from tether.store.webhooks import Executor, event_values, record_event
 
 _PRODUCTION = frozenset(str(origin) for origin in PRODUCTION_ORIGINS)
 
@@ -41,28 +41,33 @@ def run_payload(run: RunRecord) -> dict[str, Any]:
     }
 
 
-async def run_ended(executor: Executor, run: RunRecord, now: datetime) -> None:
-    """`run.<status>` for the tenant's endpoints, and a job for the online-eval scorers."""
+INSERT_WEBHOOK_EVENT = insert(WebhookEventRow)
+INSERT_ONLINE_EVAL_JOB = insert(OnlineEvalJobRow)
+
+
+def run_ended_rows(run: RunRecord, now: datetime) -> list[tuple[Insert, dict[str, Any]]]:
+    """`run.<status>` for the tenant's endpoints, and a job for the online-eval scorers: the
+    INSERTs (prebuilt) and their values, for a production run; none for any other."""
     if str(run.origin) not in _PRODUCTION:
-        return
-    await record_event(
-        executor,
-        type=f"run.{run.status}",
-        tenant_id=run.tenant_id,
-        run_id=run.id,
-        data=run_payload(run),
-        now=now,
+        return []
+    event = event_values(
+        type=f"run.{run.status}", tenant_id=run.tenant_id, run_id=run.id, data=run_payload(run), now=now
     )
-    await executor.execute(
-        insert(OnlineEvalJobRow).values(
-            run_id=run.id,
-            release_id=run.release_id,
-            tenant_id=run.tenant_id,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    job = {
+        "run_id": run.id,
+        "release_id": run.release_id,
+        "tenant_id": run.tenant_id,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    return [(INSERT_WEBHOOK_EVENT, event), (INSERT_ONLINE_EVAL_JOB, job)]
+
+
+async def run_ended(executor: Executor, run: RunRecord, now: datetime) -> None:
+    """Write `run_ended_rows` in the caller's transaction."""
+    for statement, values in run_ended_rows(run, now):
+        await executor.execute(statement, values)
 
 
 async def approval_changed(executor: Executor, type: str, approval: ApprovalRecord, now: datetime) -> None:

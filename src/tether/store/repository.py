@@ -191,7 +191,9 @@ class Store:
     @property
     def telemetry(self) -> TelemetryStore:
         """Spans, alert episodes and the live numbers behind /metrics (store/telemetry.py)."""
-        return TelemetryStore(self._sessions, self._now, self.dialect, writes=self._writes)
+        return TelemetryStore(
+            self._sessions, self._now, self.dialect, writes=self._writes, writer=self._writer
+        )
 
     @property
     def breakers(self) -> BreakerStore:
@@ -561,6 +563,11 @@ class Store:
         }
         if run_id is not None:
             params["claim_run"] = run_id
+        if self.dialect == "sqlite":
+            found = await fenced.claim(self._write_engine, params, one_run=run_id is not None, owner=owner)
+            if found is not None:
+                await self._notify(found.id)
+            return found
         async with self._write_engine.begin() as conn:
             if self.dialect == "postgresql":
                 chosen = (await conn.execute(pick, params)).scalar()
@@ -628,18 +635,16 @@ class Store:
             "finished_at": None,
         }
         event = {"index": draft.index, "kind": draft.kind, "name": draft.name, "arguments": draft.arguments}
-        async with self._write_engine.begin() as conn:
-            lease = await fenced.fence(
-                conn,
-                run_id,
-                owner,
-                now=now,
-                expires=now + timedelta(seconds=lease_s),
-                events=1,
-                increments={"steps_used": 1},
-            )
-            await conn.execute(fenced.INSERT_STEP, step)
-            await fenced.add_events(conn, run_id, lease.first_seq, [("step_started", event)], now)
+        await fenced.checkpoint(
+            self._write_engine,
+            run_id,
+            owner,
+            now=now,
+            expires=now + timedelta(seconds=lease_s),
+            statements=[(fenced.INSERT_STEP, step)],
+            events=[("step_started", event)],
+            increments={"steps_used": 1},
+        )
         await self._notify(run_id)
         return StepRecord.model_validate(step)
 
@@ -653,22 +658,18 @@ class Store:
         now = self._now()
         counters = totals.values()
         event = {"index": index, **outcome.model_dump(mode="json", exclude={"message"}), "totals": counters}
-        async with self._write_engine.begin() as conn:
-            lease = await fenced.fence(
-                conn,
-                run_id,
-                owner,
-                now=now,
-                expires=now + timedelta(seconds=lease_s),
-                events=1,
-                values=counters,
-            )
-            columns = {**outcome.columns(), "finished_at": now}
-            await conn.execute(
-                fenced.step_update(tuple(columns)),
-                {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}},
-            )
-            await fenced.add_events(conn, run_id, lease.first_seq, [("step_finished", event)], now)
+        columns = {**outcome.columns(), "finished_at": now}
+        params = {"step_run": run_id, "step_index": index, **{f"set_{k}": v for k, v in columns.items()}}
+        lease = await fenced.checkpoint(
+            self._write_engine,
+            run_id,
+            owner,
+            now=now,
+            expires=now + timedelta(seconds=lease_s),
+            statements=[(fenced.step_update(tuple(columns)), params)],
+            events=[("step_finished", event)],
+            values=counters,
+        )
         await self._notify(run_id)
         return lease.cancel_requested
 
@@ -690,24 +691,30 @@ class Store:
             [] if output is None else [("final_output", {"output": output})]
         )
         events.append(("status", {"status": status, "error": error}))
-        async with self._write_engine.begin() as conn:
-            lease = await fenced.fence(
-                conn,
+        values = {
+            **totals.values(),
+            "status": status,
+            "output": output,
+            "error": error,
+            "finished_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if self.dialect == "sqlite":  # one trip; the outbox rows are made from the finished row
+            finished = await fenced.finish(
+                self._write_engine,
                 run_id,
                 owner,
                 now=now,
-                expires=now,
-                events=len(events),
-                values={
-                    **totals.values(),
-                    "status": status,
-                    "output": output,
-                    "error": error,
-                    "finished_at": now,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                },
-                whole_row=True,
+                values=values,
+                events=events,
+                after=lambda run: outbox.run_ended_rows(run, now),
+            )
+            await self._notify(run_id)
+            return finished
+        async with self._write_engine.begin() as conn:
+            lease = await fenced.fence(
+                conn, run_id, owner, now=now, expires=now, events=len(events), values=values, whole_row=True
             )
             await fenced.add_events(conn, run_id, lease.first_seq, events, now)
             assert lease.row is not None

@@ -15,10 +15,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import and_, exists, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from tether.store import one_hop
 from tether.store.records import PRODUCTION_ORIGINS, RunStatus
 from tether.store.tables import AlertRow, ApprovalRow, FeedbackRow, RunRow, SpanRow, WorkerRow
 from tether.store.webhooks import record_event
@@ -133,6 +135,22 @@ class OpsSnapshot(BaseModel):
     """(release version, score, count) for every feedback score ever given."""
 
 
+_SQLITE_SPAN_INSERT = sqlite_insert(SpanRow).on_conflict_do_nothing(index_elements=["span_id"])
+
+
+def _span_inserts(dialect: Dialect, rows: list[dict[str, Any]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """One INSERT ... ON CONFLICT DO NOTHING per shape of row (a root span has no parent column
+    set), each with all its rows, as SQLAlchemy would group them."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(row), []).append(row)
+    statements = []
+    for keys, same in shapes.items():
+        prepared = one_hop.prepare(_SQLITE_SPAN_INSERT, dialect, keys)
+        statements.append((prepared.sql, [prepared.bind(row) for row in same]))
+    return statements
+
+
 class TelemetryStore:
     def __init__(
         self,
@@ -141,10 +159,13 @@ class TelemetryStore:
         dialect: str,
         *,
         writes: async_sessionmaker[AsyncSession] | None = None,
+        writer: AsyncEngine | None = None,
     ) -> None:
         self._sessions = sessions
         self._writes = writes or sessions
         """Write transactions go through the store's writer (on SQLite, its one write connection)."""
+        self._writer = writer if dialect == "sqlite" else None
+        """On SQLite, the writer engine itself: spans go to it in one trip (`store/one_hop.py`)."""
         self._now = clock
         self._insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
 
@@ -155,6 +176,9 @@ class TelemetryStore:
         if not spans:
             return
         rows = [span.model_dump() for span in {span.span_id: span for span in spans}.values()]
+        if self._writer is not None:
+            await one_hop.write(self._writer, _span_inserts(self._writer.dialect, rows))
+            return
         statement = self._insert(SpanRow).on_conflict_do_nothing(index_elements=["span_id"])
         async with self._writes.begin() as session:
             await session.execute(statement, rows)

@@ -124,13 +124,23 @@ async def record_event(
 ) -> str:
     """Append an event to the outbox in the caller's transaction; its id is the stable event id
     receivers deduplicate on (the `webhook-id` header of every attempt of every delivery)."""
-    event_id = _id("evt")
-    await executor.execute(
-        insert(WebhookEventRow).values(
-            id=event_id, type=type, tenant_id=tenant_id, run_id=run_id, data=data, created_at=now
-        )
-    )
-    return event_id
+    values = event_values(type=type, tenant_id=tenant_id, data=data, now=now, run_id=run_id)
+    await executor.execute(insert(WebhookEventRow).values(**values))
+    return str(values["id"])
+
+
+def event_values(
+    *, type: str, tenant_id: str, data: dict[str, Any], now: datetime, run_id: str | None = None
+) -> dict[str, Any]:
+    """The outbox row of one event, with its new id (for callers that insert it themselves)."""
+    return {
+        "id": _id("evt"),
+        "type": type,
+        "tenant_id": tenant_id,
+        "run_id": run_id,
+        "data": data,
+        "created_at": now,
+    }
 
 
 class WebhookStore:
