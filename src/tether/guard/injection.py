@@ -17,7 +17,7 @@ phishing, control tokens), not known strings. A model-based second opinion is op
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,6 +361,40 @@ class InstructionDetector:
         """True when the text may hold instructions (cheap; a False is final)."""
         return bool(self._hits(text, first=True))
 
+    def scan_joined(self, fragments: Sequence[str], text: str) -> Finding | None:
+        """Instruction-like text that only appears when an earlier result's unfinished sentence
+        (`fragments`) is read on into the first words of a string value or line of `text`."""
+        if not fragments:
+            return None
+        segments = [m.span() for m in _SEGMENT.finditer(text)]
+        flagged: list[int] = []
+        suspect: list[str] = []
+        reasons: list[str] = []
+        for index, (start, end) in enumerate(segments):
+            head = text[start:end].lstrip()
+            before = text[start - 1 : start] if start else ""
+            if not head[:1].islower() or before not in ('"', "\n", ""):
+                continue
+            for fragment in fragments:
+                joined = f"{fragment} {head}"
+                if self.screen(joined):
+                    reasons += [f"{r} (split across tool results)" for r in self._hits(joined)]
+                    flagged.append(index)
+                    suspect.append(joined)
+                    break
+        if not flagged:
+            return None
+        pieces: list[str] = []
+        last = 0
+        for start, end in _regions(text, segments, flagged):
+            pieces += [text[last:start], REMOVED]
+            suspect.append(text[start:end])
+            last = end
+        pieces.append(text[last:])
+        return Finding(
+            reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
+        )
+
     def _spans(self, folded: str, words: set[str]) -> list[tuple[int, int, str]]:
         """(start, end, reason) of every instruction-like match in already folded text."""
         lowered = folded.lower()
@@ -424,6 +458,24 @@ class InstructionDetector:
         return Finding(
             reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
         )
+
+
+_DANGLING_WORDS = 4
+MAX_FRAGMENTS = 8
+
+
+def dangling(text: str) -> list[str]:
+    """Sentence fragments `text` leaves unfinished (a string value or line that stops mid-sentence,
+    at least a few words): an instruction can be split so its halves sit in two tool results."""
+    found: list[str] = []
+    for match in _SEGMENT.finditer(text):
+        piece = match.group(0)
+        after = text[match.end() : match.end() + 1]
+        if after not in ('"', "\n", "") or piece.rstrip().endswith((".", "!", "?", ":", "\\")):
+            continue
+        if piece.count(" ") >= _DANGLING_WORDS:
+            found.append(piece.strip()[-200:])
+    return found[-MAX_FRAGMENTS:]
 
 
 def _opens_payload(text: str, start: int, end: int, json_mode: bool) -> bool:

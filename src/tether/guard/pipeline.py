@@ -18,7 +18,7 @@ from tether.guard.classifier import InstructionClassifier
 from tether.guard.decisions import Action, Decision, strictest
 from tether.guard.echo import EchoGuard
 from tether.guard.echo import redact as redact_echoes
-from tether.guard.injection import REMOVED, InstructionDetector, lures, phishing
+from tether.guard.injection import MAX_FRAGMENTS, REMOVED, InstructionDetector, dangling, lures, phishing
 from tether.guard.leaks import PromptGuard
 from tether.guard.limits import argument_problems, calls_over_limit
 from tether.guard.marking import Spotlight
@@ -74,6 +74,8 @@ class RunGuard:
         self.classifier = classifier if policy.enabled else None
         self.tainted_by: str | None = None
         """Why a tool result of this run was flagged (later writes then need a human)."""
+        self.fragments: list[str] = []
+        """Unfinished sentences of earlier untrusted text (a split instruction's first half)."""
         self.echo = EchoGuard(policy.echo_min_words)
         """The suspect untrusted text this execution has read (the answer must not repeat it)."""
 
@@ -187,6 +189,9 @@ class RunGuard:
             return ResultCheck(text)
         check = ResultCheck(text)
         finding = self.detector.scan(text)
+        if finding is None and self.fragments:
+            finding = self.detector.scan_joined(self.fragments, text)
+        self.fragments = [*self.fragments, *dangling(text)][-MAX_FRAGMENTS:]
         if finding is not None:
             self.echo.remember(tool, finding.suspect, text)
         elif classified:
