@@ -1,7 +1,7 @@
 """Hidden text in untrusted data: what a model can read that a keyword filter would not see.
 
 An attacker can write the instruction so that the plain text holds no trigger word, yet a capable
-model still reads it: encoded (base64, hex, URL-encoding, rot13 when the text says so), spelled with
+model still reads it: encoded (base64, hex digits without separators, URL-encoding, rot13 when the text says so), spelled with
 look-alike letters from other scripts (Cyrillic "а", Greek "ο"), split by zero-width characters,
 written in invisible Unicode tag characters, or hidden from the human reader in an HTML/markdown
 comment or a `display:none` element. `fold` undoes the letter-level tricks in place; `revealed`
@@ -69,8 +69,8 @@ _CONFUSABLES = str.maketrans(
         **dict.fromkeys("ℓ", "l"),
     }
 )
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
-_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){16,}")
+_ENCODED = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+")
 _PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~+-])*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+-]*){4,}")
 _SENTENCE = re.compile(r"[^.!?\n\"]+[.!?]*")
 _ROT13_NAMED = re.compile(r"\brot[\s-]?13\b|\bcaesar\b", re.IGNORECASE)
@@ -145,15 +145,17 @@ def _base64(run: str) -> str | None:
 
 
 def _hex(run: str) -> str | None:
-    digits = re.sub(r"[ :]", "", run[:MAX_RUN_CHARS])
+    digits = run[:MAX_RUN_CHARS]
     try:
         return bytes.fromhex(digits[: len(digits) - len(digits) % 2]).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return None
 
 
-def revealed(text: str) -> list[Revealed]:
-    """The decoded runs and hidden passages of `text` that read as text (at most `MAX_RUNS`)."""
+def revealed(text: str, *, encoded: bool = True) -> list[Revealed]:
+    """The decoded runs and hidden passages of `text` that read as text (at most `MAX_RUNS`).
+
+    `encoded=False` skips the base64 and hex decoders (the caller knows no word is long enough)."""
     found: list[Revealed] = []
 
     def add(start: int, end: int, decoded: str | None, how: str) -> None:
@@ -166,18 +168,19 @@ def revealed(text: str) -> list[Revealed]:
             hidden = "".join(chr(ord(c) - 0xE0000) for c in tags.group(0))
             where = tags.span() if plain is text else (0, len(text))  # escapes moved the offsets
             add(*where, hidden, "tag characters")
-    for run in _BASE64.finditer(text):
-        token = run.group(0)
-        if any(c.isdigit() or c in "+/=" for c in token) or token != token.lower():
-            add(run.start(), run.end(), _base64(token), "base64")
-    for run in _HEX.finditer(text):
-        add(run.start(), run.end(), _hex(run.group(0)), "hex")
-    if "%" in text:
+    if encoded:  # one pass finds both: a long run of hex digits is hex, any other long run base64
+        for run in _ENCODED.finditer(text):
+            token = run.group(0)
+            if len(token) >= 32 and _HEX_DIGITS.fullmatch(token):
+                add(run.start(), run.end(), _hex(token), "hex")
+            elif any(c.isdigit() or c in "+/=" for c in token) or token != token.lower():
+                add(run.start(), run.end(), _base64(token), "base64")
+    if text.count("%") >= 4:
         for run in _PERCENT.finditer(text):
             add(
                 run.start(), run.end(), unquote(run.group(0)[:MAX_RUN_CHARS]).replace("+", " "), "url-encoded"
             )
-    if ("rot" in text or "caesar" in text.lower()) and _ROT13_NAMED.search(text):
+    if ("rot" in text or "ROT" in text or "Rot" in text or "aesar" in text) and _ROT13_NAMED.search(text):
         decoded = codecs.decode(text[:MAX_RUN_CHARS], "rot13")  # letters map one to one: offsets hold
         for sentence in _SENTENCE.finditer(decoded):
             add(sentence.start(), sentence.end(), sentence.group(0), "rot13")

@@ -305,6 +305,7 @@ class InstructionDetector:
     def __init__(self, tool_names: Iterable[str] = ()) -> None:
         self._tool_names = frozenset(n.lower() for n in tool_names if n)
         self._tool_words = [frozenset(n.split("_")) for n in self._tool_names if "_" in n]
+        self._prepared: tuple[str, str, set[str]] | None = None
         names = sorted({re.escape(n.lower()) for n in tool_names if n}, key=len, reverse=True)
         spoken = sorted({n.replace("_", " ") for n in names if "_" in n}, key=len, reverse=True)
         any_name = "|".join(names + spoken)
@@ -322,11 +323,15 @@ class InstructionDetector:
         return any(parts <= words for parts in self._tool_words)
 
     def _prepare(self, text: str) -> tuple[str, set[str]]:
+        cached = self._prepared
+        if cached is not None and cached[0] is text:  # screen, scan and lures read the same text
+            return cached[1], cached[2]
         folded = fold(text)
         words, spaced = _words(folded)
         if spaced:
             folded = _SPACED.sub(lambda m: re.sub(r"[ .\\-_*]", "", m.group(0)), folded)
             words, _ = _words(folded)
+        self._prepared = (text, folded, words)
         return folded, words
 
     def _hits(self, text: str, *, first: bool = False, hidden: bool = True) -> list[str]:
@@ -350,7 +355,7 @@ class InstructionDetector:
         if has_control_tokens(folded, words):
             reasons.append("chat-template control tokens")
         if hidden and not (first and reasons):
-            for run in revealed(text):
+            for run in revealed(text, encoded=max(map(len, words), default=0) >= _ENCODED_WORD):
                 inner = self._hits(run.text, first=first, hidden=False)
                 reasons += [f"{reason} ({run.how})" for reason in inner]
                 if first and reasons:
@@ -366,15 +371,23 @@ class InstructionDetector:
         (`fragments`) is read on into the first words of a string value or line of `text`."""
         if not fragments:
             return None
+        heads = [p.lstrip() for p in _pieces(text)]
+        heads = [h for h in heads if h[:1].islower() and h.count(" ") >= 2][:MAX_JOINS]
+        if not any(self.screen(f"{fragment} {head[:300]}") for head in heads for fragment in fragments):
+            return None
         segments = [m.span() for m in _SEGMENT.finditer(text)]
         flagged: list[int] = []
         suspect: list[str] = []
         reasons: list[str] = []
+        tried = 0
         for index, (start, end) in enumerate(segments):
             head = text[start:end].lstrip()
             before = text[start - 1 : start] if start else ""
-            if not head[:1].islower() or before not in ('"', "\n", ""):
-                continue
+            if not head[:1].islower() or before not in ('"', "\n", "") or head.count(" ") < 2:
+                continue  # a continuation starts a string value or line with a few lowercase words
+            tried += 1
+            if tried > MAX_JOINS:
+                break
             for fragment in fragments:
                 joined = f"{fragment} {head}"
                 if self.screen(joined):
@@ -460,21 +473,31 @@ class InstructionDetector:
         )
 
 
+_ENCODED_WORD = 20
+"""An encoded run (base64, hex) needs a long unbroken word; shorter words skip those decoders."""
 _DANGLING_WORDS = 4
 MAX_FRAGMENTS = 8
+MAX_JOINS = 16
+"""Continuations tried per result (each costs one screen of a short joined sentence)."""
+
+
+def _pieces(text: str) -> list[str]:
+    """The string values / lines of `text` long enough to hold a few words (split by C-level calls)."""
+    return [p for p in text.replace("\n", '"').split('"') if len(p) >= 24]
 
 
 def dangling(text: str) -> list[str]:
     """Sentence fragments `text` leaves unfinished (a string value or line that stops mid-sentence,
     at least a few words): an instruction can be split so its halves sit in two tool results."""
     found: list[str] = []
-    for match in _SEGMENT.finditer(text):
-        piece = match.group(0)
-        after = text[match.end() : match.end() + 1]
-        if after not in ('"', "\n", "") or piece.rstrip().endswith((".", "!", "?", ":", "\\")):
+    for piece in _pieces(text):
+        tail = piece.rstrip()
+        if tail.endswith((".", "!", "?", ":", "\\")) or tail.count(" ") < _DANGLING_WORDS:
             continue
-        if piece.count(" ") >= _DANGLING_WORDS:
-            found.append(piece.strip()[-200:])
+        last = max(tail.rfind(". "), tail.rfind("! "), tail.rfind("? "))
+        fragment = tail[last + 2 :] if last >= 0 else tail
+        if fragment.count(" ") >= _DANGLING_WORDS:
+            found.append(fragment.strip()[-200:])
     return found[-MAX_FRAGMENTS:]
 
 
@@ -549,11 +572,11 @@ def phishing(text: str) -> str | None:
     return None
 
 
-def lures(text: str) -> list[str]:
+def lures(text: str, detector: InstructionDetector | None = None) -> list[str]:
     """The sentences of untrusted `text` that speak to the user as a lure would (phishing, promo
     codes, prizes, urgency). Not removed from what the model reads (a real notice can sound like
     this), but the answer must not repeat them (`echo.py`)."""
-    folded, words = _DETECTOR._prepare(text)
+    folded, words = (detector or _DETECTOR)._prepare(text)
     families = [
         rx
         for *triggers, rx in (*_PHISHING_COMPILED, *_LURES_COMPILED)
@@ -561,14 +584,12 @@ def lures(text: str) -> list[str]:
     ]
     if not families:
         return []
-    if folded != text:
-        text = folded
-    lowered = text.lower()
-    found: list[str] = []
-    for start, end in (m.span() for m in _SEGMENT.finditer(text)):
-        if any(rx.search(lowered, start, end) for rx in families):
-            found.append(text[start:end])
-    return found
+    lowered = folded.lower()
+    return [
+        folded[start:end]
+        for start, end in (m.span() for m in _SEGMENT.finditer(folded))
+        if any(rx.search(lowered, start, end) for rx in families)
+    ]
 
 
 _DETECTOR = InstructionDetector()

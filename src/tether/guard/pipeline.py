@@ -196,7 +196,7 @@ class RunGuard:
             self.echo.remember(tool, finding.suspect, text)
         elif classified:
             self.echo.remember(tool, [text], text)
-        self.echo.remember(tool, lures(text), text)
+        self.echo.remember(tool, lures(text, self.detector), text)
         reasons = finding.reasons if finding is not None else (classified,) if classified else ()
         if reasons:
             reason = f"the {what} of {tool} holds instruction-like text: " + ", ".join(reasons)

@@ -78,7 +78,7 @@ def orders_in(messages: list[Message], tools: list[ToolSpec]) -> tuple[Orders, l
     context = _context(run)
     orders = Orders()
     pending: list[CallOrder] = []
-    fragments: list[str] = []
+    fragments: list[tuple[str, Orders]] = []
     for index, message in enumerate(run):
         if message.role not in ("user", "tool") or not message.content:
             continue
@@ -87,9 +87,13 @@ def orders_in(messages: list[Message], tools: list[ToolSpec]) -> tuple[Orders, l
         if message.role == "tool":  # a sentence cut between two results is read on, as a reader would
             lines = text.split("\n")
             for line in (line for line in lines if line[:1].islower()):
-                for fragment in fragments:
-                    found.merge(read_orders(f"{fragment} {line}", tools, context))
-            fragments = [*fragments, *(line for line in lines if _unfinished(line))][-_FRAGMENTS:]
+                for fragment, alone in fragments:
+                    joined = read_orders(f"{fragment} {line}", tools, context)
+                    known = {c.key for c in alone.calls}  # what the fragment said alone is not new
+                    joined.calls = [c for c in joined.calls if c.key not in known]
+                    found.merge(joined)
+            fragments += [(line, read_orders(line, tools, context)) for line in lines if _unfinished(line)]
+            fragments = fragments[-_FRAGMENTS:]
         later = {_call_key(c) for m in run[index + 1 :] for c in m.tool_calls}
         pending.extend(o for o in found.calls if o.key not in later and o not in pending)
         orders.merge(found)
