@@ -59,8 +59,13 @@ class EchoGuard:
     def __bool__(self) -> bool:
         return bool(self._windows or self._tokens)
 
-    def remember(self, source: str, suspect: Iterable[str], context: str = "") -> None:
-        """Keep `suspect` texts found in `context` (the whole untrusted text they came from)."""
+    def remember(
+        self, source: str, suspect: Iterable[str], context: str = "", *, tokens: bool = True
+    ) -> None:
+        """Keep `suspect` texts found in `context` (the whole untrusted text they came from).
+
+        `tokens=False` keeps only word windows: for text suspect as a whole (the classifier's
+        verdict), whose ids and codes are as likely to be facts as the attacker's."""
         texts = [t for t in suspect if t and t.strip()]
         for text in texts:
             if self._kept >= MAX_REMEMBERED_CHARS:
@@ -70,7 +75,7 @@ class EchoGuard:
             words = [w for w, _, _ in _words(fold(text))]
             for i in range(len(words) - self.min_words + 1):
                 self._windows.setdefault(tuple(words[i : i + self.min_words]), source)
-            for token in _TOKEN.findall(text):
+            for token in _TOKEN.findall(text) if tokens else ():
                 # a token the clean part of the same data also holds is a fact, not the attacker's
                 if context.count(token) <= sum(t.count(token) for t in texts):
                     self._tokens.setdefault(token.lower(), source)

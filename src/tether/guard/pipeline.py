@@ -195,7 +195,7 @@ class RunGuard:
         if finding is not None:
             self.echo.remember(tool, finding.suspect, text)
         elif classified:
-            self.echo.remember(tool, [text], text)
+            self.echo.remember(tool, [text], text, tokens=False)
         self.echo.remember(tool, lures(text, self.detector), text)
         reasons = finding.reasons if finding is not None else (classified,) if classified else ()
         if reasons:
