@@ -44,6 +44,9 @@ class Echo:
 
 def _words(text: str) -> list[tuple[str, int, int]]:
     """(folded lower-case word, start, end) for every word of `text`, offsets in `text`."""
+    if text.isascii():
+        lowered = text.lower()
+        return [(lowered[m.start() : m.end()], m.start(), m.end()) for m in _WORD.finditer(text)]
     return [(fold(m.group(0)).lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
