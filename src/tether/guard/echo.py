@@ -29,6 +29,8 @@ _TOKEN = re.compile(
     r"(?<![\w-])(?:(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]{4,}[A-Za-z0-9]"
     r"|[A-Z]{2,}(?:-[A-Z0-9]{2,})+)(?![\w-])"
 )
+_NOT_ALNUM = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+"""ASCII text split into the same words as `_WORD` by C-level calls (translate, split)."""
 MAX_REMEMBERED_CHARS = 20_000
 """Suspect text kept per execution (more is cut: the check's cost stays bounded)."""
 
@@ -56,6 +58,7 @@ class EchoGuard:
 
     min_words: int = 6
     _windows: dict[tuple[str, ...], str] = field(default_factory=dict)
+    _starts: set[str] = field(default_factory=set)
     _tokens: dict[str, str] = field(default_factory=dict)
     _kept: int = 0
 
@@ -78,6 +81,7 @@ class EchoGuard:
             words = [w for w, _, _ in _words(fold(text))]
             for i in range(len(words) - self.min_words + 1):
                 self._windows.setdefault(tuple(words[i : i + self.min_words]), source)
+                self._starts.add(words[i])
             for token in _TOKEN.findall(text) if tokens else ():
                 # a token the clean part of the same data also holds is a fact, not the attacker's
                 if context.count(token) <= sum(t.count(token) for t in texts):
@@ -88,29 +92,48 @@ class EchoGuard:
         if not self:
             return []
         found: list[Echo] = []
-        words = _words(answer)
-        size = self.min_words
         said = " ".join(user_texts).lower()
-        user_windows: set[tuple[str, ...]] | None = None
-        for i in range(len(words) - size + 1):
-            window = tuple(w for w, _, _ in words[i : i + size])
-            source = self._windows.get(window)
-            if source is None:
-                continue
-            if user_windows is None:
-                user = [w for w, _, _ in _words(said)]
-                user_windows = {tuple(user[j : j + size]) for j in range(len(user) - size + 1)}
-            if window not in user_windows:
-                found.append(Echo(words[i][1], words[i + size - 1][2], source))
+        if self._windows:
+            found += self._repeated_windows(answer, said)
         if self._tokens:
             for token in _TOKEN.finditer(answer):
                 source = self._tokens.get(token.group(0).lower())
                 if source is not None and token.group(0).lower() not in said:
                     found.append(Echo(token.start(), token.end(), source))
-        for run in revealed(answer):  # an answer written in base64, hex... to slip past
+        longest = max(map(len, answer.split()), default=0)
+        for run in revealed(answer, encoded=longest >= 20):  # an answer in base64, hex... to slip past
             if self.find(run.text, user_texts):
                 found.append(Echo(run.start, run.end, "encoded in the answer"))
         return _merged(found)
+
+    def _repeated_windows(self, answer: str, said: str) -> list[Echo]:
+        """Windows of the answer found in the suspect set. Only positions whose word starts some
+        suspect window are looked at; which those are is computed in C (a byte per word)."""
+        ascii_answer = answer.isascii()
+        words = (
+            answer.lower().translate(_NOT_ALNUM).split()
+            if ascii_answer
+            else [w for w, _, _ in _words(answer)]
+        )
+        size = self.min_words
+        starts = bytes(map(self._starts.__contains__, words))
+        found: list[Echo] = []
+        spans: list[tuple[int, int]] | None = None
+        user_windows: set[tuple[str, ...]] | None = None
+        index = starts.find(1)
+        while index != -1 and index + size <= len(words):
+            window = tuple(words[index : index + size])
+            source = self._windows.get(window)
+            if source is not None:
+                if user_windows is None:
+                    user = [w for w, _, _ in _words(said)]
+                    user_windows = {tuple(user[j : j + size]) for j in range(len(user) - size + 1)}
+                if window not in user_windows:
+                    if spans is None:
+                        spans = [(s, e) for _, s, e in _words(answer)]
+                    found.append(Echo(spans[index][0], spans[index + size - 1][1], source))
+            index = starts.find(1, index + 1)
+        return found
 
 
 def _merged(found: list[Echo]) -> list[Echo]:
