@@ -179,6 +179,21 @@ _COMPILED: list[tuple[Any, ...]] = [
     (*tuple(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _FAMILIES
 ]
 """(trigger word sets..., pattern): the pattern runs when the text has a word from every set."""
+_BY_TRIGGER: dict[str, frozenset[int]] = {}
+for _index, (_first, *_rest) in enumerate(_COMPILED):
+    for _word in _first:
+        _BY_TRIGGER[_word] = _BY_TRIGGER.get(_word, frozenset()) | {_index}
+_TRIGGERS = frozenset(_BY_TRIGGER)
+
+
+def _candidates(words: set[str]) -> list[int]:
+    """The families whose first trigger set the text meets (a C-level set intersection first)."""
+    present = words & _TRIGGERS
+    if not present:
+        return []
+    return sorted(frozenset().union(*(_BY_TRIGGER[w] for w in present)))
+
+
 _PHISHING: list[tuple[str, str]] = [
     (
         "verify confirm validate update re-enter reenter provide send+password passcode pin credentials login "
@@ -338,9 +353,9 @@ class InstructionDetector:
         folded, words = self._prepare(text)
         reasons: list[str] = []
         lowered = folded.lower()
-        for index, family in enumerate(_COMPILED):
-            *triggers, rx = family
-            if all(not t.isdisjoint(words) for t in triggers) and rx.search(lowered):
+        for index in _candidates(words):
+            *triggers, rx = _COMPILED[index]
+            if all(not t.isdisjoint(words) for t in triggers[1:]) and rx.search(lowered):
                 reasons.append(_NAMES[index])
                 if first:
                     return reasons
@@ -412,9 +427,9 @@ class InstructionDetector:
         """(start, end, reason) of every instruction-like match in already folded text."""
         lowered = folded.lower()
         spans: list[tuple[int, int, str]] = []
-        for index, family in enumerate(_COMPILED):
-            *triggers, rx = family
-            if all(not t.isdisjoint(words) for t in triggers):
+        for index in _candidates(words):
+            *triggers, rx = _COMPILED[index]
+            if all(not t.isdisjoint(words) for t in triggers[1:]):
                 spans += [(m.start(), m.end(), _NAMES[index]) for m in rx.finditer(lowered)]
         if "![" in folded:
             spans += [
