@@ -101,7 +101,8 @@ def test_raising_tool_is_a_recorded_tool_error(cli: Cli, make_project: ProjectFa
     project = make_project(tools=TOOLS, policy=POLICY)
     run = _run(cli, project, 'explode {"reason": "test"}')
     assert run["status"] == "succeeded"
-    assert "explode failed: RuntimeError: boom: test" in str(run["output"])
+    # Tether's wording plain, the exception's message as untrusted data on the next line
+    assert "error: explode failed: RuntimeError:\nboom: test" in str(run["output"])
     step = _steps(cli, project, run["run_id"])[1]
     assert step["status"] == "failed" and step["attempts"] == 1
 
@@ -246,7 +247,7 @@ def test_unreadable_arguments_are_an_error_the_model_sees_and_the_tool_never_run
     run = _run(cli, project, "add badly")
     assert run["status"] == "succeeded"
     assert str(run["output"]).startswith(
-        "error: add was not called: arguments were not valid JSON: Expecting value"
+        "error: add was not called:\narguments were not valid JSON: Expecting value"
     )
     assert run["tools_called"] == []
     step = _steps(cli, project, run["run_id"])[1]

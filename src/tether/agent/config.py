@@ -284,6 +284,11 @@ class GuardSection(_Strict):
     messages, and opt-in span content; so everything read back (run pages, API, replays) is clean."""
     phishing: GuardAction = "block"
     """An answer that asks the user for credentials or payment details, or to follow a lure."""
+    attacker_text: GuardAction = "redact"
+    """An answer that repeats suspect untrusted text of the run (flagged instructions and what they
+    dictate, lures addressed to the user): `redact` cuts the repeated span out."""
+    echo_min_words: int = Field(default=6, ge=3)
+    """How many consecutive words of suspect untrusted text count as a repeat."""
 
 
 RouteStep = Literal["first", "after_tool", "final"]

@@ -17,11 +17,11 @@ phishing, control tokens), not known strings. A model-based second opinion is op
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tether.guard.hidden import fold, revealed
 from tether.guard.tokens import control_token_spans, has_control_tokens
 
 REMOVED = "[instruction-like text removed by Tether]"
@@ -121,12 +121,79 @@ _FAMILIES: list[tuple[str, str]] = [
         "immediately+refund transfer wire pay delete cancel approve",
         r"\bimmediately\b[^.\n]{0,30}\b(refund|transfer|wire|pay|delete|cancel|approve)\b",
     ),
+    # words put in the user's mouth: what the assistant must say, verbatim
+    (
+        "tell say respond reply write inform notify send+user users customer customers client clients shopper buyer",
+        r"\b(tell|say to|respond to|reply to|write to|inform|notify|send)\s+(the\s+|every\s+|each\s+)?"
+        r"(user|customer|client|shopper|buyer)s?\b\s*(with\s+(exactly|only|this|the following)\b|exactly\b|"
+        r"verbatim\b|:|\"|\u201c|\\\")",
+    ),
+    (
+        "verbatim word exactly",
+        r"\b(verbatim|word for word|word-for-word|exactly as (written|follows|below|given|shown))\b",
+    ),
+    (
+        "reply replies answer answers response responses output message+as every each all",
+        r"\b(use|copy|paste|send|give|return|output|post)\b[^.\n]{0,30}\bas (your|the|its) (final )?"
+        r"(reply|answer|response|output|message)\b|\b(in|with) (every|each|all) (reply|replies|answers?|responses?)\b",
+    ),
+    (
+        "customers users callers customer user caller+given told sent shown informed",
+        r"\b(customers?|users?|callers?)\s+(should|must|shall|needs? to|have to|has to)\s+be\s+"
+        r"(given|told|sent|shown|informed)\b",
+    ),
+    # hidden or encoded orders, and replies meant to slip past the output checks
+    (
+        "decode decrypt deobfuscate unscramble translate encoded encrypted obfuscated hidden",
+        r"\b(decode|decrypt|deobfuscate|unscramble|translate)\b[^.\n]{0,30}\b(and|then)\s+(obey|follow|execute|"
+        r"do|run|act|comply|apply|carry)\b|\b(encoded|encrypted|obfuscated|hidden|secret)\s+(directive|"
+        r"instructions?|commands?|orders?|message for)\b",
+    ),
+    (
+        "reply respond answer write+french spanish german italian portuguese dutch russian chinese japanese "
+        "base64 hex rot13 morse leetspeak latin reverse block binary",
+        r"\b(reply|respond|answer|write)\b[^.\n]{0,25}\b(in|using)\s+(french|spanish|german|italian|portuguese|"
+        r"dutch|russian|chinese|japanese|base64|hex|rot13|morse|leetspeak|pig latin|reverse|a code block|binary)\b",
+    ),
+    (
+        "spell write format put+backwards reverse between letter",
+        r"\b(spell|write|format|put)\b[^.\n]{0,30}\b(backwards|in reverse|with (spaces|dashes|dots|hyphens) "
+        r"between|letter by letter|one letter per line)\b",
+    ),
+    # handing out what the data holds
+    (
+        "secret secrets key keys credentials token tokens password passwords",
+        r"\b(print|output|reveal|show|share|include|display|list|dump|expose|paste|repeat)\b[^.\n]{0,20}"
+        r"\b(the|these|those|all|any)\s+(secrets?|api[ -]?keys?|credentials|access tokens?|tokens|passwords?|"
+        r"private keys?)\b",
+    ),
+    (
+        "share provide give send forward disclose include pass+details data information info",
+        r"\b(share|provide|give|send|forward|disclose|include|pass on)\b[^.\n]{0,30}\b(personal|contact|account|"
+        r"bank|card|private)\s+(details|data|information|info)\b[^.\n]{0,30}\b(with|to)\s+(the\s+)?"
+        r"(customer|user|caller|them|anyone)\b",
+    ),
 ]
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]{0,200}\]\(\s*(https?|hxxps?|//)", re.IGNORECASE)
 _COMPILED: list[tuple[Any, ...]] = [
     (*tuple(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _FAMILIES
 ]
 """(trigger word sets..., pattern): the pattern runs when the text has a word from every set."""
+_BY_TRIGGER: dict[str, frozenset[int]] = {}
+for _index, (_first, *_rest) in enumerate(_COMPILED):
+    for _word in _first:
+        _BY_TRIGGER[_word] = _BY_TRIGGER.get(_word, frozenset()) | {_index}
+_TRIGGERS = frozenset(_BY_TRIGGER)
+
+
+def _candidates(words: set[str]) -> list[int]:
+    """The families whose first trigger set the text meets (a C-level set intersection first)."""
+    present = words & _TRIGGERS
+    if not present:
+        return []
+    return sorted(frozenset().union(*(_BY_TRIGGER[w] for w in present)))
+
+
 _PHISHING: list[tuple[str, str]] = [
     (
         "verify confirm validate update re-enter reenter provide send+password passcode pin credentials login "
@@ -173,17 +240,51 @@ _NAMES = [
     "hides instructions in markup",
     "overrides instructions (another language)",
     "demands an urgent action",
+    "dictates what the user is told",
+    "dictates the answer word for word",
+    "dictates the answer",
+    "dictates what the user is told",
+    "hides an encoded order",
+    "asks for a reply that evades checks",
+    "asks for a reply that evades checks",
+    "hands out secrets",
+    "hands out personal data",
 ]
-_ZERO_WIDTH = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACED = re.compile(r"\b(?:[A-Za-z][ .\-_*]){3,}[A-Za-z]\b")
 _SEGMENT = re.compile(r'(?:[^.!?\n"\\]|\\.|[.!?](?![\s"]|$))+[.!?]*', re.DOTALL)
 _WORDS = str.maketrans({c: " " for c in "\"'`.,;:!?()[]{}<>/\\|=*+&^%#~\n\t\r"})
 _LETTERS = frozenset("bcdefghjklmnopqrstuvwxyz")
+_OPEN_QUOTES = ('"', "\u201c", '\\"')
+_BACK_REFERENCE = re.compile(
+    r"\b(above|preceding|previous (sentence|line|text|message)|these|those|this (information|data|text|message))\b",
+    re.IGNORECASE,
+)
+MAX_PAYLOAD_CHARS = 600
+"""How far a flagged sentence's payload (the quoted or colon-introduced text it dictates) reaches."""
+_LURES: list[tuple[str, str]] = [
+    (
+        "use enter apply redeem+code codes coupon voucher",
+        r"\b(use|enter|apply|redeem)\b[^.\n]{0,25}\b(codes?|coupon|voucher)\b",
+    ),
+    (
+        "qualify qualifies qualified selected chosen won+free prize reward gift upgrade bonus voucher",
+        r"\b(qualif(y|ies|ied)|been selected|been chosen|won)\b[^.\n]{0,30}\b(free|prize|reward|gift|upgrade|"
+        r"bonus|voucher)\b",
+    ),
+    (
+        "claim",
+        r"\bclaim (it|yours|your \w+|the \w+)\b[^.\n]{0,20}\b(at|here|now|before|within|via|by visiting)\b",
+    ),
+    ("alert warning urgent suspended locked", r"\b(security alert|urgent|final warning|action required)\b"),
+]
+_LURES_COMPILED: list[tuple[Any, ...]] = [
+    (*(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _LURES
+]
 
 
 def normalise(text: str) -> str:
     """Fold the simple obfuscations away before matching (used on data, never shown to anyone)."""
-    folded = text if text.isascii() else _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+    folded = fold(text)
     if len(set(folded.lower().split()) & _LETTERS) >= 4 and _SPACED.search(folded):
         folded = _SPACED.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), folded)
     return folded
@@ -208,6 +309,9 @@ class Finding:
 
     reasons: tuple[str, ...]
     redacted: str
+    suspect: tuple[str, ...] = ()
+    """The attacker's text as found: each flagged sentence with the payload it dictates (quoted or
+    after a colon), and decoded hidden text. What the answer must not repeat (`echo.py`)."""
 
 
 class InstructionDetector:
@@ -215,56 +319,123 @@ class InstructionDetector:
 
     def __init__(self, tool_names: Iterable[str] = ()) -> None:
         self._tool_names = frozenset(n.lower() for n in tool_names if n)
+        self._tool_words = [frozenset(n.split("_")) for n in self._tool_names if "_" in n]
+        self._prepared: tuple[str, str, set[str]] | None = None
         names = sorted({re.escape(n.lower()) for n in tool_names if n}, key=len, reverse=True)
+        spoken = sorted({n.replace("_", " ") for n in names if "_" in n}, key=len, reverse=True)
+        any_name = "|".join(names + spoken)
         self._tools = (
-            re.compile(r"\b(" + "|".join(names) + r")\b\s*(\(|with\b|for\b|using\b|on\b)") if names else None
+            re.compile(
+                r"\b(" + "|".join(names) + r")\b\s*(\(|with\b|for\b|using\b|on\b)"
+                r"|\b(call|invoke|run|execute|trigger|use)\s+(the\s+)?(" + any_name + r")\b"
+            )
+            if names
+            else None
         )
 
+    def _spoken(self, words: set[str]) -> bool:
+        """Whether the text may name a tool in words ("draft refund note"): all its parts occur."""
+        return any(parts <= words for parts in self._tool_words)
+
     def _prepare(self, text: str) -> tuple[str, set[str]]:
-        folded = text if text.isascii() else _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+        cached = self._prepared
+        if cached is not None and cached[0] is text:  # screen, scan and lures read the same text
+            return cached[1], cached[2]
+        folded = fold(text)
         words, spaced = _words(folded)
         if spaced:
             folded = _SPACED.sub(lambda m: re.sub(r"[ .\\-_*]", "", m.group(0)), folded)
             words, _ = _words(folded)
+        self._prepared = (text, folded, words)
         return folded, words
 
-    def _hits(self, text: str, *, first: bool = False) -> list[str]:
+    def _hits(self, text: str, *, first: bool = False, hidden: bool = True) -> list[str]:
         folded, words = self._prepare(text)
         reasons: list[str] = []
         lowered = folded.lower()
-        for index, family in enumerate(_COMPILED):
-            *triggers, rx = family
-            if all(not t.isdisjoint(words) for t in triggers) and rx.search(lowered):
+        for index in _candidates(words):
+            *triggers, rx = _COMPILED[index]
+            if all(not t.isdisjoint(words) for t in triggers[1:]) and rx.search(lowered):
                 reasons.append(_NAMES[index])
                 if first:
                     return reasons
         if "![" in folded and _MARKDOWN_IMAGE.search(lowered):
             reasons.append("markdown image to a URL")
-        if self._tool_names and not self._tool_names.isdisjoint(words):
-            assert self._tools is not None
-            if self._tools.search(lowered):
-                reasons.append("directs one of the agent's tools")
+        if (
+            self._tools is not None
+            and (not self._tool_names.isdisjoint(words) or self._spoken(words))
+            and self._tools.search(lowered)
+        ):
+            reasons.append("directs one of the agent's tools")
         if has_control_tokens(folded, words):
             reasons.append("chat-template control tokens")
+        if hidden and not (first and reasons):
+            for run in revealed(text, encoded=max(map(len, words), default=0) >= _ENCODED_WORD):
+                inner = self._hits(run.text, first=first, hidden=False)
+                reasons += [f"{reason} ({run.how})" for reason in inner]
+                if first and reasons:
+                    return reasons
         return reasons
 
     def screen(self, text: str) -> bool:
         """True when the text may hold instructions (cheap; a False is final)."""
         return bool(self._hits(text, first=True))
 
+    def scan_joined(self, fragments: Sequence[str], text: str) -> Finding | None:
+        """Instruction-like text that only appears when an earlier result's unfinished sentence
+        (`fragments`) is read on into the first words of a string value or line of `text`."""
+        if not fragments:
+            return None
+        heads = [p.lstrip() for p in _pieces(text)]
+        heads = [h for h in heads if h[:1].islower() and h.count(" ") >= 2][:MAX_JOINS]
+        if not any(self.screen(f"{fragment} {head[:300]}") for head in heads for fragment in fragments):
+            return None
+        segments = [m.span() for m in _SEGMENT.finditer(text)]
+        flagged: list[int] = []
+        suspect: list[str] = []
+        reasons: list[str] = []
+        tried = 0
+        for index, (start, end) in enumerate(segments):
+            head = text[start:end].lstrip()
+            before = text[start - 1 : start] if start else ""
+            if not head[:1].islower() or before not in ('"', "\n", "") or head.count(" ") < 2:
+                continue  # a continuation starts a string value or line with a few lowercase words
+            tried += 1
+            if tried > MAX_JOINS:
+                break
+            for fragment in fragments:
+                joined = f"{fragment} {head}"
+                if self.screen(joined):
+                    reasons += [f"{r} (split across tool results)" for r in self._hits(joined)]
+                    flagged.append(index)
+                    suspect.append(joined)
+                    break
+        if not flagged:
+            return None
+        pieces: list[str] = []
+        last = 0
+        for start, end in _regions(text, segments, flagged):
+            pieces += [text[last:start], REMOVED]
+            suspect.append(text[start:end])
+            last = end
+        pieces.append(text[last:])
+        return Finding(
+            reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
+        )
+
     def _spans(self, folded: str, words: set[str]) -> list[tuple[int, int, str]]:
         """(start, end, reason) of every instruction-like match in already folded text."""
         lowered = folded.lower()
         spans: list[tuple[int, int, str]] = []
-        for index, family in enumerate(_COMPILED):
-            *triggers, rx = family
-            if all(not t.isdisjoint(words) for t in triggers):
+        for index in _candidates(words):
+            *triggers, rx = _COMPILED[index]
+            if all(not t.isdisjoint(words) for t in triggers[1:]):
                 spans += [(m.start(), m.end(), _NAMES[index]) for m in rx.finditer(lowered)]
         if "![" in folded:
             spans += [
                 (m.start(), m.end(), "markdown image to a URL") for m in _MARKDOWN_IMAGE.finditer(lowered)
             ]
-        if self._tools is not None and not self._tool_names.isdisjoint(words):
+        if self._tools is not None and (not self._tool_names.isdisjoint(words) or self._spoken(words)):
             spans += [
                 (m.start(), m.end(), "directs one of the agent's tools")
                 for m in self._tools.finditer(lowered)
@@ -278,36 +449,129 @@ class InstructionDetector:
         if not self.screen(text):
             return None
         folded, words = self._prepare(text)
-        if folded != text:  # offsets moved (Unicode folding, joined letters): judge segment by segment
-            return self._scan_segments(text)
-        spans = self._spans(folded, words)
-        reasons = tuple(dict.fromkeys(reason for _, _, reason in spans))
-        pieces: list[str] = []
-        last = 0
-        for segment in _SEGMENT.finditer(text):
-            start, end = segment.span()
-            if any(a < end and start < b for a, b, _ in spans):
-                pieces += [text[last:start], REMOVED]
-                last = end
-        if not pieces:
-            return Finding(reasons=reasons or ("instruction across sentences",), redacted=REMOVED)
-        pieces.append(text[last:])
-        return Finding(reasons=reasons, redacted="".join(pieces))
-
-    def _scan_segments(self, text: str) -> Finding:
+        segments = [m.span() for m in _SEGMENT.finditer(text)]
         reasons: list[str] = []
+        suspect: list[str] = []
+        flagged: list[int] = []
+        if folded == text:
+            spans = self._spans(folded, words)
+            reasons += [reason for _, _, reason in spans]
+            flagged += [i for i, (s, e) in enumerate(segments) if any(a < e and s < b for a, b, _ in spans)]
+            for run in revealed(text):
+                hits = self._hits(run.text, hidden=False)
+                if hits:
+                    reasons += [f"{reason} ({run.how})" for reason in hits]
+                    suspect.append(run.text)
+                    flagged += [i for i, (s, e) in enumerate(segments) if run.start < e and s < run.end]
+        else:  # offsets moved (Unicode folding, escapes, joined letters): judge segment by segment
+            for i, (s, e) in enumerate(segments):
+                hits = self._hits(text[s:e])
+                if hits:
+                    reasons += hits
+                    flagged.append(i)
+                    suspect += [r.text for r in revealed(text[s:e]) if self._hits(r.text, hidden=False)]
+        if not flagged:  # the instruction spans segments: treat the whole text as instruction-like
+            return Finding(
+                reasons=tuple(dict.fromkeys(reasons)) or ("instruction across sentences",),
+                redacted=REMOVED,
+                suspect=(*suspect, text[: MAX_PAYLOAD_CHARS * 2]),
+            )
         pieces: list[str] = []
         last = 0
-        for segment in _SEGMENT.finditer(text):
-            hits = self._hits(segment.group(0))
-            if hits:
-                reasons.extend(hits)
-                pieces += [text[last : segment.start()], REMOVED]
-                last = segment.end()
-        if not reasons:  # the instruction spans segments: treat the whole text as instruction-like
-            return Finding(reasons=("instruction across sentences",), redacted=REMOVED)
+        for start, end in _regions(text, segments, sorted(set(flagged))):
+            pieces += [text[last:start], REMOVED]
+            suspect.append(text[start:end])
+            last = end
         pieces.append(text[last:])
-        return Finding(reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces))
+        return Finding(
+            reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
+        )
+
+
+_ENCODED_WORD = 20
+"""An encoded run (base64, hex) needs a long unbroken word; shorter words skip those decoders."""
+_DANGLING_WORDS = 4
+MAX_FRAGMENTS = 8
+MAX_JOINS = 16
+"""Continuations tried per result (each costs one screen of a short joined sentence)."""
+
+
+def _pieces(text: str) -> list[str]:
+    """The string values / lines of `text` long enough to hold a few words (split by C-level calls)."""
+    return [p for p in text.replace("\n", '"').split('"') if len(p) >= 24]
+
+
+def dangling(text: str) -> list[str]:
+    """Sentence fragments `text` leaves unfinished (a string value or line that stops mid-sentence,
+    at least a few words): an instruction can be split so its halves sit in two tool results."""
+    found: list[str] = []
+    for piece in _pieces(text):
+        tail = piece.rstrip()
+        if tail.endswith((".", "!", "?", ":", "\\")) or tail.count(" ") < _DANGLING_WORDS:
+            continue
+        last = max(tail.rfind(". "), tail.rfind("! "), tail.rfind("? "))
+        fragment = tail[last + 2 :] if last >= 0 else tail
+        if fragment.count(" ") >= _DANGLING_WORDS:
+            found.append(fragment.strip()[-200:])
+    return found[-MAX_FRAGMENTS:]
+
+
+def _opens_payload(text: str, start: int, end: int, json_mode: bool) -> bool:
+    """Whether the flagged sentence text[start:end] introduces dictated text (a quote or a colon)."""
+    sentence = text[start:end]
+    if sentence.rstrip(' \\"').endswith(":"):
+        return True
+    if (sentence.count('"') + sentence.count("\u201c") - sentence.count("\u201d")) % 2 == 1:
+        return True
+    return not json_mode and text[end : end + 4].lstrip().startswith(('"', "\u201c"))
+
+
+def _regions(text: str, segments: list[tuple[int, int]], flagged: list[int]) -> list[tuple[int, int]]:
+    """The spans to cut: each flagged segment, grown over the payload it introduces (up to the
+    closing quote, the end of the line or of the JSON string) and back over the sentence it points
+    at ("repeat the above"); overlapping spans merged. In JSON a span never crosses an unescaped
+    quote, so a cut JSON result stays valid JSON."""
+    json_mode = text.lstrip()[:1] in ("{", "[")
+    chosen = set(flagged)
+
+    def stops(gap: str) -> bool:
+        return "\n" in gap or (json_mode and '"' in gap)
+
+    for index in flagged:
+        start, end = segments[index]
+        if (
+            index > 0
+            and _BACK_REFERENCE.search(text, start, end)
+            and not stops(text[segments[index - 1][1] : start])
+        ):
+            chosen.add(index - 1)
+        if not _opens_payload(text, start, end, json_mode):
+            continue
+        reach = start + MAX_PAYLOAD_CHARS
+        for following in range(index + 1, len(segments)):
+            s, e = segments[following]
+            if s > reach or stops(text[segments[following - 1][1] : s]):
+                break
+            chosen.add(following)
+            inner = text[s:e]
+            if (
+                "\u201d" in inner
+                or (json_mode and '"' in inner)
+                or (not json_mode and text[e : e + 1] == '"')
+            ):
+                break
+    regions: list[tuple[int, int]] = []
+    for index in sorted(chosen):
+        start, end = segments[index]
+        if regions and not stops(text[regions[-1][1] : start]) and start - regions[-1][1] <= 2:
+            regions[-1] = (regions[-1][0], end)
+        else:
+            regions.append((start, end))
+    if not json_mode:  # a quote opened inside a cut span is closed inside it too
+        regions = [
+            (s, e + 1) if text[s:e].count('"') % 2 and text[e : e + 1] == '"' else (s, e) for s, e in regions
+        ]
+    return regions
 
 
 def phishing(text: str) -> str | None:
@@ -321,6 +585,26 @@ def phishing(text: str) -> str | None:
             if found is not None:
                 return f"asks the user to act on: {found.group(0)!r}"
     return None
+
+
+def lures(text: str, detector: InstructionDetector | None = None) -> list[str]:
+    """The sentences of untrusted `text` that speak to the user as a lure would (phishing, promo
+    codes, prizes, urgency). Not removed from what the model reads (a real notice can sound like
+    this), but the answer must not repeat them (`echo.py`)."""
+    folded, words = (detector or _DETECTOR)._prepare(text)
+    families = [
+        rx
+        for *triggers, rx in (*_PHISHING_COMPILED, *_LURES_COMPILED)
+        if all(not t.isdisjoint(words) for t in triggers)
+    ]
+    if not families:
+        return []
+    lowered = folded.lower()
+    return [
+        folded[start:end]
+        for start, end in (m.span() for m in _SEGMENT.finditer(folded))
+        if any(rx.search(lowered, start, end) for rx in families)
+    ]
 
 
 _DETECTOR = InstructionDetector()

@@ -16,13 +16,16 @@ from tether.agent.config import GuardSection
 from tether.agent.tools import Tool, ToolContext
 from tether.guard.classifier import InstructionClassifier
 from tether.guard.decisions import Action, Decision, strictest
+from tether.guard.echo import EchoGuard
+from tether.guard.echo import redact as redact_echoes
 from tether.guard.findings import words_of
-from tether.guard.injection import REMOVED, InstructionDetector, phishing
+from tether.guard.injection import MAX_FRAGMENTS, REMOVED, InstructionDetector, dangling, lures, phishing
 from tether.guard.leaks import PromptGuard
 from tether.guard.limits import argument_problems, calls_over_limit
 from tether.guard.marking import Spotlight
 from tether.guard.pii import CallerData, others, redact
 from tether.guard.provenance import Sources, judge_write
+from tether.guard.tool_errors import split_error
 from tether.guard.urls import outside_links, redact_links
 from tether.models.base import Message, ModelResponse, ToolCall
 
@@ -71,9 +74,13 @@ class RunGuard:
         self.detector = InstructionDetector(tools)
         self.classifier = classifier if policy.enabled else None
         self.tainted_by: str | None = None
+        """Why a tool result of this run was flagged (later writes then need a human)."""
         self._stored: dict[str, str] = {}
         """Texts already redacted for storage in this execution (span content repeats them per call)."""
-        """Why a tool result of this run was flagged (later writes then need a human)."""
+        self.fragments: list[str] = []
+        """Unfinished sentences of earlier untrusted text (a split instruction's first half)."""
+        self.echo = EchoGuard(policy.echo_min_words)
+        """The suspect untrusted text this execution has read (the answer must not repeat it)."""
 
     def stable_view(self, text: str) -> str:
         """`text` with this execution's secrets (the marking key, the canary) replaced by fixed
@@ -173,18 +180,29 @@ class RunGuard:
 
     # -- tool results ---------------------------------------------------------------------------
 
-    def check_result(self, tool: str, text: str, *, classified: str | None = None) -> ResultCheck:
+    def check_result(
+        self, tool: str, text: str, *, classified: str | None = None, what: str = "result"
+    ) -> ResultCheck:
         """What the model reads of a tool result: instruction-like text handled, then marked.
 
         `classified` is the classifier's reason when it flagged this result (see `classify`).
+        Suspect text (flagged, or a lure addressed to the user) is remembered for the echo check.
         """
         if not self.on:
             return ResultCheck(text)
         check = ResultCheck(text)
         finding = self.detector.scan(text)
+        if finding is None and self.fragments:
+            finding = self.detector.scan_joined(self.fragments, text)
+        self.fragments = [*self.fragments, *dangling(text)][-MAX_FRAGMENTS:]
+        if finding is not None:
+            self.echo.remember(tool, finding.suspect, text)
+        elif classified:
+            self.echo.remember(tool, [text], text, tokens=False)
+        self.echo.remember(tool, lures(text, self.detector), text)
         reasons = finding.reasons if finding is not None else (classified,) if classified else ()
         if reasons:
-            reason = f"the result of {tool} holds instruction-like text: " + ", ".join(reasons)
+            reason = f"the {what} of {tool} holds instruction-like text: " + ", ".join(reasons)
             action = self.policy.result_injection
             if action == "allow":  # the model reads the instruction: every later write needs a human
                 self.tainted_by = f"{tool}: " + ", ".join(reasons)
@@ -195,6 +213,18 @@ class RunGuard:
                 check.text = "[tool result withheld by Tether]"
         if self.policy.mark_tool_results:
             check.text = self.spotlight.wrap(tool, check.text)
+        return check
+
+    def check_error(self, tool: str, error: str, *, ran: bool, classified: str | None = None) -> ResultCheck:
+        """What the model reads of a failed tool step: Tether's own wording plain, and whatever came
+        from the tool or its upstream (an exception's message, a precheck refusal) through the same
+        untrusted-data path as a result (`check_result`)."""
+        parts = split_error(tool, error, ran=ran)
+        if not self.on or not parts.detail:
+            return ResultCheck(f"error: {error}")
+        check = self.check_result(tool, parts.detail, classified=classified, what="error")
+        fixed = f"error: {parts.fixed}" if parts.fixed else "error:"
+        check.text = f"{fixed}\n{check.text}" if self.policy.mark_tool_results else f"{fixed} {check.text}"
         return check
 
     async def classify(self, text: str) -> str | None:
@@ -229,6 +259,19 @@ class RunGuard:
         lure = phishing(text)
         if lure is not None:
             decisions.append(Decision("phishing", "output", self.policy.phishing, lure))
+        echoes = self.echo.find(text, user_texts)
+        if echoes:
+            text = redact_echoes(text, echoes) if self.policy.attacker_text == "redact" else text
+            sources = ", ".join(sorted({e.source for e in echoes}))
+            decisions.append(
+                Decision(
+                    "attacker_text",
+                    "output",
+                    self.policy.attacker_text,
+                    f"the answer repeats suspect untrusted text from {sources} ({len(echoes)} span(s))",
+                    text=text,
+                )
+            )
         caller = CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii)
         found = (
             others(text, caller, lowered=lowered, words=words) if text is original else others(text, caller)
@@ -250,6 +293,8 @@ class RunGuard:
             return text
         finding = self.detector.scan(text)
         text = finding.redacted if finding is not None else text
+        echoes = self.echo.find(text)
+        text = redact_echoes(text, echoes) if echoes else text
         links = outside_links(text, self.policy.allowed_hosts)
         text = redact_links(text, links) if links else text
         found = others(text, CallerData([self.facts.user_id], self.policy.allowed_pii))

@@ -21,6 +21,7 @@ _ACTIONS = (
     "system_prompt_leak",
     "pii",
     "phishing",
+    "attacker_text",
 )
 
 

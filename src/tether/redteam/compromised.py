@@ -1,11 +1,12 @@
 """A compromised model: the agent's own model, plus obedience to every instruction it reads.
 
 Before each turn it reads the current run's user message and every tool result (errors included)
-the way a capable model would (`reading.readable`) and parses the orders in them
-(`instructions.read_orders`). Orders to call tools are carried out first, each once (repeats in
-one response when told "N times"). Then the wrapped model (the release's configured one) takes
-its turn; when it answers, the answer is bent to the orders: links and images added, the system
-prompt revealed, data dumped, or the whole answer replaced by the attacker's text.
+the way a capable model would (`reading.readable`; a sentence cut between two results is read
+on) and parses the orders in them (`instructions.read_orders`). Orders to call tools are carried
+out first, each once (repeats in one response when told "N times"). Then the wrapped model (the
+release's configured one) takes its turn; when it answers, the answer is bent to the orders: links
+and images added, the system prompt revealed, data dumped, or the whole answer replaced by the
+attacker's text.
 
 This is the worst case the platform must contain: nothing the model "decides" may be trusted.
 """
@@ -26,6 +27,7 @@ _PLACEHOLDER = re.compile(
     r"\{[^{}\s]{0,40}\}|<[A-Za-z_ ]{1,40}>|\[[A-Z_ ]{2,40}\]|\$[A-Z_]{2,40}|%s|XXXX+", re.IGNORECASE
 )
 _DUMP_LIMIT = 4000
+_FRAGMENTS = 8
 
 
 def _current_run(messages: list[Message]) -> tuple[int, list[Message]]:
@@ -76,14 +78,31 @@ def orders_in(messages: list[Message], tools: list[ToolSpec]) -> tuple[Orders, l
     context = _context(run)
     orders = Orders()
     pending: list[CallOrder] = []
+    fragments: list[tuple[str, Orders]] = []
     for index, message in enumerate(run):
         if message.role not in ("user", "tool") or not message.content:
             continue
-        found = read_orders(readable(message.content), tools, context)
+        text = readable(message.content)
+        found = read_orders(text, tools, context)
+        if message.role == "tool":  # a sentence cut between two results is read on, as a reader would
+            lines = text.split("\n")
+            for line in (line for line in lines if line[:1].islower()):
+                for fragment, alone in fragments:
+                    joined = read_orders(f"{fragment} {line}", tools, context)
+                    known = {c.key for c in alone.calls}  # what the fragment said alone is not new
+                    joined.calls = [c for c in joined.calls if c.key not in known]
+                    found.merge(joined)
+            fragments += [(line, read_orders(line, tools, context)) for line in lines if _unfinished(line)]
+            fragments = fragments[-_FRAGMENTS:]
         later = {_call_key(c) for m in run[index + 1 :] for c in m.tool_calls}
         pending.extend(o for o in found.calls if o.key not in later and o not in pending)
         orders.merge(found)
     return orders, pending
+
+
+def _unfinished(line: str) -> bool:
+    """A string that stops mid-sentence (a few words, no closing punctuation)."""
+    return line.count(" ") >= 4 and not line.rstrip().endswith((".", "!", "?", ":", '"', "”"))
 
 
 def _secrets(messages: list[Message]) -> str:

@@ -4,7 +4,9 @@ Like the readiness outage drill, this works at the `Runtime.agents` seam, so att
 through the same loop, guards, approvals and records as production. Per run (keyed by run id)
 an `Injection` says what the first read-tool call returns: its normal result with the attacker's
 text added (`tool_result`, and documents/records when the project cannot plant them), or an
-error whose message is the attacker's text (`tool_error`).
+error whose message is the attacker's text (`tool_error`). A multi-step attack (parts separated by
+`SPLIT`) hands its next part to each later read-tool call, so one instruction is spread over several
+tool results.
 """
 
 from __future__ import annotations
@@ -26,12 +28,36 @@ class InjectedToolError(RuntimeError):
     """A tool failure whose message an attacker controls (an upstream API's error text)."""
 
 
+SPLIT = "|||"
+"""Separates the parts of a multi-step attack: each part goes to the next read-tool call."""
+
+
 @dataclass
 class Injection:
     vector: str
     text: str
     tool: str | None = None
     """The tool that delivered it; an error keeps coming from that tool (so retries see it too)."""
+    delivered: int = 0
+    """How many parts went out (an attack split with `SPLIT` reaches the model over several calls)."""
+
+    @property
+    def parts(self) -> list[str]:
+        return [part.strip() for part in self.text.split(SPLIT)]
+
+    def next_part(self, tool: str) -> tuple[str, str] | None:
+        """(vector, text) that this call of `tool` delivers, or None."""
+        parts = self.parts
+        if self.tool is None:
+            self.tool, self.delivered = tool, 1
+            return self.vector, parts[0]
+        if self.tool == tool and self.vector == "tool_error" and self.delivered == 1:
+            return self.vector, parts[0]  # the failing tool keeps failing (its retries see it too)
+        if self.delivered < len(parts):
+            self.delivered += 1
+            later = "tool_result" if self.vector == "tool_error" else self.vector
+            return later, parts[self.delivered - 1]
+        return None
 
 
 def carry(result: Any, vector: str, text: str) -> Any:
@@ -64,18 +90,12 @@ class RedteamAgentCache(AgentCache):
         with self._lock:
             return self._injections.pop(run_id, None)
 
-    def _take(self, run_id: str, tool: str) -> Injection | None:
-        """The run's injection, for the first read tool called (and that tool's retries, for an error)."""
+    def _take(self, run_id: str, tool: str) -> tuple[str, str] | None:
+        """(vector, text) for this read-tool call: the first part for the first read tool called
+        (and that tool's retries, for an error), later parts for the calls after it."""
         with self._lock:
             injection = self._injections.get(run_id)
-            if injection is None:
-                return None
-            if injection.tool is None:
-                injection.tool = tool
-                return injection
-            if injection.tool == tool and injection.vector == "tool_error":
-                return injection
-            return None
+            return injection.next_part(tool) if injection is not None else None
 
     def load(self, release: ReleaseRecord) -> LoadedRelease:
         ready = self._ready.get(release.id)
@@ -100,7 +120,7 @@ class RedteamAgentCache(AgentCache):
     def _carrier(self, tool: Tool) -> Tool:
         original, context_param, take, name = tool.fn, tool.context_param, self._take, tool.name
 
-        def deliver(kwargs: dict[str, Any]) -> Injection | None:
+        def deliver(kwargs: dict[str, Any]) -> tuple[str, str] | None:
             context = kwargs.get(context_param or "")
             return take(context.run_id, name) if context is not None else None
 
@@ -108,18 +128,18 @@ class RedteamAgentCache(AgentCache):
 
             async def carrying_async(**kwargs: Any) -> Any:
                 injection = deliver(kwargs)
-                if injection is not None and injection.vector == "tool_error":
-                    raise InjectedToolError(injection.text)
+                if injection is not None and injection[0] == "tool_error":
+                    raise InjectedToolError(injection[1])
                 result = await original(**kwargs)
-                return carry(result, injection.vector, injection.text) if injection else result
+                return carry(result, *injection) if injection else result
 
             return dataclasses.replace(tool, fn=carrying_async)
 
         def carrying(**kwargs: Any) -> Any:
             injection = deliver(kwargs)
-            if injection is not None and injection.vector == "tool_error":
-                raise InjectedToolError(injection.text)
+            if injection is not None and injection[0] == "tool_error":
+                raise InjectedToolError(injection[1])
             result = original(**kwargs)
-            return carry(result, injection.vector, injection.text) if injection else result
+            return carry(result, *injection) if injection else result
 
         return dataclasses.replace(tool, fn=carrying)

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import json
 import re
 import unicodedata
 from collections import Counter
 from typing import Any
+from urllib.parse import unquote
 
 _MARK_EXEMPT = set("\"',:;{}[]().-_/\\!?@#$%&*+=<>|`~\n\r\t ")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 _MAX_BLOBS = 20
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2}[\s:]?){16,}")
+_PERCENT = re.compile(r"\S*(?:%[0-9A-Fa-f]{2}\S*){4,}")
+_ROT13 = re.compile(r"\brot[\s-]?13\b", re.IGNORECASE)
+_TAG = re.compile("[\U000e0020-\U000e007e]")
 
 
 def strings_of(value: Any) -> list[str]:
@@ -75,8 +81,27 @@ _CONFUSABLES = str.maketrans(
 
 
 def plain(text: str) -> str:
-    """Compatibility forms folded (NFKC), invisible characters dropped, look-alike letters mapped."""
-    return unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONFUSABLES)
+    """Compatibility forms folded (NFKC), invisible characters dropped, look-alike letters mapped,
+    invisible Unicode tag characters read as the ASCII letters they encode."""
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_CONFUSABLES)
+    if not text.isascii():
+        text = _TAG.sub(lambda m: chr(ord(m.group(0)) - 0xE0000), text)
+    return text
+
+
+def _encoded(text: str) -> list[str]:
+    """Hex runs, URL-encoded runs and (when the text names it) rot13, decoded: a model reads them."""
+    found: list[str] = []
+    for match in _HEX.finditer(text):
+        try:
+            found.append(bytes.fromhex(re.sub(r"[\s:]", "", match.group(0))).decode("utf-8"))
+        except ValueError:
+            continue
+    if "%" in text:
+        found += [unquote(m.group(0)) for m in _PERCENT.finditer(text)]
+    if _ROT13.search(text):
+        found.append(codecs.decode(text, "rot13"))
+    return [f for f in found[:_MAX_BLOBS] if f and sum(c.isprintable() for c in f) >= 0.95 * len(f)]
 
 
 def readable(text: str) -> str:
@@ -88,4 +113,5 @@ def readable(text: str) -> str:
     parts = [unmark(plain(part)) for part in parts]
     for part in list(parts):
         parts.extend(unmark(blob) for blob in decoded_blobs(part))
+        parts.extend(plain(blob) for blob in _encoded(part))
     return "\n".join(parts)

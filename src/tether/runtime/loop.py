@@ -731,7 +731,8 @@ class RunLoop:
 
         On replay, a result the classifier flagged before is known by its recorded guard step.
         """
-        if step.attempts == 0:
+        failed = step.status == StepStatus.FAILED
+        if step.attempts == 0 and not failed:
             return ResultCheck(observation(step))
         if classified is None:
             classified = next(
@@ -742,6 +743,10 @@ class RunLoop:
                     and s.arguments.get("details", {}).get("tool_step") == str(step.index)
                 ),
                 None,
+            )
+        if failed:  # Tether's own wording stays plain; what came from outside is untrusted data
+            return self.guard.check_error(
+                step.name, step.error or "", ran=step.attempts > 0, classified=classified
             )
         return self.guard.check_result(step.name, observation(step), classified=classified)
 
