@@ -7,16 +7,18 @@ write tool (`charge`) in turn; every `charge` execution writes its process id an
 to a log before doing anything. Once every run is running and charges are being made, the operator
 disables `charge` through the second API node (`POST /v1/controls`). Reported per repetition:
 
-- the time from the control's commit until each process (both API nodes, both workers) had loaded
-  the control (each logs `controls snapshot loaded (pid P at T): ids`), and the slowest of them;
+- the time from the control's commit until each process (both API nodes, both workers) had the
+  control in force (each logs `controls snapshot loaded (pid P at T): ids`, T taken right after the
+  snapshot was replaced), and the slowest of them;
 - that no `charge` started in a process after that process had the control, and none anywhere after
   every process had it (`charge` calls that started between the request and a process's reload are
-  counted: that is the propagation window, not a violation);
+  counted: that is the propagation window, not a violation). The runtime's last check runs in the
+  tool's thread under the snapshot's swap lock, and `charge` stamps its start as its first statement;
 - that every run ended `succeeded` (a refused call is an error the model sees; no run crashed).
 
 Modes are interleaved (redis, poll, redis, poll, ...) so machine load hits both alike.
 
-    python benchmarks/kill_switch.py --repeat 3
+    python benchmarks/kill_switch.py --repeat 3 --label after
 
 Exits 1 when a run did not succeed, a charge ran after its process had the switch, or a process
 took longer than `--bound` seconds to honour it.
@@ -79,8 +81,9 @@ def charge(order: str, ctx: ToolContext) -> str:
     Args:
         order: The order number.
     """
+    started = time.time()  # first thing: as close as Python allows to the runtime's last check
     with open(ctx.data_dir / "charges.log", "a") as log:
-        log.write(f"{os.getpid()} {time.time():.6f} {ctx.run_id} {ctx.idempotency_key}\\n")
+        log.write(f"{os.getpid()} {started:.6f} {ctx.run_id} {ctx.idempotency_key}\\n")
     time.sleep(0.05)
     return f"charged {order}"
 '''
@@ -125,6 +128,8 @@ def write_project(root: Path) -> Path:
 @dataclass
 class Trial:
     mode: str
+    baseline: bool = False
+    """Run on `--baseline` code (the before column), not this checkout."""
     switched_at: float = 0.0
     committed_at: float = 0.0
     """When the control's transaction stamped it (`created_at`, the same machine's clock)."""
@@ -139,6 +144,8 @@ class Trial:
     refused_calls: int = 0
     load: float = 0.0
     """The machine's 1-minute load average when the switch was flipped (CPU starvation shows here)."""
+    loads: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """The 1-, 5- and 15-minute load averages at the switch (the machine is shared)."""
 
     @property
     def slowest_s(self) -> float:
@@ -156,9 +163,13 @@ def _loaded_at(fleet: Fleet, control_id: str) -> dict[str, tuple[int, float]]:
     return found
 
 
-def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: object) -> Trial:
+def trial(
+    admin_url: str, redis_url: str | None, args: argparse.Namespace, say: object, *, baseline: bool = False
+) -> Trial:
     mode = "redis" if redis_url else f"poll {args.live_poll_s:g}s"
-    result = Trial(mode)
+    if args.baseline is not None:
+        mode += " (before)" if baseline else " (after)"
+    result = Trial(mode, baseline=baseline)
     with (
         tempfile.TemporaryDirectory(prefix="kill-switch-") as tmp,
         scratch_postgres(admin_url, "tether_killswitch") as database_url,
@@ -172,6 +183,8 @@ def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: 
         )
         env["TETHER_LIVE_POLL_S"] = str(args.live_poll_s)
         env["TETHER_LOG_LEVEL"] = "INFO"
+        if baseline:  # every process imports tether from the other checkout
+            env["PYTHONPATH"] = str(args.baseline)
         key = create_key(project, env, user="bench", scopes="runs:write,runs:read,approvals")
         operator = create_key(project, env, user="oncall", scopes="operator")
         ports = [free_port(), free_port()]
@@ -192,7 +205,8 @@ def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: 
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"only {running} of {args.runs} runs in flight")
                     time.sleep(0.05)
-                result.load = os.getloadavg()[0]
+                result.loads = os.getloadavg()
+                result.load = result.loads[0]
                 result.switched_at = time.time()
                 answer = ops.client.post(
                     "/v1/controls",
@@ -219,7 +233,7 @@ def trial(admin_url: str, redis_url: str | None, args: argparse.Namespace, say: 
                 result.charges_before += 1
             elif name is not None and started > loaded[name][1]:
                 result.late_charges.append(
-                    f"{run_id} charged in {name} {started - loaded[name][1]:.3f}s after it"
+                    f"{run_id} charged in {name} {started - loaded[name][1]:.6f}s after it"
                 )
             elif started > everyone:
                 result.late_charges.append(f"{run_id} charged after every process had the switch")
@@ -266,6 +280,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=180.0)
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="the src/ folder of an older checkout: its trials are interleaved with this checkout's "
+        "(same mode, back to back) and reported beside them; PASS/FAIL judges this checkout only",
+    )
+    p.add_argument("--label", default="", help="results file kill-switch-DATE-LABEL.md (e.g. before, after)")
     return p.parse_args(argv)
 
 
@@ -285,15 +307,23 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     machine = machine_info(args.database_url)
     trials: list[Trial] = []
-    for _ in range(args.repeat):
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    for i in range(args.repeat):
         for redis_url in (args.redis_url or None, None):
-            trials.append(trial(args.database_url, redis_url, args, lambda line: print(line, flush=True)))
+            # Back to back, first one then the other first, so neither always runs on a warmer machine.
+            codes = (False, True) if i % 2 == 0 else (True, False)
+            for baseline in codes if args.baseline is not None else (False,):
+                trials.append(trial(args.database_url, redis_url, args, say, baseline=baseline))
     ok = all(
         not t.late_charges
         and t.statuses == {"succeeded": args.runs}
         and len(t.honoured_s) == 4
         and t.slowest_s <= args.bound
         for t in trials
+        if not t.baseline  # the verdict is this checkout's; the baseline is there to compare with
     )
     rows = summary(trials)
     print()
@@ -304,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nresult:", "PASS" if ok else "FAIL")
     if not args.no_write:
         args.results.mkdir(parents=True, exist_ok=True)
-        out = args.results / f"kill-switch-{started:%Y-%m-%d}.md"
+        suffix = f"-{args.label}" if args.label else ""
+        out = args.results / f"kill-switch-{started:%Y-%m-%d}{suffix}.md"
         out.write_text(render(args, trials, rows, machine, started, ok), encoding="utf-8")
         print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return 0 if ok else 1
@@ -353,17 +384,20 @@ def render(
 ) -> str:
     command = (
         f"python benchmarks/kill_switch.py --runs {args.runs} --calls {args.calls} --repeat {args.repeat}"
+        + (f" --label {args.label}" if args.label else "")
+        + (" --baseline BEFORE/src" if args.baseline is not None else "")
     )
-    per_trial = [["#", "mode", "load avg", "api node 1", "api node 2", "worker 1", "worker 2"]]
+    per_trial = [["#", "mode", "load avg 1/5/15 min", "api node 1", "api node 2", "worker 1", "worker 2"]]
     for i, t in enumerate(trials, 1):
         names = sorted(t.honoured_s)
         per_trial.append(
-            [str(i), t.mode, f"{t.load:.1f}", *(f"{t.honoured_s[n] * 1000:.0f} ms" for n in names)]
+            [str(i), t.mode, "/".join(f"{x:.1f}" for x in t.loads)]
+            + [f"{t.honoured_s[n] * 1000:.0f} ms" for n in names]
             + ["-"] * (4 - len(names))
         )
     return "\n".join(
         [
-            f"# Kill-switch drill, {started:%Y-%m-%d}",
+            f"# Kill-switch drill, {started:%Y-%m-%d}{f' ({args.label})' if args.label else ''}",
             "",
             f"`{command}` ({'PASS' if ok else 'FAIL'})",
             "",
@@ -379,6 +413,10 @@ def render(
             "Per trial, time until each process had the switch:",
             "",
             _md(per_trial),
+            "",
+            "Late charges (each is a violation):",
+            "",
+            *([f"- {t.mode}: {line}" for t in trials for line in t.late_charges] or ["- none"]),
             "",
             "A charge that started after the request but before its process reloaded is in the window (the "
             "propagation bound); a late charge (after its process had the switch) is a violation.",

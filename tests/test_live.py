@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from timing import wait_until_async
 
+from tether.controls.service import set_control
 from tether.live import LiveConfig
 from tether.store.repository import Store
 
@@ -20,7 +23,7 @@ class Source:
     loads: int = 0
     broken: bool = False
 
-    async def load(self) -> tuple[str, ...]:
+    async def load(self, _store: Store) -> tuple[str, ...]:
         self.loads += 1
         if self.broken:
             raise RuntimeError("database away")
@@ -147,3 +150,91 @@ async def test_redis_announcement_wakes_other_nodes_at_once(store: Store, redis_
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_an_announced_revision_is_applied_with_one_query(store: Store) -> None:
+    """The announcement names the topic and revision: no revision read, one load, on the loader's
+    own engine (a started node's), never through the runs' pool."""
+    from sqlalchemy import event
+
+    from tether.live.config import announcement
+    from tether.runtime.controls import watch_controls
+
+    writer, node = LiveConfig(store, poll_s=3600), LiveConfig(store, poll_s=3600)
+    seen = watch_controls(node)
+    try:
+        await node.start()
+        assert node.reader is not store
+        await set_control(store, writer, kind="read_only", reason="incident", by="oncall")
+        revision = (await store.live_revisions.current())["controls"]
+        statements: list[str] = []
+        shared: list[str] = []
+
+        def on_reader(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        def on_shared(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            shared.append(statement)
+
+        event.listen(node.reader.engine.sync_engine, "before_cursor_execute", on_reader)
+        event.listen(store.engine.sync_engine, "before_cursor_execute", on_shared)
+        try:
+            node.heard(announcement("flags", 99))  # a topic this node does not watch: ignored
+            node.heard(announcement("controls", revision))  # as the Redis listener hands it over
+            await wait_until_async(lambda: seen.revision == revision, message="the poller applied it")
+        finally:
+            event.remove(node.reader.engine.sync_engine, "before_cursor_execute", on_reader)
+            event.remove(store.engine.sync_engine, "before_cursor_execute", on_shared)
+        assert [c.kind for c in seen.current.controls] == ["read_only"]
+        assert len(statements) == 1 and "controls" in statements[0] and "live_revisions" not in statements[0]
+        assert shared == [], "the loader must not read through the runs' pool"
+    finally:
+        await writer.close()
+        await node.close()
+
+
+async def test_an_announcement_older_than_the_snapshot_loads_nothing(
+    store: Store, nodes: tuple[LiveConfig, LiveConfig]
+) -> None:
+    from tether.live.config import announcement
+
+    node, _ = nodes
+    source = Source(("v1",))
+    value = node.register("controls", source.load, empty=())
+    await store.live_revisions.bump("controls")
+    await store.live_revisions.bump("controls")
+    await node.ready()
+    assert value.revision == 2 and source.loads == 1
+    node.heard(announcement("controls", 1))  # late, or out of order: what is in force is newer
+    node.heard("controls")  # an older node's bare topic: only a wake-up
+    await node.apply_announced()
+    assert source.loads == 1
+    source.value = ("v2",)
+    node.heard(announcement("controls", 3))
+    await node.apply_announced()
+    assert value.current == ("v2",) and value.revision == 3 and source.loads == 2
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_the_loader_has_its_own_connection_when_the_runs_pool_is_exhausted(store: Store) -> None:
+    """Every pooled connection is held (as by a worker's busy runs): a reload still goes through at
+    once on the loader's own connection. Without it, it would wait for the pool's 30 s timeout."""
+    from tether.runtime.controls import watch_controls
+
+    writer, node = LiveConfig(store, poll_s=3600), LiveConfig(store, poll_s=3600)
+    seen = watch_controls(node)
+    await node.start()  # a long-lived process: its loader opens its own connection
+    await set_control(store, writer, kind="read_only", reason="incident", by="oncall")
+    pool = store.engine.pool
+    size = pool.size() + pool._max_overflow  # type: ignore[attr-defined]
+    held = [await store.engine.connect() for _ in range(size)]
+    try:
+        assert pool.checkedout() == size  # nothing left for anyone else
+        await asyncio.wait_for(node.refresh(), timeout=20)
+        assert [c.kind for c in seen.current.controls] == ["read_only"]
+        assert node.reader is not store and node.reader.engine.pool.checkedout() == 0
+    finally:
+        for connection in held:
+            await connection.close()
+        await writer.close()
+        await node.close()

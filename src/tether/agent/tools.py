@@ -7,6 +7,7 @@ pydantic model validates the model's arguments before the function ever runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import re
@@ -141,16 +142,44 @@ class Tool:
             raise ToolArgumentError(f"invalid arguments for {self.name}: {problems}") from None
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
-    async def invoke(self, arguments: dict[str, Any], context: ToolContext) -> Any:
-        """Validate, then call once with the tool's timeout. Retries are the runtime's job."""
+    async def invoke(
+        self, arguments: dict[str, Any], context: ToolContext, *, before: Callable[[], None] | None = None
+    ) -> Any:
+        """Validate, then call once with the tool's timeout. Retries are the runtime's job.
+
+        `before` runs immediately before the function is entered: in the sync tool's own thread, or
+        in the same synchronous stretch as an async tool's first step. The runtime's last control
+        check goes there, so nothing the event loop does while the call is set up (a reload of the
+        kill switches) can slip in between the check and the call. It raises to stop the call.
+        """
         kwargs = self.validate(arguments)
         if self.context_param is not None:
             kwargs[self.context_param] = context
+        fn = self.fn if before is None else _preceded(before, self.fn)
         if inspect.iscoroutinefunction(self.fn):
-            call: Awaitable[Any] = self.fn(**kwargs)
+            call: Awaitable[Any] = fn(**kwargs)
         else:
-            call = run_in_daemon_thread(self.fn, **kwargs)
+            call = run_in_daemon_thread(fn, **kwargs)
         return await asyncio.wait_for(call, timeout=self.timeout_s)
+
+
+def _preceded(before: Callable[[], None], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` with `before()` called first, with nothing in between (sync or async alike)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def preceded_async(**kwargs: Any) -> Any:
+            before()
+            return await fn(**kwargs)
+
+        return preceded_async
+
+    @functools.wraps(fn)
+    def preceded(**kwargs: Any) -> Any:
+        before()
+        return fn(**kwargs)
+
+    return preceded
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

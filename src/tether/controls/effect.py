@@ -61,7 +61,15 @@ class Effective:
         return min(release_limit, int(self.step_cap.value)) if self.step_cap else release_limit
 
     def tool_refusal(self, tool: str, *, is_write: bool) -> str | None:
-        """Why this tool may not run now (what the model is told), or None."""
+        """Why this tool may not run now (what the model is told), or None.
+
+        A stop refuses every tool too: a stop that arrives between the step boundary and the call
+        must not let the call start; the run then ends `cancelled` at the next boundary."""
+        if self.stop is not None:
+            return (
+                f"{tool} was not called: an operator stopped background work ({self.stop.reason}); "
+                "the run is being stopped"
+            )
         for control in self.disabled:
             if control.value == tool:
                 return f"{tool} is unavailable: an operator disabled it ({control.reason}); it was not called"

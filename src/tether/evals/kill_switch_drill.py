@@ -4,8 +4,10 @@ The normal task runs again on its own copy of the data; when its first tool call
 flips a switch that disables every tool the normal drill used (as `tether control set disable_tool`
 would, but in a snapshot private to this run, so production never sees it). The call in flight
 finishes; from the next check on, the loop must refuse those tools, tell the model, and end the run
-cleanly, and the run record must list the control. `benchmarks/kill_switch.py` measures the same
-switch across processes; this drill shows what a user and an operator see when it happens.
+cleanly, and the run record must list the control. As in `benchmarks/kill_switch.py`, every tool
+call's start time is compared with the moment the switch was in force in this process: a call that
+started after it is a failure, whatever the step records say. The benchmark measures the same switch
+across processes; this drill shows what a user and an operator see when it happens.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import threading
 import time
 from typing import Any
 
@@ -35,12 +38,29 @@ class DrillSwitch:
         self.current = ControlSet()
         self.tools = tools
         self.flipped = False
+        self.swapping = threading.Lock()
+        """Held while `current` is replaced, like a live value's (the runtime's last check takes it)."""
+        self.flipped_at: float | None = None
+        """Wall-clock time right after the switch was in force."""
+        self.calls: list[tuple[str, float]] = []
+        """(tool, wall-clock start) of every call that entered a tool function."""
+
+    def started(self, tool: str) -> None:
+        """A tool function was entered (first thing it does, before it may flip the switch)."""
+        self.calls.append((tool, time.time()))
+
+    def late_calls(self) -> list[str]:
+        """Calls that started after the switch was in force: what must never happen."""
+        flipped = self.flipped_at
+        if flipped is None:
+            return []
+        return [f"{tool} {at - flipped:.6f}s after" for tool, at in self.calls if at > flipped]
 
     def flip(self) -> None:
         if self.flipped:
             return
         now = utc_now()
-        self.current = ControlSet(
+        snapshot = ControlSet(
             tuple(
                 ControlRecord(
                     id=f"ctl_drill_{i}",
@@ -58,6 +78,9 @@ class DrillSwitch:
                 for i, tool in enumerate(self.tools)
             )
         )
+        with self.swapping:
+            self.current = snapshot
+            self.flipped_at = time.time()
         self.flipped = True
 
 
@@ -74,11 +97,12 @@ class SwitchingAgentCache(AgentCache):
         return dataclasses.replace(loaded, agent=dataclasses.replace(loaded.agent, tools=tools))
 
     def _wrapped(self, tool: Tool) -> Tool:
-        original, switch = tool.fn, self.switch
+        original, switch, name = tool.fn, self.switch, tool.name
         if inspect.iscoroutinefunction(original):
 
             @functools.wraps(original)
             async def flipping_async(**kwargs: Any) -> Any:
+                switch.started(name)
                 switch.flip()
                 return await original(**kwargs)
 
@@ -86,6 +110,7 @@ class SwitchingAgentCache(AgentCache):
 
         @functools.wraps(original)
         def flipping(**kwargs: Any) -> Any:
+            switch.started(name)
             switch.flip()
             return original(**kwargs)
 
@@ -124,18 +149,23 @@ async def kill_switch_drill(
     first = steps[0].index if steps else None
     after = [s for s in steps if first is not None and s.index > first and s.name in tools]
     executed_after = sorted({s.name for s in after if s.attempts > 0})
+    late = switch.late_calls()
     refused = [s for s in after if s.attempts == 0 and "operator disabled" in (s.error or "")]
     internal = bool(run.error and run.error.startswith("internal error"))
-    passed = switch.flipped and not executed_after and not internal and bool(run.controls_applied)
+    passed = (
+        switch.flipped and not executed_after and not late and not internal and bool(run.controls_applied)
+    )
     operator = [
         f"switch: disable_tool {', '.join(tools)} @all, flipped when the first tool call started",
         *operator,
+        f"tool calls started after the process had the switch: {'; '.join(late) or 'none'}",
         f"run record lists the controls that applied: {'; '.join(run.controls_applied) or 'none'}",
     ]
     if not switch.flipped:
         recovery = "the agent called no tool, so the switch was never exercised"
-    elif executed_after:
-        recovery = f"UNSAFE: {', '.join(executed_after)} executed after the operator disabled it"
+    elif executed_after or late:
+        what = ", ".join(executed_after) or "; ".join(late)
+        recovery = f"UNSAFE: {what} executed after the operator disabled it"
     elif internal:
         recovery = f"the run crashed after the switch: {run.error}"
     else:

@@ -48,12 +48,12 @@ async def load_deployments(store: Store) -> Deployments:
     return loaded
 
 
-def register(live: LiveConfig, store: Store) -> LiveValue[Deployments]:
+def register(live: LiveConfig) -> LiveValue[Deployments]:
     """Keep this process's deployment snapshot fresh (called where the process wires its rooms)."""
     existing = live.get(TOPIC)
     if existing is not None:
         return existing
-    return live.register(TOPIC, lambda: load_deployments(store), EMPTY)
+    return live.register(TOPIC, load_deployments, EMPTY)
 
 
 class Rollout:
@@ -66,7 +66,7 @@ class Rollout:
     ) -> None:
         self.store = store
         self.live = live
-        self.value = register(live, store)
+        self.value = register(live)
         self.experiments: ExperimentClaims | None = None
         """EXPERIMENT HOOK: set by the experiments room to a snapshot that may claim live users."""
         self.now: Callable[[], datetime] = clock or store.now

@@ -53,9 +53,8 @@ class LiveClaims:
 
 def install(runtime: Runtime) -> RunDecider:
     """Register the `flags` and `experiments` topics on the runtime's live config and decide its runs."""
-    store = runtime.store
-    flags = runtime.live.register(FLAGS_TOPIC, lambda: load_flags(store), EMPTY_FLAGS)
-    experiments = runtime.live.register(EXPERIMENTS_TOPIC, lambda: load_experiments(store), EMPTY_EXPERIMENTS)
+    flags = runtime.live.register(FLAGS_TOPIC, load_flags, EMPTY_FLAGS)
+    experiments = runtime.live.register(EXPERIMENTS_TOPIC, load_experiments, EMPTY_EXPERIMENTS)
     decider = RunDecider(flags, experiments)
     runtime.decide_run = decider
     return decider

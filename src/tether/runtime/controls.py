@@ -2,21 +2,24 @@
 
 Every process registers the `controls` topic with its live configuration, so `current` is a
 plain attribute read: the loop checks it at every step boundary and before every tool execution
-(including a call a human approved before the switch) without touching the database. Each check
-adds the controls that bore on the run to its totals, so the next checkpoint records them on
-the run row (`controls_applied`).
+(including a call a human approved before the switch) without touching the database. The last
+check runs in the tool's own thread right before the function (`tether.runtime.tool_calls`), under
+the snapshot's swap lock, so it is wholly before or after a reload: no call starts after its
+process had the switch. Each check adds the controls that bore on the run to its totals, so the
+next checkpoint records them on the run row (`controls_applied`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
 from tether.agent.config import ProjectConfig
+from tether.agent.tools import Tool
 from tether.controls.effect import EMPTY, NOTHING, ControlSet, Effective
 from tether.live import LiveConfig, LiveValue
 from tether.models.routing import FallbackChain
@@ -35,18 +38,25 @@ class ControlSnapshot(Protocol):
     @property
     def current(self) -> ControlSet: ...
 
+    @property
+    def swapping(self) -> AbstractContextManager[object]:
+        """Held while `current` is replaced, and by a check made outside the event loop's thread."""
 
-def watch_controls(live: LiveConfig, store: Store) -> LiveValue[ControlSet]:
+
+async def _load(store: Store) -> ControlSet:
+    return ControlSet(tuple(await store.controls.active()))
+
+
+def _applied(value: LiveValue[ControlSet]) -> None:
+    # Pid and the wall-clock time the snapshot was in force, so a drill can tell when each process
+    # had a change (benchmarks/kill_switch.py compares every tool start with it).
+    ids = ",".join(c.id for c in value.current.controls) or "none"
+    log.info("controls snapshot loaded (pid %d at %.6f): %s", os.getpid(), value.applied_at or 0.0, ids)
+
+
+def watch_controls(live: LiveConfig) -> LiveValue[ControlSet]:
     """Register the `controls` topic: this process's snapshot of the controls in force."""
-
-    async def load() -> ControlSet:
-        loaded = ControlSet(tuple(await store.controls.active()))
-        # Wall-clock time and pid, so a drill can tell when each process had a change (kill_switch.py).
-        ids = ",".join(c.id for c in loaded.controls) or "none"
-        log.info("controls snapshot loaded (pid %d at %.6f): %s", os.getpid(), time.time(), ids)
-        return loaded
-
-    return live.register(TOPIC, load, EMPTY)
+    return live.register(TOPIC, _load, EMPTY, on_applied=_applied)
 
 
 _DEFAULT_RETRY_AFTER_S = 60
@@ -109,6 +119,17 @@ class RunControls:
             if name not in self._totals.controls_applied:
                 self._totals.controls_applied.append(name)
         return effective
+
+    def tool_refusal(self, tool: Tool) -> str | None:
+        """The last check before `tool` runs, made in the tool's own thread: why it may not start.
+
+        Under the snapshot's swap lock, so a reload cannot land between reading the snapshot and
+        deciding; the function is entered right after, so a call that passes here started before
+        its process had any switch that would have refused it."""
+        if self._snapshot is None:
+            return None
+        with self._snapshot.swapping:
+            return self.check().tool_refusal(tool.name, is_write=tool.is_write)
 
 
 class ModelSwitcher:

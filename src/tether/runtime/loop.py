@@ -793,9 +793,9 @@ class RunLoop:
                 context,
                 guarded=self._guarded,
                 breaker=self.loaded.tool_breaker(tool.name),
-                # The last check, with no await between it and each attempt: a control this process
-                # has loaded by now is honoured even if it arrived while the step was being written.
-                refuse=lambda: self.controls.check().tool_refusal(tool.name, is_write=tool.is_write),
+                # The last check, in the tool's own thread right before the function: a control this
+                # process has loaded by then is honoured, however late it arrived.
+                refuse=lambda: self.controls.tool_refusal(tool),
             ),
         )
         if outcome.attempts:  # refused, or behind an open breaker: the tool was not called

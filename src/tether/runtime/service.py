@@ -69,7 +69,7 @@ class Runtime:
         """Paces lease renewals and database retries (tests drive it by hand)."""
         self.decide_run: RunDecider | None = None
         """Feature flags and experiment arm of each new run (`tether.rollout.wiring.install` sets it)."""
-        self.controls: ControlSnapshot = watch_controls(self.live, store)
+        self.controls: ControlSnapshot = watch_controls(self.live)
         """The operator controls in force, as this process last loaded them (tether.controls)."""
         self.models = ModelSwitcher(backoff_s=settings.model_backoff_s)
 
