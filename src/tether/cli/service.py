@@ -113,10 +113,7 @@ def _service_options(project: Path, release: str | None, concurrency: int) -> Se
     if settings.database_url is None and not (project / CONFIG_FILE).is_file():
         raise ConfigError(f"{project} is not an agent project (no {CONFIG_FILE}); pass --project")
     return ServiceOptions(
-        project=project,
-        release=release,
-        embedded_worker_concurrency=concurrency,
-        settings=settings,
+        project=project, release=release, embedded_worker_concurrency=concurrency, settings=settings
     )
 
 
