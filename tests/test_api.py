@@ -230,6 +230,12 @@ def test_malformed_unknown_wrong_secret_and_revoked_keys_are_401(
     problem(idle.get("/v1/runs", headers={"Authorization": f"Basic {key}"}), 401)
 
     cli("keys", "revoke", made["key_id"], "--project", example_project)
+    # Another process revoked it: this API process forgets the verified key once its live
+    # configuration sees the revision the revocation bumped (TETHER_LIVE_POLL_S; api/key_cache.py).
+    wait_until(
+        lambda: idle.get("/v1/runs", headers=bearer(key)).status_code == 401,
+        message="the revoked key is refused",
+    )
     problem(idle.get("/v1/runs", headers=bearer(key)), 401)
     problem(idle.get("/v1/runs", headers={"X-API-Key": key}), 401)
 

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     runs_per_minute_per_user: int = Field(default=60, gt=0)
     auth_failures_per_minute: int = Field(default=20, gt=0)
     """Wrong API keys and failed dashboard logins one client may make per minute before getting 429."""
+    api_key_cache_s: float = Field(default=30.0, ge=0)
+    """How long an API process trusts a verified key without reading it again (0: read on every
+    request). A revocation empties every process's cache within the live-configuration bound."""
     user_daily_budget_usd: float | None = Field(default=None, gt=0)
     tenant_monthly_budget_usd: float | None = Field(default=None, gt=0)
     max_input_chars: int = Field(default=32_000, gt=0)

@@ -17,8 +17,11 @@ from sqlalchemy.exc import DataError, DBAPIError
 from tether.api.body_limit import BodyLimitMiddleware
 from tether.api.deps import ServiceState
 from tether.api.disconnects import ClientDisconnects
+from tether.api.embedded_worker import ThreadedWorker, WorkerThreadOptions
 from tether.api.errors import database_unavailable
+from tether.api.key_cache import VerifiedKeys
 from tether.api.limits import Limiter
+from tether.api.live_link import LinkedLiveConfig
 from tether.api.routes import (
     approvals,
     controls,
@@ -36,9 +39,7 @@ from tether.api.routes import (
 )
 from tether.api.routes import rollout as rollout_routes
 from tether.api.session_secret import resolve as resolve_session_secret
-from tether.evals.online import online_scoring
 from tether.incidents.service import alert_hook, rollback_hook
-from tether.live import LiveConfig
 from tether.observe.alerts import AlertEvaluator, rules_for
 from tether.observe.http import AccessLog
 from tether.observe.service import Telemetry
@@ -49,12 +50,10 @@ from tether.rollout.service import Rollout
 from tether.rollout.wiring import install as install_rollout
 from tether.runtime.notify import notifier_for
 from tether.runtime.service import Runtime
-from tether.runtime.worker import Worker
 from tether.settings import Settings
 from tether.store import db
 from tether.store.faults import is_transient
 from tether.store.repository import ConflictError, NotFoundError, Store
-from tether.webhooks.service import dispatching
 
 log = logging.getLogger("tether.api")
 
@@ -94,14 +93,12 @@ def create_app(options: ServiceOptions) -> FastAPI:
         notifier = notifier_for(settings.redis_url)
         await notifier.start()
         store = await Store.open(options.database_url, on_event=notifier.publish)
-        worker_task: asyncio.Task[None] | None = None
-        worker: Worker | None = None
+        worker: ThreadedWorker | None = None
         telemetry = Telemetry(store, settings)
         app.state.telemetry = telemetry
         alert_task: asyncio.Task[None] | None = None
-        background = contextlib.AsyncExitStack()  # webhook sending and online scoring beside the worker
         canary_task: asyncio.Task[None] | None = None
-        live: LiveConfig | None = None
+        live: LinkedLiveConfig | None = None
         incident_on_rollback: RollbackHook | None = None
         try:
             release = (
@@ -110,14 +107,18 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 else await working_copy_release(store, options.project)
             )
             telemetry.prepare(release)  # its counters exist at 0 before the first run, for rate()
-            runtime = Runtime(store, settings, data_dir=options.data_dir, observer=telemetry.observer)
+            # The embedded worker has a live configuration of its own: changes made here reach it at once.
+            live = LinkedLiveConfig(store, redis_url=settings.redis_url, poll_s=settings.live_poll_s)
+            runtime = Runtime(
+                store, settings, data_dir=options.data_dir, observer=telemetry.observer, live=live
+            )
             config = snapshot_of(release).parsed_config()
             decider = install_rollout(runtime)  # flags and experiment arms of every run submitted here
-            live = runtime.live
             # Registered before the first load, so the deployment is in force for the first request.
             rollout = Rollout(store, live)
             rollout.experiments = decider.claims  # experiments between releases split the live share
             incident_on_rollback = on_rollback(rollback_hook(store))  # a rollback opens an incident
+            keys = VerifiedKeys(store, live, ttl_s=settings.api_key_cache_s)  # before the first load
             await live.start()
             alerts = AlertEvaluator(
                 store,
@@ -138,23 +139,40 @@ def create_app(options: ServiceOptions) -> FastAPI:
                 auth_failures_per_minute=settings.auth_failures_per_minute,
             )
             if options.embedded_worker_concurrency > 0:
-                worker = Worker(
-                    runtime, concurrency=options.embedded_worker_concurrency, poll_s=settings.worker_poll_s
+                # On its own thread and loop, so creates never wait behind its step work here.
+                worker = ThreadedWorker(
+                    WorkerThreadOptions(
+                        database_url=options.database_url,
+                        settings=settings,
+                        project=options.project,
+                        data_dir=options.data_dir,
+                        concurrency=options.embedded_worker_concurrency,
+                    ),
+                    telemetry=telemetry,
+                    notifier=notifier,
                 )
-                worker_task = asyncio.create_task(worker.run())
-                await background.enter_async_context(dispatching(store, settings))
-                await background.enter_async_context(online_scoring(store, settings, project=options.project))
+                await worker.start()
+                live.follow(worker.refresh_live)
             app.state.tether = ServiceState(
-                store, runtime, release, settings, limiter, notifier, worker, session_secret, rollout
+                store,
+                runtime,
+                release,
+                settings,
+                limiter,
+                notifier,
+                worker,
+                session_secret,
+                rollout,
+                keys,
             )
             yield
         finally:
             if incident_on_rollback is not None:
                 remove_rollback_hook(incident_on_rollback)
-            if worker is not None and worker_task is not None:
-                worker.stop()
-                await worker_task
-            await background.aclose()
+            if worker is not None:
+                if live is not None:
+                    live.unfollow(worker.refresh_live)
+                await worker.stop()
             for task in (alert_task, canary_task):
                 if task is not None:
                     task.cancel()

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from tether.api.auth import Caller, authenticate
+from tether.api.key_cache import VerifiedKeys
 from tether.api.limits import Limiter, Refusal
 from tether.rollout.service import Rollout
 from tether.runtime.notify import Notifier
 from tether.runtime.service import Runtime
-from tether.runtime.worker import Worker
 from tether.settings import Settings
 from tether.store.records import ReleaseRecord, RunRecord
 from tether.store.repository import NotFoundError, Store
+
+
+class Wakeable(Protocol):
+    """An in-process worker: a `Worker` on the API's loop, or `ThreadedWorker` on its own thread."""
+
+    def wake(self) -> None: ...
 
 
 @dataclass
@@ -28,12 +34,20 @@ class ServiceState:
     settings: Settings
     limiter: Limiter
     notifier: Notifier
-    worker: Worker | None = None
+    worker: Wakeable | None = None
     """The in-process worker of `tether serve`, woken when a run becomes claimable here."""
     session_secret: str = ""
     """Signs dashboard sessions (api/session_secret.py)."""
     rollout: Rollout | None = None
     """Release choice per run from the live deployment, and deployment changes (tether.rollout)."""
+    keys: VerifiedKeys | None = None
+    """Verified API keys remembered for a moment (api/key_cache.py); None: read every request."""
+
+    async def authenticate(self, presented: str) -> Caller | None:
+        """The caller a presented key belongs to, through the cache when there is one."""
+        if self.keys is not None:
+            return await self.keys.authenticate(presented)
+        return await authenticate(self.store, presented)
 
     def work_available(self) -> None:
         if self.worker is not None:
@@ -84,7 +98,7 @@ async def authenticated(state: State, presented: PresentedKey, request: Request)
     client = client_address(request)
     if presented and (blocked := await state.limiter.check_auth_client(client)) is not None:
         raise _too_many(blocked)
-    caller = await authenticate(state.store, presented) if presented else None
+    caller = await state.authenticate(presented) if presented else None
     if caller is None:
         if presented and (refusal := await state.limiter.auth_failed(client)) is not None:
             raise _too_many(refusal)

@@ -96,11 +96,21 @@ def keys_list(project: ProjectOption = Path("."), as_json: JsonOption = False) -
 
 @group.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument()], project: ProjectOption = Path(".")) -> None:
-    """Revoke a key; requests with it get 401 from now on."""
+    """Revoke a key; requests with it get 401 from now on (API processes that remember verified keys
+    forget them within TETHER_LIVE_POLL_S, at once with Redis)."""
 
     async def body() -> None:
+        from tether.live import LiveConfig
+        from tether.store.repository import API_KEYS_TOPIC
+
         async with open_session(project.resolve()) as session:
             record = await session.store.revoke_api_key(key_id)
+            # The revision moved with the revocation; with Redis, tell every API process now.
+            announcer = LiveConfig(session.store, redis_url=session.settings.redis_url)
+            try:
+                await announcer.changed(API_KEYS_TOPIC)
+            finally:
+                await announcer.close()
         out.print(f"revoked {record.id} ({record.user_id}@{record.tenant_id})")
 
     run_command(body)

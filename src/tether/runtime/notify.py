@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tether.outages import OutageLog
@@ -27,6 +28,24 @@ class Notifier:
 
     async def publish(self, run_id: str) -> None:
         self._wake(run_id)
+
+    def publish_soon(self, run_id: str) -> None:
+        """`publish` from a plain callback on this notifier's loop (see `relay_from_thread`)."""
+        self._wake(run_id)
+
+    def relay_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], Awaitable[None]]:
+        """An event hook for a Store driven by another thread's event loop (the embedded worker of
+        `tether serve`): each wake-up is handed to `loop`, which owns this notifier's waiters.
+
+        The waiters are asyncio events of `loop`; setting them from another thread is not safe,
+        so the hook only queues `publish_soon` with `call_soon_threadsafe` and returns at once.
+        """
+
+        async def relay(run_id: str) -> None:
+            with contextlib.suppress(RuntimeError):  # `loop` already closed: nobody is waiting
+                loop.call_soon_threadsafe(self.publish_soon, run_id)
+
+        return relay
 
     def _wake(self, run_id: str) -> None:
         for event in self._waiters.get(run_id, ()):
@@ -60,6 +79,8 @@ class RedisNotifier(Notifier):
 
         self._redis: Any = redis.Redis.from_url(url)
         self._listener: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        """Publishes started by `publish_soon`, kept referenced until they finish."""
         self._publishing = OutageLog(log, "publishing run notifications to Redis")
         self._subscription = OutageLog(log, "the Redis subscription for run notifications")
 
@@ -72,6 +93,11 @@ class RedisNotifier(Notifier):
         else:
             self._publishing.succeeded()
 
+    def publish_soon(self, run_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.publish(run_id))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
 
@@ -80,6 +106,8 @@ class RedisNotifier(Notifier):
         await listen_forever(self._redis, _CHANNEL, self._wake, self._subscription)
 
     async def close(self) -> None:
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=1.0)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -27,7 +27,7 @@ from tether.store.deployments import DeploymentStore
 from tether.store.fenced import RUNS, STEPS
 from tether.store.fenced import LeaseLostError as LeaseLostError  # raised here; callers import it from here
 from tether.store.insights import Insights
-from tether.store.live import LiveRevisions
+from tether.store.live import LiveRevisions, bump_revision
 from tether.store.online_eval import OnlineEvalStore
 from tether.store.records import (
     FINAL_STATUSES,
@@ -93,6 +93,8 @@ def new_id(prefix: str) -> str:
 
 _API_KEYS = cast(Table, ApiKeyRow.__table__)
 _GET_API_KEY = select(_API_KEYS).where(_API_KEYS.c.id == bindparam("key_id"))
+API_KEYS_TOPIC = "api_keys"
+"""The live-configuration topic bumped by every revocation: processes drop their verified-key cache."""
 # Read when every run starts (the conversation it continues): built once, no ORM session.
 _THREAD_RUNS = (
     select(RUNS)
@@ -964,6 +966,8 @@ class Store:
                 raise NotFoundError(f"no API key {key_id!r}")
             if row.revoked_at is None:
                 row.revoked_at = self._now()
+                # Same transaction: a process that sees the new revision also sees the revocation.
+                await bump_revision(session, API_KEYS_TOPIC, row.revoked_at)
         return ApiKeyRecord.model_validate(row)
 
     # -- feedback -------------------------------------------------------------------------------
