@@ -59,6 +59,9 @@ class EchoGuard:
     min_words: int = 6
     _windows: dict[tuple[str, ...], str] = field(default_factory=dict)
     _starts: set[str] = field(default_factory=set)
+    _vocabulary: set[str] = field(default_factory=set)
+    """Every word of a remembered window: an answer window can match only where all its words are
+    in here, which one C-level pass (a byte per word) and `bytes.find` locate."""
     _tokens: dict[str, str] = field(default_factory=dict)
     _kept: int = 0
 
@@ -82,19 +85,26 @@ class EchoGuard:
             for i in range(len(words) - self.min_words + 1):
                 self._windows.setdefault(tuple(words[i : i + self.min_words]), source)
                 self._starts.add(words[i])
+            if len(words) >= self.min_words:
+                self._vocabulary.update(words)
             for token in _TOKEN.findall(text) if tokens else ():
                 # a token the clean part of the same data also holds is a fact, not the attacker's
                 if context.count(token) <= sum(t.count(token) for t in texts):
                     self._tokens.setdefault(token.lower(), source)
 
-    def find(self, answer: str, user_texts: Sequence[str] = ()) -> list[Echo]:
-        """The spans of `answer` that repeat remembered suspect text (the user's own words excepted)."""
+    def find(
+        self, answer: str, user_texts: Sequence[str] = (), *, words: list[str] | None = None
+    ) -> list[Echo]:
+        """The spans of `answer` that repeat remembered suspect text (the user's own words excepted).
+
+        `words` (`findings.words_of(answer.lower())`) may be passed in when another check already
+        split the answer; it is used only for an ASCII answer (where it is this check's split too)."""
         if not self:
             return []
         found: list[Echo] = []
         said = " ".join(user_texts).lower()
         if self._windows:
-            found += self._repeated_windows(answer, said)
+            found += self._repeated_windows(answer, said, words)
         if self._tokens:
             for token in _TOKEN.finditer(answer):
                 source = self._tokens.get(token.group(0).lower())
@@ -106,22 +116,31 @@ class EchoGuard:
                 found.append(Echo(run.start, run.end, "encoded in the answer"))
         return _merged(found)
 
-    def _repeated_windows(self, answer: str, said: str) -> list[Echo]:
+    def _repeated_windows(self, answer: str, said: str, split: list[str] | None = None) -> list[Echo]:
         """Windows of the answer found in the suspect set. Only positions whose word starts some
-        suspect window are looked at; which those are is computed in C (a byte per word)."""
+        suspect window are looked at, and only where the next `min_words` words all occur in suspect
+        text (a run of ones in a byte-per-word mask, found by `bytes.find`): all in C, so an answer
+        that shares only common words with the suspect text costs no Python-level loop."""
         ascii_answer = answer.isascii()
         words = (
-            answer.lower().translate(_NOT_ALNUM).split()
+            (answer.lower().translate(_NOT_ALNUM).split() if split is None else split)
             if ascii_answer
             else [w for w, _, _ in _words(answer)]
         )
         size = self.min_words
-        starts = bytes(map(self._starts.__contains__, words))
+        known = bytes(map(self._vocabulary.__contains__, words))
+        run = b"\x01" * size
         found: list[Echo] = []
+        index = known.find(run)
+        if index == -1:
+            return found
+        starts = bytes(map(self._starts.__contains__, words))
         spans: list[tuple[int, int]] | None = None
         user_windows: set[tuple[str, ...]] | None = None
-        index = starts.find(1)
-        while index != -1 and index + size <= len(words):
+        while index != -1:
+            if not starts[index]:
+                index = known.find(run, index + 1)
+                continue
             window = tuple(words[index : index + size])
             source = self._windows.get(window)
             if source is not None:
@@ -129,10 +148,10 @@ class EchoGuard:
                     user = [w for w, _, _ in _words(said)]
                     user_windows = {tuple(user[j : j + size]) for j in range(len(user) - size + 1)}
                 if window not in user_windows:
-                    if spans is None:
-                        spans = [(s, e) for _, s, e in _words(answer)]
+                    if spans is None:  # offsets only (no folding): `_WORD` splits like `words`
+                        spans = [m.span() for m in _WORD.finditer(answer)]
                     found.append(Echo(spans[index][0], spans[index + size - 1][1], source))
-            index = starts.find(1, index + 1)
+            index = known.find(run, index + 1)
         return found
 
 
