@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
+from operator import add
 
 from tether.guard.hidden import fold, revealed
 
@@ -135,7 +137,7 @@ class EchoGuard:
         if index == -1:
             return found
         starts = bytes(map(self._starts.__contains__, words))
-        spans: list[tuple[int, int]] | None = None
+        bounds: tuple[list[int], list[int]] | None = None
         user_windows: set[tuple[str, ...]] | None = None
         while index != -1:
             if not starts[index]:
@@ -148,11 +150,27 @@ class EchoGuard:
                     user = [w for w, _, _ in _words(said)]
                     user_windows = {tuple(user[j : j + size]) for j in range(len(user) - size + 1)}
                 if window not in user_windows:
-                    if spans is None:  # offsets only (no folding): `_WORD` splits like `words`
-                        spans = [m.span() for m in _WORD.finditer(answer)]
-                    found.append(Echo(spans[index][0], spans[index + size - 1][1], source))
+                    if bounds is None:
+                        bounds = _bounds(answer, words) if ascii_answer else _unicode_bounds(answer)
+                    found.append(Echo(bounds[0][index], bounds[1][index + size - 1], source))
             index = known.find(run, index + 1)
         return found
+
+
+def _bounds(answer: str, words: list[str]) -> tuple[list[int], list[int]]:
+    """Start and end offsets of the words of an ASCII answer (`words`, its `_NOT_ALNUM` split),
+    computed by C-level iteration: the translated text split on single spaces keeps an empty
+    string per extra separator, so each piece starts one past the previous one's end."""
+    pieces = answer.translate(_NOT_ALNUM).split(" ")
+    offsets = accumulate(map((1).__add__, map(len, pieces)), initial=0)
+    starts = list(compress(offsets, pieces))
+    return starts, list(map(add, starts, map(len, words)))
+
+
+def _unicode_bounds(answer: str) -> tuple[list[int], list[int]]:
+    """Start and end offsets of the words of any answer (`_WORD` matches, as `_words` splits)."""
+    spans = [m.span() for m in _WORD.finditer(answer)]
+    return [s for s, _ in spans], [e for _, e in spans]
 
 
 def _merged(found: list[Echo]) -> list[Echo]:
