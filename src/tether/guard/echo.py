@@ -112,8 +112,7 @@ class EchoGuard:
                 source = self._tokens.get(token.group(0).lower())
                 if source is not None and token.group(0).lower() not in said:
                     found.append(Echo(token.start(), token.end(), source))
-        longest = max(map(len, answer.split()), default=0)
-        for run in revealed(answer, encoded=longest >= 20):  # an answer in base64, hex... to slip past
+        for run in revealed(answer):  # an answer in base64, hex... to slip past
             if self.find(run.text, user_texts):
                 found.append(Echo(run.start, run.end, "encoded in the answer"))
         return _merged(found)
