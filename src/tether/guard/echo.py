@@ -83,7 +83,12 @@ class EchoGuard:
                 return
             text = text[: MAX_REMEMBERED_CHARS - self._kept]
             self._kept += len(text)
-            words = [w for w, _, _ in _words(fold(text))]
+            folded = fold(text)
+            words = (
+                folded.lower().translate(_NOT_ALNUM).split()  # the same split as `_words`, in C
+                if folded.isascii()
+                else [w for w, _, _ in _words(folded)]
+            )
             for i in range(len(words) - self.min_words + 1):
                 self._windows.setdefault(tuple(words[i : i + self.min_words]), source)
                 self._starts.add(words[i])
@@ -107,7 +112,7 @@ class EchoGuard:
         said = " ".join(user_texts).lower()
         if self._windows:
             found += self._repeated_windows(answer, said, words)
-        if self._tokens:
+        if self._tokens and (not answer.isascii() or self._any_token_in(answer.lower())):
             for token in _TOKEN.finditer(answer):
                 source = self._tokens.get(token.group(0).lower())
                 if source is not None and token.group(0).lower() not in said:
@@ -116,6 +121,11 @@ class EchoGuard:
             if self.find(run.text, user_texts):
                 found.append(Echo(run.start, run.end, "encoded in the answer"))
         return _merged(found)
+
+    def _any_token_in(self, lowered: str) -> bool:
+        """Whether a remembered token occurs in the (ASCII, lowercased) answer at all: substring
+        tests in C, so the token regex, slow on long text, runs only when it can find one."""
+        return any(token in lowered for token in self._tokens)
 
     def _repeated_windows(self, answer: str, said: str, split: list[str] | None = None) -> list[Echo]:
         """Windows of the answer found in the suspect set. Only positions whose word starts some
