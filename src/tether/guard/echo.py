@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, compress
+from operator import add
 
 from tether.guard.hidden import fold, revealed
 
@@ -59,6 +61,9 @@ class EchoGuard:
     min_words: int = 6
     _windows: dict[tuple[str, ...], str] = field(default_factory=dict)
     _starts: set[str] = field(default_factory=set)
+    _vocabulary: set[str] = field(default_factory=set)
+    """Every word of a remembered window: an answer window can match only where all its words are
+    in here, which one C-level pass (a byte per word) and `bytes.find` locate."""
     _tokens: dict[str, str] = field(default_factory=dict)
     _kept: int = 0
 
@@ -78,50 +83,75 @@ class EchoGuard:
                 return
             text = text[: MAX_REMEMBERED_CHARS - self._kept]
             self._kept += len(text)
-            words = [w for w, _, _ in _words(fold(text))]
+            folded = fold(text)
+            words = (
+                folded.lower().translate(_NOT_ALNUM).split()  # the same split as `_words`, in C
+                if folded.isascii()
+                else [w for w, _, _ in _words(folded)]
+            )
             for i in range(len(words) - self.min_words + 1):
                 self._windows.setdefault(tuple(words[i : i + self.min_words]), source)
                 self._starts.add(words[i])
+            if len(words) >= self.min_words:
+                self._vocabulary.update(words)
             for token in _TOKEN.findall(text) if tokens else ():
                 # a token the clean part of the same data also holds is a fact, not the attacker's
                 if context.count(token) <= sum(t.count(token) for t in texts):
                     self._tokens.setdefault(token.lower(), source)
 
-    def find(self, answer: str, user_texts: Sequence[str] = ()) -> list[Echo]:
-        """The spans of `answer` that repeat remembered suspect text (the user's own words excepted)."""
+    def find(
+        self, answer: str, user_texts: Sequence[str] = (), *, words: list[str] | None = None
+    ) -> list[Echo]:
+        """The spans of `answer` that repeat remembered suspect text (the user's own words excepted).
+
+        `words` (`findings.words_of(answer.lower())`) may be passed in when another check already
+        split the answer; it is used only for an ASCII answer (where it is this check's split too)."""
         if not self:
             return []
         found: list[Echo] = []
         said = " ".join(user_texts).lower()
         if self._windows:
-            found += self._repeated_windows(answer, said)
-        if self._tokens:
+            found += self._repeated_windows(answer, said, words)
+        if self._tokens and (not answer.isascii() or self._any_token_in(answer.lower())):
             for token in _TOKEN.finditer(answer):
                 source = self._tokens.get(token.group(0).lower())
                 if source is not None and token.group(0).lower() not in said:
                     found.append(Echo(token.start(), token.end(), source))
-        longest = max(map(len, answer.split()), default=0)
-        for run in revealed(answer, encoded=longest >= 20):  # an answer in base64, hex... to slip past
+        for run in revealed(answer):  # an answer in base64, hex... to slip past
             if self.find(run.text, user_texts):
                 found.append(Echo(run.start, run.end, "encoded in the answer"))
         return _merged(found)
 
-    def _repeated_windows(self, answer: str, said: str) -> list[Echo]:
+    def _any_token_in(self, lowered: str) -> bool:
+        """Whether a remembered token occurs in the (ASCII, lowercased) answer at all: substring
+        tests in C, so the token regex, slow on long text, runs only when it can find one."""
+        return any(token in lowered for token in self._tokens)
+
+    def _repeated_windows(self, answer: str, said: str, split: list[str] | None = None) -> list[Echo]:
         """Windows of the answer found in the suspect set. Only positions whose word starts some
-        suspect window are looked at; which those are is computed in C (a byte per word)."""
+        suspect window are looked at, and only where the next `min_words` words all occur in suspect
+        text (a run of ones in a byte-per-word mask, found by `bytes.find`): all in C, so an answer
+        that shares only common words with the suspect text costs no Python-level loop."""
         ascii_answer = answer.isascii()
         words = (
-            answer.lower().translate(_NOT_ALNUM).split()
+            (answer.lower().translate(_NOT_ALNUM).split() if split is None else split)
             if ascii_answer
             else [w for w, _, _ in _words(answer)]
         )
         size = self.min_words
-        starts = bytes(map(self._starts.__contains__, words))
+        known = bytes(map(self._vocabulary.__contains__, words))
+        run = b"\x01" * size
         found: list[Echo] = []
-        spans: list[tuple[int, int]] | None = None
+        index = known.find(run)
+        if index == -1:
+            return found
+        starts = bytes(map(self._starts.__contains__, words))
+        bounds: tuple[list[int], list[int]] | None = None
         user_windows: set[tuple[str, ...]] | None = None
-        index = starts.find(1)
-        while index != -1 and index + size <= len(words):
+        while index != -1:
+            if not starts[index]:
+                index = known.find(run, index + 1)
+                continue
             window = tuple(words[index : index + size])
             source = self._windows.get(window)
             if source is not None:
@@ -129,11 +159,27 @@ class EchoGuard:
                     user = [w for w, _, _ in _words(said)]
                     user_windows = {tuple(user[j : j + size]) for j in range(len(user) - size + 1)}
                 if window not in user_windows:
-                    if spans is None:
-                        spans = [(s, e) for _, s, e in _words(answer)]
-                    found.append(Echo(spans[index][0], spans[index + size - 1][1], source))
-            index = starts.find(1, index + 1)
+                    if bounds is None:
+                        bounds = _bounds(answer, words) if ascii_answer else _unicode_bounds(answer)
+                    found.append(Echo(bounds[0][index], bounds[1][index + size - 1], source))
+            index = known.find(run, index + 1)
         return found
+
+
+def _bounds(answer: str, words: list[str]) -> tuple[list[int], list[int]]:
+    """Start and end offsets of the words of an ASCII answer (`words`, its `_NOT_ALNUM` split),
+    computed by C-level iteration: the translated text split on single spaces keeps an empty
+    string per extra separator, so each piece starts one past the previous one's end."""
+    pieces = answer.translate(_NOT_ALNUM).split(" ")
+    offsets = accumulate(map((1).__add__, map(len, pieces)), initial=0)
+    starts = list(compress(offsets, pieces))
+    return starts, list(map(add, starts, map(len, words)))
+
+
+def _unicode_bounds(answer: str) -> tuple[list[int], list[int]]:
+    """Start and end offsets of the words of any answer (`_WORD` matches, as `_words` splits)."""
+    spans = [m.span() for m in _WORD.finditer(answer)]
+    return [s for s, _ in spans], [e for _, e in spans]
 
 
 def _merged(found: list[Echo]) -> list[Echo]:

@@ -70,6 +70,20 @@ _CONFUSABLES = str.maketrans(
     }
 )
 _ENCODED = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
+_ENCODED_CLASS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_ENCODED_MARKS = bytes(ord("a") if c in _ENCODED_CLASS else ord(" ") for c in range(256))
+"""Bytes of `_ENCODED`'s class as `a`, the rest as a space: its minimum run is then a substring test."""
+_ENCODED_RUN = b"a" * 24
+
+
+def _may_hold_encoded(text: str) -> bool:
+    """False when `_ENCODED` cannot match (no 24 characters of its class in a row): for ASCII text a
+    byte translation and a substring search, both in C, instead of the regex trying every position."""
+    if not text.isascii():
+        return True
+    return _ENCODED_RUN in text.encode("ascii").translate(_ENCODED_MARKS)
+
+
 _HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+")
 _PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9._~+-])*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+-]*){4,}")
 _SENTENCE = re.compile(r"[^.!?\n\"]+[.!?]*")
@@ -168,7 +182,9 @@ def revealed(text: str, *, encoded: bool = True) -> list[Revealed]:
             hidden = "".join(chr(ord(c) - 0xE0000) for c in tags.group(0))
             where = tags.span() if plain is text else (0, len(text))  # escapes moved the offsets
             add(*where, hidden, "tag characters")
-    if encoded:  # one pass finds both: a long run of hex digits is hex, any other long run base64
+    if encoded and _may_hold_encoded(
+        text
+    ):  # one pass finds both: a long run of hex digits is hex, any other long run base64
         for run in _ENCODED.finditer(text):
             token = run.group(0)
             if len(token) >= 32 and _HEX_DIGITS.fullmatch(token):

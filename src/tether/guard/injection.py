@@ -17,11 +17,13 @@ phishing, control tokens), not known strings. A model-based second opinion is op
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tether.guard.hidden import fold, revealed
+from tether.guard.prefilter import Prefiltered
 from tether.guard.tokens import control_token_spans, has_control_tokens
 
 REMOVED = "[instruction-like text removed by Tether]"
@@ -176,7 +178,7 @@ _FAMILIES: list[tuple[str, str]] = [
 ]
 _MARKDOWN_IMAGE = re.compile(r"!\[[^\]]{0,200}\]\(\s*(https?|hxxps?|//)", re.IGNORECASE)
 _COMPILED: list[tuple[Any, ...]] = [
-    (*tuple(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _FAMILIES
+    (*tuple(frozenset(part.split()) for part in words.split("+")), Prefiltered(rx)) for words, rx in _FAMILIES
 ]
 """(trigger word sets..., pattern): the pattern runs when the text has a word from every set."""
 _BY_TRIGGER: dict[str, frozenset[int]] = {}
@@ -216,7 +218,7 @@ _PHISHING: list[tuple[str, str]] = [
     ),
 ]
 _PHISHING_COMPILED: list[tuple[Any, ...]] = [
-    (*(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _PHISHING
+    (*(frozenset(part.split()) for part in words.split("+")), Prefiltered(rx)) for words, rx in _PHISHING
 ]
 _NAMES = [
     "overrides instructions",
@@ -251,7 +253,9 @@ _NAMES = [
     "hands out personal data",
 ]
 _SPACED = re.compile(r"\b(?:[A-Za-z][ .\-_*]){3,}[A-Za-z]\b")
-_SEGMENT = re.compile(r'(?:[^.!?\n"\\]|\\.|[.!?](?![\s"]|$))+[.!?]*', re.DOTALL)
+# A run of ordinary characters is taken whole (`+` inside): the same segments as one character per
+# step, several times faster.
+_SEGMENT = re.compile(r'(?:[^.!?\n"\\]+|\\.|[.!?](?![\s"]|$))+[.!?]*', re.DOTALL)
 _WORDS = str.maketrans({c: " " for c in "\"'`.,;:!?()[]{}<>/\\|=*+&^%#~\n\t\r"})
 _LETTERS = frozenset("bcdefghjklmnopqrstuvwxyz")
 _OPEN_QUOTES = ('"', "\u201c", '\\"')
@@ -278,7 +282,7 @@ _LURES: list[tuple[str, str]] = [
     ("alert warning urgent suspended locked", r"\b(security alert|urgent|final warning|action required)\b"),
 ]
 _LURES_COMPILED: list[tuple[Any, ...]] = [
-    (*(frozenset(part.split()) for part in words.split("+")), re.compile(rx)) for words, rx in _LURES
+    (*(frozenset(part.split()) for part in words.split("+")), Prefiltered(rx)) for words, rx in _LURES
 ]
 
 
@@ -456,13 +460,14 @@ class InstructionDetector:
         if folded == text:
             spans = self._spans(folded, words)
             reasons += [reason for _, _, reason in spans]
-            flagged += [i for i, (s, e) in enumerate(segments) if any(a < e and s < b for a, b, _ in spans)]
+            overlapping = _Overlaps(segments)
+            flagged += sorted({i for a, b, _ in spans for i in overlapping(a, b)})
             for run in revealed(text):
                 hits = self._hits(run.text, hidden=False)
                 if hits:
                     reasons += [f"{reason} ({run.how})" for reason in hits]
                     suspect.append(run.text)
-                    flagged += [i for i, (s, e) in enumerate(segments) if run.start < e and s < run.end]
+                    flagged += overlapping(run.start, run.end)
         else:  # offsets moved (Unicode folding, escapes, joined letters): judge segment by segment
             for i, (s, e) in enumerate(segments):
                 hits = self._hits(text[s:e])
@@ -486,6 +491,19 @@ class InstructionDetector:
         return Finding(
             reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
         )
+
+
+class _Overlaps:
+    """The segments (sorted, disjoint spans) that overlap a span, by binary search: a long JSON
+    result has hundreds of segments, and testing each against each flagged span was quadratic."""
+
+    def __init__(self, segments: list[tuple[int, int]]) -> None:
+        self._starts = [s for s, _ in segments]
+        self._ends = [e for _, e in segments]
+
+    def __call__(self, start: int, end: int) -> range:
+        """Indices of the segments (s, e) with start < e and s < end."""
+        return range(bisect_right(self._ends, start), bisect_left(self._starts, end))
 
 
 _ENCODED_WORD = 20

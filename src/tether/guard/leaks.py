@@ -17,6 +17,15 @@ from dataclasses import dataclass
 from tether.guard.findings import words_of
 
 _SQUEEZE = str.maketrans("", "", "".join(chr(c) for c in range(128) if not chr(c).isalnum()))
+_SQUEEZE_BYTES = bytes(c for c in range(128) if not chr(c).isalnum())
+
+
+def _squeezed_holds(lowered: str, canary: str) -> bool:
+    """Whether `canary` occurs in `lowered` once ASCII punctuation and spaces are dropped (a marker
+    written with separators still counts); ASCII text is squeezed as bytes, which is faster."""
+    if lowered.isascii() and canary.isascii():
+        return canary.encode("ascii") in lowered.encode("ascii").translate(None, _SQUEEZE_BYTES)
+    return canary in lowered.translate(_SQUEEZE)
 
 
 def _words(text: str) -> list[str]:
@@ -54,7 +63,7 @@ class PromptGuard:
     def leak(self, text: str, lowered: str | None = None, words: list[str] | None = None) -> str | None:
         """Why `text` leaks the system prompt, or None (`lowered` and `words`: see `find_pii`)."""
         lowered = text.lower() if lowered is None else lowered
-        if self.canary in lowered.translate(_SQUEEZE):
+        if _squeezed_holds(lowered, self.canary):
             return "the answer contains the system prompt's canary token"
         if not self.windows:
             return None

@@ -259,7 +259,7 @@ class RunGuard:
         lure = phishing(text)
         if lure is not None:
             decisions.append(Decision("phishing", "output", self.policy.phishing, lure))
-        echoes = self.echo.find(text, user_texts)
+        echoes = self.echo.find(text, user_texts, words=words if text is original else None)
         if echoes:
             text = redact_echoes(text, echoes) if self.policy.attacker_text == "redact" else text
             sources = ", ".join(sorted({e.source for e in echoes}))

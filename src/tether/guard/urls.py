@@ -147,9 +147,13 @@ def _candidates(text: str) -> list[tuple[int, int, str, str]]:
     if "www" in lowered:
         found += [(m.start(), m.end(), "www", m.group(0)) for m in _WWW.finditer(text)]
     for slash in re.finditer("/", text):
-        if slash.start() > 0 and text[slash.start() - 1] in "/:":
-            continue
-        host = _HOST_BEFORE_SLASH.search(text, max(0, slash.start() - 120), slash.start())
+        at = slash.start()
+        if at == 0 or text[at - 1] in "/:" or not text[at - 1].isalnum():
+            continue  # a host ends in a letter or digit right before the slash
+        window = text[max(0, at - 120) : at]
+        if "." not in window and "dot" not in window.lower():
+            continue  # every host has a dot between labels (written or spelled out)
+        host = _HOST_BEFORE_SLASH.search(text, max(0, at - 120), at)
         if host is not None:
             path = _PATH.match(text, slash.start())
             end = path.end() if path is not None else slash.end()
