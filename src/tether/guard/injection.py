@@ -416,16 +416,7 @@ class InstructionDetector:
                     break
         if not flagged:
             return None
-        pieces: list[str] = []
-        last = 0
-        for start, end in _regions(text, segments, flagged):
-            pieces += [text[last:start], REMOVED]
-            suspect.append(text[start:end])
-            last = end
-        pieces.append(text[last:])
-        return Finding(
-            reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
-        )
+        return _cut(text, segments, flagged, reasons, suspect)
 
     def _spans(self, folded: str, words: set[str]) -> list[tuple[int, int, str]]:
         """(start, end, reason) of every instruction-like match in already folded text."""
@@ -481,16 +472,7 @@ class InstructionDetector:
                 redacted=REMOVED,
                 suspect=(*suspect, text[: MAX_PAYLOAD_CHARS * 2]),
             )
-        pieces: list[str] = []
-        last = 0
-        for start, end in _regions(text, segments, sorted(set(flagged))):
-            pieces += [text[last:start], REMOVED]
-            suspect.append(text[start:end])
-            last = end
-        pieces.append(text[last:])
-        return Finding(
-            reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect)
-        )
+        return _cut(text, segments, sorted(set(flagged)), reasons, suspect)
 
 
 class _Overlaps:
@@ -542,6 +524,21 @@ def _opens_payload(text: str, start: int, end: int, json_mode: bool) -> bool:
     if (sentence.count('"') + sentence.count("\u201c") - sentence.count("\u201d")) % 2 == 1:
         return True
     return not json_mode and text[end : end + 4].lstrip().startswith(('"', "\u201c"))
+
+
+def _cut(
+    text: str, segments: list[tuple[int, int]], flagged: list[int], reasons: list[str], suspect: list[str]
+) -> Finding:
+    """The finding for `text` with the regions of its flagged segments replaced by `REMOVED`; each
+    region cut is remembered as suspect text too (the answer must not repeat it)."""
+    pieces: list[str] = []
+    last = 0
+    for start, end in _regions(text, segments, flagged):
+        pieces += [text[last:start], REMOVED]
+        suspect.append(text[start:end])
+        last = end
+    pieces.append(text[last:])
+    return Finding(reasons=tuple(dict.fromkeys(reasons)), redacted="".join(pieces), suspect=tuple(suspect))
 
 
 def _regions(text: str, segments: list[tuple[int, int]], flagged: list[int]) -> list[tuple[int, int]]:
