@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections import deque
 from typing import Any
 
@@ -105,3 +106,8 @@ class WriterPool(AsyncAdaptedQueuePool):
     """The writer engine's pool (`db.create_writer`): urgent waiters first."""
 
     _queue_class = _TwoLineAdaptedQueue
+
+
+# SQLAlchemy names a pool subclass's logger after its module, which puts the pool's INFO chatter
+# ("Pool disposed", "Pool recreating") under `tether`; keep it at WARNING, as SQLAlchemy's own are.
+logging.getLogger(f"{__name__}.{WriterPool.__name__}").setLevel(logging.WARNING)
