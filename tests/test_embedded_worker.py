@@ -10,7 +10,7 @@ from pathlib import Path
 from test_api import RW, issue, serve, succeeded_run
 
 from tether.api.live_link import LinkedLiveConfig
-from tether.runtime.notify import Notifier
+from tether.runtime.notify import Notifier, until
 from tether.store.repository import Store
 
 
@@ -45,6 +45,19 @@ async def test_a_wake_up_published_on_another_threads_loop_reaches_this_loops_wa
     # Bounded only so a broken relay fails instead of hanging: the waiter's own timeout is 600 s.
     await asyncio.wait_for(waiting, 30)
     assert waiting.done() and waiting.exception() is None
+
+
+async def test_a_wake_up_between_reading_the_run_and_waiting_is_kept() -> None:
+    """`POST /v1/runs` with `wait` reads the run, then waits: with the worker on another thread, the
+    run can finish in between. Watching from before the read keeps that wake-up, where a waiter
+    registered after the read missed it and slept a whole poll interval (1 s)."""
+    notifier = Notifier()
+    with notifier.watching("run_1") as changed:
+        # ... the route reads the run here (still running) ...
+        await notifier.publish("run_1")  # the run finishes before the route starts waiting
+        await until(changed, 600)  # returns at once: the event is already set
+        assert changed.is_set()
+    assert notifier._waiters == {}  # nothing left registered once the block ends
 
 
 async def test_a_relay_to_a_closed_loop_is_dropped_quietly() -> None:

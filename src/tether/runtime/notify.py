@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from tether.outages import OutageLog
@@ -51,17 +51,26 @@ class Notifier:
         for event in self._waiters.get(run_id, ()):
             event.set()
 
-    async def wait(self, run_id: str, seconds: float) -> None:
-        """Return when the run may have new events, or after `seconds`."""
+    @contextlib.contextmanager
+    def watching(self, run_id: str) -> Iterator[asyncio.Event]:
+        """An event set by every wake-up of `run_id` while the block runs.
+
+        Enter it before reading the run, then wait on it: a wake-up that lands between the read
+        and the wait is kept, not lost (with the worker on another thread or node, it can land
+        there, and the reader would sleep a whole poll interval on news it already missed)."""
         event = asyncio.Event()
         self._waiters[run_id].add(event)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), seconds)
+            yield event
         finally:
             self._waiters[run_id].discard(event)
             if not self._waiters[run_id]:
                 del self._waiters[run_id]
+
+    async def wait(self, run_id: str, seconds: float) -> None:
+        """Return when the run may have new events, or after `seconds`."""
+        with self.watching(run_id) as changed:
+            await until(changed, seconds)
 
     async def start(self) -> None:
         """Begin listening for other nodes' notifications (nothing to do in-process)."""
@@ -117,3 +126,9 @@ class RedisNotifier(Notifier):
 
 def notifier_for(redis_url: str | None) -> Notifier:
     return RedisNotifier(redis_url) if redis_url else Notifier()
+
+
+async def until(event: asyncio.Event, seconds: float) -> None:
+    """Return once `event` is set, or after `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)

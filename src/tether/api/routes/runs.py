@@ -28,6 +28,7 @@ from tether.api.schemas import (
 )
 from tether.runtime.approvals import Decider, FourEyesError
 from tether.runtime.controls import NewRunsRefused
+from tether.runtime.notify import until
 from tether.store.records import RunOrigin, RunRecord, RunStatus, StepRecord, parse_origins
 from tether.store.repository import ConflictError, NotFoundError, new_id
 from tether.webhooks.service import add_callback
@@ -62,11 +63,12 @@ async def _wait_until_settled(state: ServiceState, run_id: str, seconds: float) 
     """Wait up to `seconds` for the run to end or to park for approval."""
     deadline = time.monotonic() + seconds
     while True:
-        run = await state.store.get_run(run_id)
-        remaining = deadline - time.monotonic()
-        if run.status.is_final or run.status == RunStatus.WAITING_FOR_APPROVAL or remaining <= 0:
-            return run
-        await state.notifier.wait(run_id, min(remaining, _POLL_S))
+        with state.notifier.watching(run_id) as changed:  # before the read: no wake-up is lost
+            run = await state.store.get_run(run_id)
+            remaining = deadline - time.monotonic()
+            if run.status.is_final or run.status == RunStatus.WAITING_FOR_APPROVAL or remaining <= 0:
+                return run
+            await until(changed, min(remaining, _POLL_S))
 
 
 @router.post(
@@ -233,15 +235,16 @@ async def stream_events(
     The stream ends once the run has reached a final state.
     """
     while True:
-        events = await state.store.list_events(run_id, after=cursor)
-        for event in events:
-            cursor = event.seq
-            yield ServerSentEvent(id=str(event.seq), event=event.type, data=event.data)
-        if not events:
-            run = await state.store.get_run(run_id)
-            if run.status.is_final and not await state.store.list_events(run_id, after=cursor):
-                return
-            await state.notifier.wait(run_id, _POLL_S)
+        with state.notifier.watching(run_id) as changed:  # before the read: no wake-up is lost
+            events = await state.store.list_events(run_id, after=cursor)
+            for event in events:
+                cursor = event.seq
+                yield ServerSentEvent(id=str(event.seq), event=event.type, data=event.data)
+            if not events:
+                run = await state.store.get_run(run_id)
+                if run.status.is_final and not await state.store.list_events(run_id, after=cursor):
+                    return
+                await until(changed, _POLL_S)
         await asyncio.sleep(0)
 
 
