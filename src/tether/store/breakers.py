@@ -16,12 +16,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.tables import BreakerRow
 
 StateChange = Callable[[dict[str, Any] | None], dict[str, Any]]
 
 
-class BreakerStore:
+class BreakerStore(Aggregate):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -29,9 +30,7 @@ class BreakerStore:
         clock: Callable[[], datetime],
         dialect: str,
     ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
+        super().__init__(sessions, writes, clock)
         self._dialect = dialect
 
     async def read(self, key: str) -> dict[str, Any] | None:

@@ -17,13 +17,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.tables import CacheEntryRow
 
 _SWEEP_SHARE = 0.02
 """About one write in fifty also deletes expired entries."""
 
 
-class CacheStore:
+class CacheStore(Aggregate):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -31,9 +32,7 @@ class CacheStore:
         clock: Callable[[], datetime],
         dialect: str,
     ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
+        super().__init__(sessions, writes, clock)
         self._dialect = dialect
 
     async def get(self, key: str) -> dict[str, Any] | None:

@@ -10,13 +10,13 @@ hands one out.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, and_, insert, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from tether.store.aggregate import Aggregate
 from tether.store.live import bump_revision
 from tether.store.records import RunStatus
 from tether.store.repository import ConflictError, NotFoundError
@@ -48,17 +48,7 @@ class ControlRecord(BaseModel):
         return self.cleared_at is None and (self.expires_at is None or self.expires_at > now)
 
 
-class ControlStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
+class ControlStore(Aggregate):
     async def add(
         self,
         *,

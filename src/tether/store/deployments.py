@@ -10,15 +10,15 @@ bumped in the same transaction, so every process reloads exactly when a change i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.live import bump_revision
 from tether.store.tables import (
     DeploymentRevisionRow,
@@ -73,18 +73,7 @@ SHADOW_SKIP_PREFIX = "not executed in shadow"
 """How a write tool's recorded result starts on a shadow run (runtime/loop.py writes it)."""
 
 
-class DeploymentStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-        *,
-        writes: async_sessionmaker[AsyncSession],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
+class DeploymentStore(Aggregate):
     async def latest(self, agent_name: str) -> DeploymentRevisionRecord | None:
         query = (
             select(DeploymentRevisionRow)

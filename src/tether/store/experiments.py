@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.flag_records import ArmOutcome, ExperimentRecord, ExperimentSpec, check_name
 from tether.store.flags import FlagNotFoundError, audit, require_reason
 from tether.store.live import bump_revision
@@ -36,7 +37,7 @@ def experiment_record(row: ExperimentRow) -> ExperimentRecord:
     )
 
 
-class ExperimentStore:
+class ExperimentStore(Aggregate):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -44,9 +45,7 @@ class ExperimentStore:
         clock: Callable[[], datetime],
         dialect: str,
     ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
+        super().__init__(sessions, writes, clock)
         self._lock = dialect == "postgresql"
 
     async def all(self, *, running_only: bool = False) -> list[ExperimentRecord]:

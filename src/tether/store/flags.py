@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.flag_records import ChangeRecord, FlagRecord, FlagSpec, check_name
 from tether.store.live import bump_revision
 from tether.store.repository import NotFoundError
@@ -76,7 +77,7 @@ def require_reason(actor: str, reason: str) -> None:
         raise ValueError("a change needs a reason (it goes in the audit log)")
 
 
-class FlagStore:
+class FlagStore(Aggregate):
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -84,9 +85,7 @@ class FlagStore:
         clock: Callable[[], datetime],
         dialect: str,
     ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
+        super().__init__(sessions, writes, clock)
         self._lock = dialect == "postgresql"
 
     async def all(self) -> list[FlagRecord]:

@@ -9,14 +9,13 @@ same firing alert open it once. `Store.incidents` hands one out.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.repository import ConflictError, NotFoundError
 from tether.store.tables import IncidentEntryRow, IncidentRow
 from tether.store.webhooks import record_event
@@ -54,17 +53,7 @@ class IncidentEntryRecord(BaseModel):
     created_at: datetime
 
 
-class IncidentStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
+class IncidentStore(Aggregate):
     async def open(
         self,
         *,

@@ -9,16 +9,16 @@ of its own, so a reload never waits behind run traffic for a pooled connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from tether.store import db
+from tether.store.aggregate import Aggregate
 from tether.store.tables import LiveRevisionRow
 
 _TABLE = cast(Table, LiveRevisionRow.__table__)
@@ -58,17 +58,7 @@ async def bump_revision(session: AsyncSession, topic: str, now: datetime) -> int
     return int(revision)
 
 
-class LiveRevisions:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
+class LiveRevisions(Aggregate):
     async def bump(self, topic: str) -> int:
         """Make every node reload `topic` although none of its rows changed (e.g. an expiry passed)."""
         async with self._writes.begin() as session:

@@ -7,14 +7,13 @@ then stores the scores and deletes the job in one transaction. `Store.online_eva
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.records import PRODUCTION_ORIGINS
 from tether.store.tables import FeedbackRow, OnlineEvalJobRow, OnlineScoreRow, RunRow
 
@@ -68,21 +67,7 @@ class ScoreSummary:
     count: int
 
 
-class OnlineEvalStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
-    def now(self) -> datetime:
-        """The store's clock: windows end now for the store (tests move it)."""
-        return self._now()
-
+class OnlineEvalStore(Aggregate):
     async def claim_jobs(self, *, limit: int, claim_s: float) -> list[OnlineJob]:
         now = self._now()
         query = (

@@ -8,14 +8,13 @@ hands one out.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tether.store.aggregate import Aggregate
 from tether.store.tables import RedteamRunRow
 
 
@@ -32,17 +31,7 @@ class RedteamRunRecord(BaseModel):
     created_at: datetime
 
 
-class RedteamStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
+class RedteamStore(Aggregate):
     async def add(
         self, *, release_id: str, model: str, summary: dict[str, Any], outcomes: list[dict[str, Any]]
     ) -> RedteamRunRecord:

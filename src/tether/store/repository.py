@@ -229,7 +229,7 @@ class Store:
     @property
     def deployments(self) -> DeploymentStore:
         """Deployment revisions (the rollout audit log) and the analysis lease (store/deployments.py)."""
-        return DeploymentStore(self._sessions, self._now, writes=self._writes)
+        return DeploymentStore(self._sessions, self._writes, self._now)
 
     @property
     def redteam(self) -> RedteamStore:

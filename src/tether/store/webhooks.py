@@ -13,16 +13,16 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from tether.store.aggregate import Aggregate
 from tether.store.tables import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 
 DeliveryStatus = Literal["pending", "succeeded", "dead"]
@@ -143,21 +143,7 @@ def event_values(
     }
 
 
-class WebhookStore:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        writes: async_sessionmaker[AsyncSession],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._sessions = sessions
-        self._writes = writes
-        self._now = clock
-
-    def now(self) -> datetime:
-        """The store's clock (tests move it to make a retry due without waiting)."""
-        return self._now()
-
+class WebhookStore(Aggregate):
     # -- endpoints ------------------------------------------------------------------------------
 
     async def add_endpoint(
