@@ -8,7 +8,7 @@ decides; it never writes to the store, so it can be tested and benchmarked on it
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,10 @@ class ResultCheck:
 
     text: str
     decisions: list[Decision] = field(default_factory=list)
+
+
+UserTexts = Callable[[], Sequence[str]]
+"""What the user wrote in this run (their own personal data stays), built only when needed."""
 
 
 class RunGuard:
@@ -300,24 +304,27 @@ class RunGuard:
         found = others(text, CallerData([self.facts.user_id], self.policy.allowed_pii))
         return redact(text, found) if found else text
 
-    def stored_message(self, message: dict[str, Any], user_texts: Sequence[str]) -> dict[str, Any]:
-        """A model message as stored: its text redacted of others' personal data if `redact_stored`."""
+    def stored_message(self, message: dict[str, Any], user_texts: UserTexts) -> dict[str, Any]:
+        """A model message as stored: its text redacted of others' personal data if `redact_stored`.
+
+        `user_texts` (the stored-redaction methods all take it) is asked only when something is
+        redacted: with `redact_stored` off, the default, the loop's hot path builds nothing."""
         content = message.get("content")
         if not (self.on and self.policy.redact_stored) or not isinstance(content, str) or not content:
             return message
         return {**message, "content": self.redact_stored(content, user_texts)}
 
-    def redact_stored(self, text: str, user_texts: Sequence[str]) -> str:
+    def redact_stored(self, text: str, user_texts: UserTexts) -> str:
         """`text` with others' personal data redacted, when the policy asks for it in stored steps."""
         if not (self.on and self.policy.redact_stored):
             return text
         done = self._stored.get(text)
         if done is None:
-            found = others(text, CallerData([*user_texts, self.facts.user_id], self.policy.allowed_pii))
+            found = others(text, CallerData([*user_texts(), self.facts.user_id], self.policy.allowed_pii))
             done = self._stored[text] = redact(text, found) if found else text
         return done
 
-    def stored_messages(self, messages: list[Message], user_texts: Sequence[str]) -> list[Message]:
+    def stored_messages(self, messages: list[Message], user_texts: UserTexts) -> list[Message]:
         """The messages as span content may record them: redacted like stored steps (each text is
         scanned once per execution), or the same list when `redact_stored` is off."""
         if not (self.on and self.policy.redact_stored):
@@ -327,7 +334,7 @@ class RunGuard:
             for m in messages
         ]
 
-    def stored_response(self, response: ModelResponse, user_texts: Sequence[str]) -> ModelResponse:
+    def stored_response(self, response: ModelResponse, user_texts: UserTexts) -> ModelResponse:
         """A model response as its span records it (the loop acts on the original)."""
         if not (self.on and self.policy.redact_stored) or not response.content:
             return response

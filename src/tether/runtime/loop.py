@@ -444,7 +444,7 @@ class RunLoop:
             )
         )
         started = time.monotonic()
-        self.observation.model_request(self.guard.stored_messages(self.messages, self._user_texts()))
+        self.observation.model_request(self.guard.stored_messages(self.messages, self._user_texts))
         try:
             answer = await self._guarded(self._ask(switched, max_output))
         except ChainUnavailableError as exc:
@@ -473,7 +473,7 @@ class RunLoop:
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED,
-                message=self.guard.stored_message(message.model_dump(mode="json"), self._user_texts()),
+                message=self.guard.stored_message(message.model_dump(mode="json"), self._user_texts),
                 result=response.reference,
                 finish_reason=response.finish_reason,
                 attempts=response.attempts,
@@ -489,7 +489,7 @@ class RunLoop:
                 saved_cost_usd=answer.saved_cost_usd,
                 saved_latency_ms=answer.saved_latency_ms,
             ),
-            self.guard.stored_response(response, self._user_texts()),
+            self.guard.stored_response(response, self._user_texts),
         )
         self.messages.append(message)
         if limited is not None:
@@ -804,10 +804,10 @@ class RunLoop:
             step,
             StepOutcome(
                 status=StepStatus.SUCCEEDED if outcome.error is None else StepStatus.FAILED,
-                result=self.guard.redact_stored(render_result(outcome.result), self._user_texts())
+                result=self.guard.redact_stored(render_result(outcome.result), self._user_texts)
                 if outcome.error is None
                 else None,
-                error=self.guard.redact_stored(outcome.error, self._user_texts())
+                error=self.guard.redact_stored(outcome.error, self._user_texts)
                 if outcome.error is not None
                 else None,
                 attempts=outcome.attempts,
